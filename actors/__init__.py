@@ -1,0 +1,1 @@
+"""Ray actors: one ShardActor per customer shard, plus their supervision."""

@@ -1,0 +1,115 @@
+"""ShardActor: the single writer for every customer whose home is this shard."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aiohttp
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from actors.outbox import OutboxSender
+from actors.streams import ensure_group, new_batch, pending_batches
+from channels.registry import build_senders, status_callback_url
+from conversations.config import Config
+from conversations.ingest import IngestProcessor
+from conversations.models import OutboxJob
+from conversations.store import Keys
+
+log = logging.getLogger(__name__)
+
+
+class ShardStats(msgspec.Struct):
+    """What a shard has done since it (re)started."""
+
+    shard: int
+    started_at: float
+    batches: int
+    entries: int
+    forwarded: int
+    dead: int
+    sent: int
+    send_failures: int
+
+
+class ShardActor:
+    """Consumes the shard's ingest stream in batches and runs its outbox sender.
+
+    Created by ``actors.supervisor`` as a named, restartable Ray async actor. Everything it
+    needs to resume lives in Redis: on restart it re-reads the entries it had taken but not
+    acked, so an actor killed mid-batch loses nothing.
+    """
+
+    async def __init__(self, config_json: bytes, shard: int) -> None:  # type: ignore[misc]
+        self._config = msgspec.json.decode(config_json, type=Config)
+        self._shard = shard
+        self._keys = Keys(self._config.key_prefix)
+        self._redis = Redis.from_url(self._config.redis_url)
+        self._processor = IngestProcessor(self._redis, self._keys, shard, self._config.shards)
+        self._session = aiohttp.ClientSession()
+        self._sender = OutboxSender(
+            self._redis,
+            self._keys,
+            shard,
+            build_senders(self._session, self._config),
+            self._callback_url,
+            concurrency=self._config.send_concurrency,
+        )
+        self._stats = ShardStats(shard, time.time(), 0, 0, 0, 0, 0, 0)
+        self._tasks = [
+            asyncio.create_task(self._consume_ingest(), name=f"ingest-{shard}"),
+            asyncio.create_task(self._sender.run(), name=f"outbox-{shard}"),
+        ]
+
+    def _callback_url(self, job: OutboxJob) -> str:
+        return status_callback_url(self._config, job)
+
+    async def _consume_ingest(self) -> None:
+        stream = self._keys.ingest(self._shard)
+        consumer = f"shard-{self._shard}"
+        count = self._config.batch_max_entries
+        while True:
+            try:
+                await ensure_group(self._redis, stream)
+                async for batch in pending_batches(self._redis, stream, consumer, count):
+                    await self._apply(batch)
+                while True:
+                    batch = await new_batch(self._redis, stream, consumer, count, 1000)
+                    if batch:
+                        await self._apply(batch)
+            except RedisError as exc:
+                # The batch stays pending; after a pause the loop re-reads it from the start.
+                log.warning("shard %s: Redis error, retrying: %s", self._shard, exc)
+                await asyncio.sleep(0.5)
+            except Exception:
+                log.exception("shard %s: batch failed, retrying", self._shard)
+                await asyncio.sleep(0.5)
+
+    async def _apply(self, batch) -> None:
+        result = await self._processor.process(batch)
+        self._stats.batches += 1
+        self._stats.entries += result.applied
+        self._stats.forwarded += result.forwarded
+        self._stats.dead += result.dead
+
+    async def ping(self) -> int:
+        """Readiness probe: answers with the shard number once Redis answers too."""
+        await self._redis.ping()
+        return self._shard
+
+    async def stats(self) -> ShardStats:
+        """Counters since this incarnation started."""
+        self._stats.sent = self._sender.sent
+        self._stats.send_failures = self._sender.failed
+        return self._stats
+
+    async def shutdown(self) -> None:
+        """Stop taking new work and wait for sends in flight."""
+        for task in self._tasks:
+            task.cancel()
+        await self._sender.drain()
+        await self._session.close()
+        await self._redis.aclose()

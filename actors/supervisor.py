@@ -1,0 +1,75 @@
+"""Starting Ray (embedded or a cluster) and locating or creating the shard actors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+import ray
+
+from actors.shard import ShardActor
+from conversations.config import Config
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_OBJECT_STORE_BYTES = 256 * 1024 * 1024
+
+
+def connect_ray(config: Config) -> None:
+    """Join the configured Ray cluster, or start a small local Ray with the dashboard off."""
+    if ray.is_initialized():
+        return
+    if config.ray_address:
+        ray.init(address=config.ray_address, namespace=config.ray_namespace, log_to_driver=False)
+    else:
+        ray.init(
+            namespace=config.ray_namespace,
+            include_dashboard=False,
+            object_store_memory=EMBEDDED_OBJECT_STORE_BYTES,
+            log_to_driver=False,
+        )
+
+
+def shard_actor_name(shard: int) -> str:
+    return f"shard-{shard}"
+
+
+def start_shard_actors(config: Config) -> list[Any]:
+    """Create (or find, when another gateway already did) one named actor per shard."""
+    remote_class = ray.remote(ShardActor)
+    config_json = msgspec.json.encode(config)
+    lifetime = "detached" if config.ray_address else None
+    return [
+        remote_class.options(
+            name=shard_actor_name(shard),
+            namespace=config.ray_namespace,
+            get_if_exists=True,
+            lifetime=lifetime,
+            max_restarts=-1,
+            max_task_retries=-1,
+            num_cpus=0,
+            max_concurrency=1000,
+        ).remote(config_json, shard)
+        for shard in range(config.shards)
+    ]
+
+
+async def wait_until_ready(actors: list, timeout: float = 60.0) -> None:
+    """Wait for every shard actor to answer ``ping`` (which also pings Redis)."""
+    await asyncio.wait_for(asyncio.gather(*(actor.ping.remote() for actor in actors)), timeout)
+
+
+async def shards_ready(actors: list, timeout: float = 2.0) -> list[int]:
+    """The shards that do not answer within ``timeout`` (empty when all are ready)."""
+
+    async def probe(index: int, actor) -> int | None:
+        try:
+            await asyncio.wait_for(actor.ping.remote(), timeout)
+            return None
+        except Exception:
+            return index
+
+    results = await asyncio.gather(*(probe(i, a) for i, a in enumerate(actors)))
+    return [index for index in results if index is not None]

@@ -1,0 +1,1 @@
+"""Channel adapters: one module per channel/provider, behind the protocol in ``channels.base``."""

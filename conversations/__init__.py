@@ -1,0 +1,1 @@
+"""The Threadline domain: identity, threads, messages and their Redis store (no aiohttp, no Ray)."""

@@ -1,0 +1,22 @@
+"""msgpack encoders/decoders for everything Threadline stores in Redis."""
+
+from __future__ import annotations
+
+import msgspec
+
+from conversations.models import (
+    Customer,
+    IngestEntry,
+    MessageRecord,
+    OutboxJob,
+    ThreadEvent,
+)
+
+_encoder = msgspec.msgpack.Encoder()
+encode = _encoder.encode
+
+decode_ingest = msgspec.msgpack.Decoder(IngestEntry).decode
+decode_thread_event = msgspec.msgpack.Decoder(ThreadEvent).decode
+decode_message = msgspec.msgpack.Decoder(MessageRecord).decode
+decode_customer = msgspec.msgpack.Decoder(Customer).decode
+decode_outbox_job = msgspec.msgpack.Decoder(OutboxJob).decode

@@ -1,0 +1,37 @@
+"""Time-ordered identifiers (ULID layout: 48-bit milliseconds + 80 random bits, Crockford base32)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def ulid(now: float | None = None) -> str:
+    """A 26-character, lexicographically time-ordered unique id."""
+    millis = int((time.time() if now is None else now) * 1000)
+    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_message_id() -> str:
+    """A message id: ``msg_`` + ULID."""
+    return "msg_" + ulid()
+
+
+def new_customer_id(home_shard: int) -> str:
+    """A customer id that names its home shard, so any gateway can route to it without a lookup."""
+    return f"cus_{home_shard}_{ulid()}"
+
+
+def home_shard_of(customer_id: str) -> int | None:
+    """The home shard written into a customer id, or None when the id is not one of ours."""
+    parts = customer_id.split("_")
+    if len(parts) != 3 or parts[0] != "cus" or not parts[1].isdigit():
+        return None
+    return int(parts[1])

@@ -1,0 +1,307 @@
+"""Applying a batch of ingest entries to one shard's customers, in one Redis transaction.
+
+The shard actor reads a batch from its ingest stream and hands it here. Reads (identity
+resolution, message records) happen first in one pipeline; then every write of the batch,
+together with the XACK/XDEL of its ingest entries, goes in one MULTI/EXEC. A crash before
+EXEC leaves the entries pending, and the replay writes them once; a crash after EXEC leaves
+nothing to replay. So each entry takes effect exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+from redis.asyncio import Redis
+
+from conversations.codec import decode_ingest, decode_message, encode
+from conversations.ids import new_customer_id, new_message_id
+from conversations.models import (
+    Channel,
+    Direction,
+    Forwarded,
+    Identifier,
+    IdentifierKind,
+    InboundMessage,
+    IngestEntry,
+    MessageLogged,
+    MessageRecord,
+    MessageStatus,
+    OutboundRequest,
+    OutboxJob,
+    SendOutcome,
+    StatusChange,
+    StatusLogged,
+    StatusUpdate,
+)
+from conversations.sharding import shard_for_customer
+from conversations.status import advances
+from conversations.store import CONSUMER_GROUP, INGEST_FIELD, Keys
+
+log = logging.getLogger(__name__)
+
+PROVIDER_ID_TTL = 90 * 24 * 3600
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What one batch did, for metrics and for pushing updates to agents."""
+
+    applied: int = 0
+    forwarded: int = 0
+    dead: int = 0
+    sends_queued: int = 0
+    touched_customers: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Work:
+    """One decoded entry with the customer it belongs to once resolved."""
+
+    stream_id: bytes
+    entry: IngestEntry
+    customer_id: str = ""
+
+
+class IngestProcessor:
+    """Applies ingest batches for one shard."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        shard: int,
+        shards: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._shard = shard
+        self._shards = shards
+        self._clock = clock
+        self._ingest_key = keys.ingest(shard)
+
+    async def process(self, raw_batch: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> BatchResult:
+        """Apply a batch read from the ingest stream; acks it in the same transaction."""
+        result = BatchResult()
+        work: list[_Work] = []
+        dead: list[tuple[bytes, bytes]] = []
+        acked_only: list[bytes] = []
+        for stream_id, fields in raw_batch:
+            if not fields:  # already deleted: a replay of an entry whose batch committed
+                acked_only.append(stream_id)
+                continue
+            payload = fields.get(INGEST_FIELD, b"")
+            try:
+                entry = decode_ingest(payload)
+            except msgspec.DecodeError:
+                log.error("shard %s: undecodable ingest entry %r", self._shard, stream_id)
+                dead.append((stream_id, payload))
+                continue
+            if isinstance(entry, Forwarded):
+                work.append(_Work(stream_id, entry.entry, entry.customer_id))
+            elif isinstance(entry, StatusUpdate | SendOutcome):
+                work.append(_Work(stream_id, entry, entry.customer_id))
+            else:
+                work.append(_Work(stream_id, entry))
+
+        await self._resolve_customers(work)
+        records = await self._load_records(work)
+
+        now = self._clock()
+        pipe = self._redis.pipeline(transaction=True)
+        for item in work:
+            home = shard_for_customer(item.customer_id, self._shards)
+            entry = item.entry
+            if (
+                home is not None
+                and home != self._shard
+                and isinstance(entry, InboundMessage | OutboundRequest)
+            ):
+                forwarded = Forwarded(customer_id=item.customer_id, entry=entry)
+                pipe.xadd(self._keys.ingest(home), {INGEST_FIELD: encode(forwarded)})
+                result.forwarded += 1
+                continue
+            if isinstance(entry, InboundMessage):
+                self._write_inbound(pipe, item.customer_id, entry, now)
+            elif isinstance(entry, OutboundRequest):
+                self._write_outbound(pipe, item.customer_id, entry, now)
+                result.sends_queued += 1
+            elif isinstance(entry, StatusUpdate):
+                self._write_status(pipe, records, entry)
+            elif isinstance(entry, SendOutcome):
+                self._write_send_outcome(pipe, records, entry)
+            result.applied += 1
+            result.touched_customers.add(item.customer_id)
+        for stream_id, payload in dead:
+            pipe.xadd(self._keys.dead_letters(self._shard), {INGEST_FIELD: payload, b"id": stream_id})
+        result.dead = len(dead)
+        ids = [item.stream_id for item in work] + [sid for sid, _ in dead] + acked_only
+        if ids:
+            pipe.xack(self._ingest_key, CONSUMER_GROUP, *ids)
+            pipe.xdel(self._ingest_key, *ids)
+        await pipe.execute()
+        return result
+
+    async def _resolve_customers(self, work: list[_Work]) -> None:
+        """Find or create the customer of every entry that names only an identifier.
+
+        ``SET NX GET`` makes find-or-create one atomic command per identifier, so two shards
+        (or a replay) can never create two customers for one phone number.
+        """
+        wanted: dict[Identifier, str] = {}
+        for item in work:
+            if item.customer_id:
+                continue
+            identifier = _identifier_of(item.entry)
+            if identifier is not None and identifier not in wanted:
+                wanted[identifier] = new_customer_id(self._shard)
+        if not wanted:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for identifier, candidate in wanted.items():
+            pipe.set(self._keys.identity(identifier), candidate, nx=True, get=True)
+        existing = await pipe.execute()
+        resolved = {
+            identifier: (found.decode() if found else candidate)
+            for (identifier, candidate), found in zip(wanted.items(), existing, strict=True)
+        }
+        for item in work:
+            if not item.customer_id:
+                identifier = _identifier_of(item.entry)
+                if identifier is not None:
+                    item.customer_id = resolved[identifier]
+
+    async def _load_records(self, work: list[_Work]) -> dict[str, MessageRecord]:
+        wanted = sorted(
+            {item.entry.message_id for item in work if isinstance(item.entry, StatusUpdate | SendOutcome)}
+        )
+        if not wanted:
+            return {}
+        raw = await self._redis.mget([self._keys.message(mid) for mid in wanted])
+        return {mid: decode_message(data) for mid, data in zip(wanted, raw, strict=True) if data}
+
+    def _touch_customer(self, pipe, customer_id: str, identifier: Identifier, now: float) -> dict:
+        key = self._keys.customer(customer_id)
+        pipe.hsetnx(key, "created_at", repr(now))
+        return {"updated_at": repr(now), f"ident:{identifier.kind.value}:{identifier.value}": "1"}
+
+    def _write_inbound(self, pipe, customer_id: str, entry: InboundMessage, now: float) -> None:
+        message_id = new_message_id()
+        record = MessageRecord(
+            id=message_id,
+            customer_id=customer_id,
+            channel=entry.channel,
+            direction=Direction.INBOUND,
+            body=entry.body,
+            status=MessageStatus.RECEIVED,
+            created_at=entry.received_at,
+            updated_at=now,
+            provider=entry.provider,
+            provider_message_id=entry.provider_message_id,
+            address=entry.sender.value,
+            media=entry.media,
+        )
+        pipe.set(self._keys.message(message_id), encode(record))
+        pipe.set(
+            self._keys.provider_message(entry.provider, entry.provider_message_id),
+            message_id,
+            ex=PROVIDER_ID_TTL,
+        )
+        logged = MessageLogged(message_id, entry.channel, Direction.INBOUND, entry.received_at)
+        pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
+        fields = self._touch_customer(pipe, customer_id, entry.sender, now)
+        fields["last_channel"] = entry.channel.value
+        fields[f"last_inbound_at:{entry.channel.value}"] = repr(entry.received_at)
+        if entry.profile_name:
+            fields["profile_name"] = entry.profile_name
+        pipe.hset(self._keys.customer(customer_id), mapping=fields)
+
+    def _write_outbound(self, pipe, customer_id: str, entry: OutboundRequest, now: float) -> None:
+        channel = entry.channel or _default_channel(entry.recipient)
+        record = MessageRecord(
+            id=entry.message_id,
+            customer_id=customer_id,
+            channel=channel,
+            direction=Direction.OUTBOUND,
+            body=entry.body,
+            status=MessageStatus.ACCEPTED,
+            created_at=entry.requested_at,
+            updated_at=now,
+            message_type=entry.message_type,
+            address=entry.recipient.value,
+            history=[StatusChange(MessageStatus.ACCEPTED, now)],
+        )
+        pipe.set(self._keys.message(entry.message_id), encode(record))
+        logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at)
+        pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
+        job = OutboxJob(entry.message_id, customer_id, channel, entry.recipient.value, entry.body)
+        pipe.xadd(self._keys.outbox(self._shard), {INGEST_FIELD: encode(job)})
+        fields = self._touch_customer(pipe, customer_id, entry.recipient, now)
+        pipe.hset(self._keys.customer(customer_id), mapping=fields)
+
+    def _apply_status(
+        self,
+        pipe,
+        record: MessageRecord,
+        status: MessageStatus,
+        at: float,
+        provider_status: str,
+        error_code: str,
+    ) -> None:
+        record.history.append(StatusChange(status, at, provider_status, error_code))
+        record.updated_at = max(record.updated_at, at)
+        if advances(record.status, status):
+            record.status = status
+            if error_code:
+                record.error_code = error_code
+        logged = StatusLogged(record.id, record.channel, status, at, error_code)
+        pipe.xadd(self._keys.thread(record.customer_id), {INGEST_FIELD: encode(logged)})
+
+    def _write_status(self, pipe, records: dict[str, MessageRecord], entry: StatusUpdate) -> None:
+        record = records.get(entry.message_id)
+        if record is None:
+            log.warning("status for unknown message %s (%s)", entry.message_id, entry.provider_message_id)
+            return
+        if not record.provider_message_id:
+            record.provider = entry.provider
+            record.provider_message_id = entry.provider_message_id
+        self._apply_status(pipe, record, entry.status, entry.at, entry.provider_status, entry.error_code)
+        pipe.set(self._keys.message(record.id), encode(record))
+
+    def _write_send_outcome(self, pipe, records: dict[str, MessageRecord], entry: SendOutcome) -> None:
+        record = records.get(entry.message_id)
+        if record is None:
+            log.warning("send outcome for unknown message %s", entry.message_id)
+            return
+        record.provider = entry.provider
+        if entry.provider_message_id:
+            record.provider_message_id = entry.provider_message_id
+            pipe.set(
+                self._keys.provider_message(entry.provider, entry.provider_message_id),
+                record.id,
+                ex=PROVIDER_ID_TTL,
+            )
+        if entry.segments:
+            record.segments = entry.segments
+        if entry.price is not None:
+            record.price = entry.price
+        if entry.error_message:
+            record.error_message = entry.error_message
+        self._apply_status(pipe, record, entry.status, entry.at, "", entry.error_code)
+        pipe.set(self._keys.message(record.id), encode(record))
+
+
+def _identifier_of(entry: IngestEntry) -> Identifier | None:
+    if isinstance(entry, InboundMessage):
+        return entry.sender
+    if isinstance(entry, OutboundRequest):
+        return entry.recipient
+    return None
+
+
+def _default_channel(identifier: Identifier) -> Channel:
+    return Channel.EMAIL if identifier.kind is IdentifierKind.EMAIL else Channel.SMS

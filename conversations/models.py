@@ -1,0 +1,207 @@
+"""Typed records that cross a boundary: ingest entries, thread events, stored messages."""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+
+class Channel(enum.StrEnum):
+    """A way to reach a customer."""
+
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+    RCS = "rcs"
+    VOICE = "voice"
+    EMAIL = "email"
+
+
+class Direction(enum.StrEnum):
+    """Who sent a message: the customer (inbound) or the business (outbound)."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class MessageStatus(enum.StrEnum):
+    """Lifecycle of a message, provider statuses mapped onto one vocabulary."""
+
+    ACCEPTED = "accepted"  # taken by Threadline, not yet handed to a provider
+    QUEUED = "queued"  # the provider took it
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    RECEIVED = "received"  # inbound messages
+
+
+class IdentifierKind(enum.StrEnum):
+    """The kinds of handle a customer can be found by."""
+
+    PHONE = "phone"
+    EMAIL = "email"
+    WA_ID = "wa_id"
+    RCS = "rcs"
+    EXTERNAL_ID = "external_id"
+
+
+class Identifier(msgspec.Struct, frozen=True):
+    """One normalised handle of a customer, e.g. phone +15550100000."""
+
+    kind: IdentifierKind
+    value: str
+
+
+class Media(msgspec.Struct, frozen=True):
+    """An attachment carried by a message (MMS, WhatsApp image, …)."""
+
+    url: str
+    content_type: str = ""
+
+
+# --- ingest entries: what the gateway writes to a shard's ingest stream ---------------
+
+
+class InboundMessage(msgspec.Struct, tag="inbound", frozen=True):
+    """A message a customer sent us, parsed from a provider webhook."""
+
+    channel: Channel
+    provider: str
+    provider_message_id: str
+    sender: Identifier
+    recipient: str
+    body: str
+    received_at: float
+    media: tuple[Media, ...] = ()
+    profile_name: str = ""
+
+
+class StatusUpdate(msgspec.Struct, tag="status", frozen=True):
+    """A provider's report on one of our outbound messages."""
+
+    channel: Channel
+    provider: str
+    provider_message_id: str
+    message_id: str
+    customer_id: str
+    status: MessageStatus
+    provider_status: str
+    at: float
+    error_code: str = ""
+
+
+class OutboundRequest(msgspec.Struct, tag="outbound", frozen=True):
+    """A backend asked us to send a message to a customer."""
+
+    message_id: str
+    recipient: Identifier
+    body: str
+    message_type: str
+    requested_at: float
+    channel: Channel | None = None
+
+
+class Forwarded(msgspec.Struct, tag="forwarded", frozen=True):
+    """An entry that arrived on one shard but belongs to a customer homed on another."""
+
+    customer_id: str
+    entry: InboundMessage | OutboundRequest
+
+
+class SendOutcome(msgspec.Struct, tag="sent", frozen=True):
+    """What happened when the shard's sender handed an outbox job to a provider."""
+
+    message_id: str
+    customer_id: str
+    provider: str
+    status: MessageStatus
+    at: float
+    provider_message_id: str = ""
+    error_code: str = ""
+    error_message: str = ""
+    segments: int = 0
+    price: float | None = None
+
+
+IngestEntry = InboundMessage | StatusUpdate | OutboundRequest | Forwarded | SendOutcome
+
+
+# --- stored records -------------------------------------------------------------------
+
+
+class StatusChange(msgspec.Struct, frozen=True):
+    """One step in a message's status history."""
+
+    status: MessageStatus
+    at: float
+    provider_status: str = ""
+    error_code: str = ""
+
+
+class MessageRecord(msgspec.Struct, kw_only=True):
+    """The current state of one message, inbound or outbound."""
+
+    id: str
+    customer_id: str
+    channel: Channel
+    direction: Direction
+    body: str
+    status: MessageStatus
+    created_at: float
+    updated_at: float
+    message_type: str = ""
+    provider: str = ""
+    provider_message_id: str = ""
+    error_code: str = ""
+    error_message: str = ""
+    segments: int = 0
+    price: float | None = None
+    address: str = ""  # the customer's address on this channel
+    media: tuple[Media, ...] = ()
+    history: list[StatusChange] = msgspec.field(default_factory=list)
+
+
+class Customer(msgspec.Struct, kw_only=True):
+    """A person we talk to, whatever the channel."""
+
+    id: str
+    created_at: float
+    identifiers: list[Identifier] = msgspec.field(default_factory=list)
+
+
+class OutboxJob(msgspec.Struct, frozen=True):
+    """One provider send, identified by the message it carries."""
+
+    message_id: str
+    customer_id: str
+    channel: Channel
+    address: str
+    body: str
+
+
+# --- thread events: the customer's history stream ---------------------------------------
+
+
+class MessageLogged(msgspec.Struct, tag="message", frozen=True):
+    """A message (either direction) joined the thread."""
+
+    message_id: str
+    channel: Channel
+    direction: Direction
+    at: float
+
+
+class StatusLogged(msgspec.Struct, tag="status", frozen=True):
+    """A message's status changed."""
+
+    message_id: str
+    channel: Channel
+    status: MessageStatus
+    at: float
+    error_code: str = ""
+
+
+ThreadEvent = MessageLogged | StatusLogged

@@ -1,0 +1,59 @@
+"""The gateway application factory: routes, middlewares and resources in one place."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from conversations.config import Config
+from conversations.store import Keys
+from conversations.thread import ThreadReader
+from gateway.auth import ApiKeys
+from gateway.errors import error_middleware
+from gateway.ingest import IngestWriter
+from gateway.routes import customers, health, messages, twilio_webhooks
+from gateway.services import SERVICES, Services
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(
+    config: Config,
+    shard_actors: list[Any] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """Build a gateway app for ``config``; Redis opens on startup and closes on cleanup."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    for module in (health, twilio_webhooks, messages, customers):
+        app.add_routes(module.routes)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        redis = Redis.from_url(config.redis_url, health_check_interval=30)
+        keys = Keys(config.key_prefix)
+        ingest = IngestWriter(
+            redis,
+            keys,
+            dedupe_ttl=config.dedupe_ttl_seconds,
+            max_entries=config.batch_max_entries,
+            max_delay=config.batch_max_delay_ms / 1000,
+        )
+        app[SERVICES] = Services(
+            config=config,
+            redis=redis,
+            keys=keys,
+            ingest=ingest,
+            reader=ThreadReader(redis, keys),
+            api_keys=ApiKeys(config.api_keys),
+            clock=clock,
+            shard_actors=list(shard_actors or []),
+        )
+        yield
+        await ingest.close()
+        await redis.aclose()
+
+    app.cleanup_ctx.append(resources)
+    return app

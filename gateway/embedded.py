@@ -1,0 +1,107 @@
+"""The embedded defaults of ``threadline serve``: find or start Redis, fill in dev settings."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import msgspec
+
+from conversations.config import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Config
+
+DEFAULT_REDIS = ("127.0.0.1", 6379)
+
+
+def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_redis_server(data_dir: Path, port: int) -> subprocess.Popen:
+    """A child ``redis-server`` with AOF on (appendfsync everysec) in ``data_dir``."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError(
+            "no Redis answers on 127.0.0.1:6379 and redis-server is not installed; "
+            "install it (apt-get install redis-server) or set THREADLINE_REDIS_URL"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--logfile",
+            str(data_dir / "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not port_open("127.0.0.1", port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"redis-server did not start; see {data_dir / 'redis.log'}")
+        time.sleep(0.05)
+    return process
+
+
+def _dev_api_key(data_dir: Path) -> str:
+    """A development API key kept in the data dir, so it survives restarts."""
+    path = data_dir / "dev-api-key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = "tl_dev_" + secrets.token_urlsafe(24)
+    path.write_text(key + "\n")
+    os.chmod(path, 0o600)
+    return key
+
+
+def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Popen | None]:
+    """Fill what a local, account-free run needs; returns the config and a Redis child, if any."""
+    data_dir = Path(config.data_dir)
+    redis_child = None
+    changes: dict = {}
+    if not config.redis_url:
+        if port_open(*DEFAULT_REDIS):
+            changes["redis_url"] = "redis://127.0.0.1:6379/0"
+        else:
+            redis_port = 6390 if not port_open("127.0.0.1", 6390) else free_port()
+            redis_child = start_redis_server(data_dir / "redis", redis_port)
+            changes["redis_url"] = f"redis://127.0.0.1:{redis_port}/0"
+    if not config.public_url:
+        changes["public_url"] = f"http://127.0.0.1:{port}"
+    if not config.api_keys:
+        changes["api_keys"] = [_dev_api_key(data_dir)]
+    if config.uses_simulator:
+        changes["twilio"] = msgspec.structs.replace(
+            config.twilio,
+            account_sid=config.twilio.account_sid or SIMULATOR_ACCOUNT_SID,
+            auth_token=config.twilio.auth_token or SIMULATOR_AUTH_TOKEN,
+            base_url=config.twilio.base_url or f"http://127.0.0.1:{config.simulator_port}",
+        )
+    return msgspec.structs.replace(config, **changes), redis_child

@@ -1,0 +1,122 @@
+"""JSON error bodies for every 4xx/5xx: ``{"error": {"code", "message", "field"?}}``."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger(__name__)
+
+REDIS_RETRY_AFTER_SECONDS = "5"
+_FIELD_PATH = re.compile(r"at `\$\.?([^`]*)`")
+_NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `([^`]*)`")
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorEnvelope(msgspec.Struct):
+    error: ErrorBody
+
+
+class ApiError(Exception):
+    """Raise from a handler to answer with a JSON error."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, headers: dict | None = None
+) -> web.Response:
+    body = msgspec.json.encode(ErrorEnvelope(ErrorBody(code, message, field)))
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+def validation_error(exc: msgspec.ValidationError) -> ApiError:
+    """A msgspec validation error as a 422 naming the field (``$.to.phone`` → ``to.phone``)."""
+    text = str(exc)
+    match = _FIELD_PATH.search(text)
+    path = match.group(1) if match else ""
+    named = _NAMED_FIELD.search(text)
+    if named:
+        path = f"{path}.{named.group(1)}" if path else named.group(1)
+    message = _FIELD_PATH.sub("", text).strip(" -")
+    return ApiError(422, "validation_failed", message or text, path or None)
+
+
+def decode_json_body(body: bytes, type_: type):
+    """Decode a JSON request body into ``type_``; 400 for bad JSON, 422 for a bad shape."""
+    if not body:
+        raise ApiError(400, "empty_body", "request body is empty; JSON expected")
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as exc:
+        raise validation_error(exc) from exc
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from exc
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        message = exc.reason if exc.text is None or exc.text.startswith(f"{exc.status}:") else exc.text
+        return error_response(exc.status, code, message or exc.reason, headers=_allow(exc))
+    except (RedisConnectionError, RedisTimeoutError, ConnectionRefusedError) as exc:
+        # Nothing was stored: the provider (or client) must retry, so never 2xx and never 500.
+        log.warning("storage unavailable: %s", exc)
+        return error_response(
+            503,
+            "storage_unavailable",
+            "message store is unreachable; nothing was stored, retry later",
+            headers={"Retry-After": REDIS_RETRY_AFTER_SECONDS},
+        )
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "internal error")
+
+
+def _allow(exc: web.HTTPException) -> dict[str, str] | None:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else None

@@ -1,0 +1,1 @@
+"""HTTP routes, one module per surface (webhooks per provider, API per resource, health)."""

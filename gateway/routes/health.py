@@ -1,0 +1,44 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from actors.supervisor import shards_ready
+from gateway.services import SERVICES
+
+routes = web.RouteTableDef()
+
+
+class Readiness(msgspec.Struct, omit_defaults=True):
+    status: str
+    redis: str
+    shards: int
+    unready_shards: list[int] = msgspec.field(default_factory=list)
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """The process is up."""
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Redis answers and every shard actor answers."""
+    services = request.app[SERVICES]
+    try:
+        await services.redis.ping()
+        redis_state = "ok"
+    except Exception as exc:
+        redis_state = f"unreachable: {type(exc).__name__}"
+    actors = services.shard_actors
+    unready = await shards_ready(actors) if actors else list(range(services.config.shards))
+    ready = redis_state == "ok" and not unready
+    body = Readiness("ready" if ready else "not_ready", redis_state, len(actors), unready)
+    return web.Response(
+        status=200 if ready else 503,
+        body=msgspec.json.encode(body),
+        content_type="application/json",
+    )

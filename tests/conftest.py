@@ -1,0 +1,93 @@
+"""Session fixtures: one Ray, one Redis prefix, one running stack for the whole run."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import pytest
+import ray
+from aiohttp import web
+from redis.asyncio import Redis
+
+from actors.supervisor import start_shard_actors, wait_until_ready
+from channels.simulator.app import SimulatorSettings, create_simulator_app
+from gateway.app import create_app
+from gateway.embedded import free_port
+from tests.support.redis_server import test_redis_url
+from tests.support.stack import Stack, make_config
+
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with test_redis_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def key_prefix() -> str:
+    """Each test run owns the keys under its own prefix; nothing else in Redis is touched."""
+    return f"tltest-{RUN_ID}"
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=256 * 1024 * 1024,
+        namespace=f"tltest-{RUN_ID}",
+        log_to_driver=False,
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def stack(redis_url: str, key_prefix: str, ray_session: None) -> AsyncIterator[Stack]:
+    gateway_port, simulator_port = free_port(), free_port()
+    config = make_config(redis_url, gateway_port, simulator_port, key_prefix)
+    actors = start_shard_actors(config)
+    await wait_until_ready(actors)
+    runners = []
+    simulator = create_simulator_app(
+        SimulatorSettings(config.twilio.account_sid, config.twilio.auth_token, config.public_url)
+    )
+    for app, port in ((simulator, simulator_port), (create_app(config, actors), gateway_port)):
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+    async with aiohttp.ClientSession() as http:
+        yield Stack(
+            config=config,
+            http=http,
+            gateway_url=f"http://127.0.0.1:{gateway_port}",
+            simulator_url=f"http://127.0.0.1:{simulator_port}",
+            actors=actors,
+            runners=runners,
+        )
+    for runner in reversed(runners):
+        await runner.cleanup()
+    for actor in actors:
+        ray.kill(actor, no_restart=True)
+    await delete_prefix(redis_url, key_prefix)
+
+
+async def delete_prefix(redis_url: str, prefix: str) -> None:
+    """Remove this run's keys (never FLUSHALL: the Redis may hold other data)."""
+    redis = Redis.from_url(redis_url)
+    try:
+        batch = []
+        async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                await redis.unlink(*batch)
+                batch.clear()
+        if batch:
+            await redis.unlink(*batch)
+    finally:
+        await redis.aclose()

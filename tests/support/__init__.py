@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: the running stack, polling, signed requests."""

@@ -1,0 +1,140 @@
+"""The whole Threadline stack, started once per test session on real ports."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+from aiohttp import web
+
+from channels.twilio_signature import compute_signature
+from conversations.config import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Config, TwilioConfig
+
+T = TypeVar("T")
+
+API_KEY = "test-api-key-" + uuid.uuid4().hex[:8]
+
+
+def make_config(redis_url: str, gateway_port: int, simulator_port: int, prefix: str) -> Config:
+    return Config(
+        redis_url=redis_url,
+        public_url=f"http://127.0.0.1:{gateway_port}",
+        api_keys=[API_KEY],
+        shards=4,
+        key_prefix=prefix,
+        simulator=True,
+        simulator_port=simulator_port,
+        ray_namespace=prefix,
+        batch_max_delay_ms=2.0,
+        twilio=TwilioConfig(
+            account_sid=SIMULATOR_ACCOUNT_SID,
+            auth_token=SIMULATOR_AUTH_TOKEN,
+            base_url=f"http://127.0.0.1:{simulator_port}",
+        ),
+    )
+
+
+@dataclass
+class Stack:
+    """Handles to the running stack, and helpers that speak to it as its users do."""
+
+    config: Config
+    http: aiohttp.ClientSession
+    gateway_url: str
+    simulator_url: str
+    actors: list[Any]
+    runners: list[web.AppRunner]
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {API_KEY}"}
+
+    async def post_twilio(
+        self, path: str, form: dict[str, str], signature: str | None = "auto"
+    ) -> aiohttp.ClientResponse:
+        """POST a form to a Twilio webhook, signed as Twilio would unless told otherwise."""
+        headers = {}
+        if signature == "auto":
+            url = self.config.public_url + path
+            signature = compute_signature(self.config.twilio.auth_token, url, form.items())
+        if signature is not None:
+            headers["X-Twilio-Signature"] = signature
+        response = await self.http.post(self.gateway_url + path, data=form, headers=headers)
+        await response.read()
+        return response
+
+    async def api(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        headers = {**self.auth, **kwargs.pop("headers", {})}
+        async with self.http.request(method, self.gateway_url + path, headers=headers, **kwargs) as response:
+            body = await response.json(content_type=None)
+            return response.status, body
+
+    async def customer_id(self, phone: str) -> str | None:
+        status, body = await self.api("GET", "/v1/customers", params={"phone": phone})
+        assert status == 200, body
+        return body["data"][0]["id"] if body["data"] else None
+
+    async def thread(self, customer_id: str, **params: str) -> dict:
+        status, body = await self.api("GET", f"/v1/customers/{customer_id}/thread", params=params)
+        assert status == 200, body
+        return body
+
+    async def simulator(self, method: str, path: str, **kwargs: Any) -> Any:
+        async with self.http.request(method, self.simulator_url + path, **kwargs) as response:
+            return await response.json()
+
+    async def sent_to(self, phone: str) -> list[dict]:
+        return (await self.simulator("GET", "/simulator/messages", params={"to": phone}))["messages"]
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], timeout: float = 10.0, interval: float = 0.05
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail with the last value after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+def unique_phone() -> str:
+    """A valid, unused US number for one test (555-01xx range numbers are fictional)."""
+    digits = uuid.uuid4().int % 10_000_000
+    return f"+1415{digits:07d}"
+
+
+def twilio_inbound_form(phone: str, body: str, sid: str | None = None, **extra: str) -> dict[str, str]:
+    """An inbound SMS webhook form as Twilio sends it."""
+    sid = sid or "SM" + uuid.uuid4().hex
+    form = {
+        "ToCountry": "US",
+        "ToState": "CA",
+        "SmsMessageSid": sid,
+        "NumMedia": "0",
+        "ToCity": "",
+        "FromZip": "",
+        "SmsSid": sid,
+        "FromState": "CA",
+        "SmsStatus": "received",
+        "FromCity": "",
+        "Body": body,
+        "FromCountry": "US",
+        "To": "+15005550006",
+        "ToZip": "",
+        "NumSegments": "1",
+        "MessageSid": sid,
+        "AccountSid": SIMULATOR_ACCOUNT_SID,
+        "From": phone,
+        "ApiVersion": "2010-04-01",
+    }
+    form.update(extra)
+    return form
