@@ -18,6 +18,7 @@ from conversations.config import Config
 from conversations.ingest import IngestProcessor
 from conversations.models import OutboxJob
 from conversations.store import Keys
+from conversations.timers import TimerWheel
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class ShardStats(msgspec.Struct):
     dead: int
     sent: int
     send_failures: int
+    timers_fired: int
 
 
 class ShardActor:
@@ -58,10 +60,12 @@ class ShardActor:
             self._callback_url,
             concurrency=self._config.send_concurrency,
         )
-        self._stats = ShardStats(shard, time.time(), 0, 0, 0, 0, 0, 0)
+        self._timers = TimerWheel(self._redis, self._keys, shard)
+        self._stats = ShardStats(shard, time.time(), 0, 0, 0, 0, 0, 0, 0)
         self._tasks = [
             asyncio.create_task(self._consume_ingest(), name=f"ingest-{shard}"),
             asyncio.create_task(self._sender.run(), name=f"outbox-{shard}"),
+            asyncio.create_task(self._fire_timers(), name=f"timers-{shard}"),
         ]
 
     def _callback_url(self, job: OutboxJob) -> str:
@@ -87,6 +91,19 @@ class ShardActor:
             except Exception:
                 log.exception("shard %s: batch failed, retrying", self._shard)
                 await asyncio.sleep(0.5)
+
+    async def _fire_timers(self) -> None:
+        """Poll the shard's timer set; due timers become ingest entries (fired once)."""
+        interval = self._config.timer_poll_interval_ms / 1000
+        while True:
+            try:
+                fired = await self._timers.fire_due(time.time())
+                self._stats.timers_fired += fired
+                if fired:
+                    continue  # more may be due: drain before sleeping
+            except RedisError as exc:
+                log.warning("shard %s: timer poll failed: %s", self._shard, exc)
+            await asyncio.sleep(interval)
 
     async def _apply(self, batch) -> None:
         result = await self._processor.process(batch)

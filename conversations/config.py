@@ -42,6 +42,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     batch_max_entries: int = 256
     batch_max_delay_ms: float = 2.0
     send_concurrency: int = 64
+    timer_poll_interval_ms: float = 100.0
     simulator: bool | None = None  # None: on unless real provider credentials are set
     simulator_port: int = 8081
     data_dir: str = ".threadline"

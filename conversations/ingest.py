@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import msgspec
 from redis.asyncio import Redis
 
+from conversations import timers
 from conversations.codec import decode_ingest, decode_message, encode
 from conversations.ids import new_customer_id, new_message_id
 from conversations.models import (
@@ -44,6 +45,7 @@ from conversations.store import CONSUMER_GROUP, INGEST_FIELD, Keys
 log = logging.getLogger(__name__)
 
 PROVIDER_ID_TTL = 90 * 24 * 3600
+MAX_STATUS_PARKING = 8  # ~1 minute of retries for a status that arrives before its send outcome
 
 
 @dataclass(slots=True)
@@ -104,12 +106,18 @@ class IngestProcessor:
             if isinstance(entry, Forwarded):
                 work.append(_Work(stream_id, entry.entry, entry.customer_id))
             elif isinstance(entry, StatusUpdate | SendOutcome):
-                work.append(_Work(stream_id, entry, entry.customer_id))
+                work.append(_Work(stream_id, entry, entry.customer_id))  # "" until matched
             else:
                 work.append(_Work(stream_id, entry))
 
         await self._resolve_customers(work)
+        await self._resolve_provider_ids(work)
         records = await self._load_records(work)
+        for item in work:  # statuses matched by provider id learn their customer from the record
+            entry = item.entry
+            if isinstance(entry, StatusUpdate) and not item.customer_id and entry.message_id in records:
+                item.customer_id = records[entry.message_id].customer_id
+                item.entry = msgspec.structs.replace(entry, customer_id=item.customer_id)
 
         now = self._clock()
         pipe = self._redis.pipeline(transaction=True)
@@ -131,6 +139,9 @@ class IngestProcessor:
                 self._write_outbound(pipe, item.customer_id, entry, now)
                 result.sends_queued += 1
             elif isinstance(entry, StatusUpdate):
+                if entry.message_id not in records:
+                    self._park_status(pipe, entry, now)
+                    continue
                 self._write_status(pipe, records, entry)
             elif isinstance(entry, SendOutcome):
                 self._write_send_outcome(pipe, records, entry)
@@ -175,9 +186,46 @@ class IngestProcessor:
                 if identifier is not None:
                     item.customer_id = resolved[identifier]
 
+    async def _resolve_provider_ids(self, work: list[_Work]) -> None:
+        """Fill in our message id for statuses that only name the provider's id."""
+        unmatched = [
+            item for item in work if isinstance(item.entry, StatusUpdate) and not item.entry.message_id
+        ]
+        if not unmatched:
+            return
+        found = await self._redis.mget(
+            [
+                self._keys.provider_message(item.entry.provider, item.entry.provider_message_id)
+                for item in unmatched
+                if isinstance(item.entry, StatusUpdate)
+            ]
+        )
+        for item, message_id in zip(unmatched, found, strict=True):
+            if message_id and isinstance(item.entry, StatusUpdate):
+                item.entry = msgspec.structs.replace(item.entry, message_id=message_id.decode())
+
+    def _park_status(self, pipe, entry: StatusUpdate, now: float) -> None:
+        """A status that outran its send outcome: retry it later, then give up loudly."""
+        if entry.attempt >= MAX_STATUS_PARKING:
+            log.warning(
+                "dropping status %s for unknown %s message %s",
+                entry.provider_status,
+                entry.provider,
+                entry.provider_message_id,
+            )
+            return
+        delay = min(30.0, 0.25 * 2**entry.attempt)
+        timer_id = f"status:{entry.provider}:{entry.provider_message_id}:{entry.provider_status}"
+        retry = msgspec.structs.replace(entry, attempt=entry.attempt + 1)
+        timers.schedule(pipe, self._keys, self._shard, timer_id, now + delay, retry)
+
     async def _load_records(self, work: list[_Work]) -> dict[str, MessageRecord]:
         wanted = sorted(
-            {item.entry.message_id for item in work if isinstance(item.entry, StatusUpdate | SendOutcome)}
+            {
+                item.entry.message_id
+                for item in work
+                if isinstance(item.entry, StatusUpdate | SendOutcome) and item.entry.message_id
+            }
         )
         if not wanted:
             return {}
@@ -262,14 +310,13 @@ class IngestProcessor:
         pipe.xadd(self._keys.thread(record.customer_id), {INGEST_FIELD: encode(logged)})
 
     def _write_status(self, pipe, records: dict[str, MessageRecord], entry: StatusUpdate) -> None:
-        record = records.get(entry.message_id)
-        if record is None:
-            log.warning("status for unknown message %s (%s)", entry.message_id, entry.provider_message_id)
-            return
+        record = records[entry.message_id]
         if not record.provider_message_id:
             record.provider = entry.provider
             record.provider_message_id = entry.provider_message_id
         self._apply_status(pipe, record, entry.status, entry.at, entry.provider_status, entry.error_code)
+        if entry.error_message:
+            record.error_message = entry.error_message
         pipe.set(self._keys.message(record.id), encode(record))
 
     def _write_send_outcome(self, pipe, records: dict[str, MessageRecord], entry: SendOutcome) -> None:

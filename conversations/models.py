@@ -80,17 +80,25 @@ class InboundMessage(msgspec.Struct, tag="inbound", frozen=True):
 
 
 class StatusUpdate(msgspec.Struct, tag="status", frozen=True):
-    """A provider's report on one of our outbound messages."""
+    """A provider's report on one of our outbound messages.
+
+    ``message_id``/``customer_id`` are empty when the provider's callback does not carry our
+    ids (WhatsApp, RCS): the shard then finds the message by ``provider_message_id``, and
+    ``recipient`` (the customer's handle) picks the shard to ask.
+    """
 
     channel: Channel
     provider: str
     provider_message_id: str
-    message_id: str
-    customer_id: str
     status: MessageStatus
     provider_status: str
     at: float
+    message_id: str = ""
+    customer_id: str = ""
+    recipient: Identifier | None = None
     error_code: str = ""
+    error_message: str = ""
+    attempt: int = 0  # how often it was parked waiting for its message to be known
 
 
 class OutboundRequest(msgspec.Struct, tag="outbound", frozen=True):
@@ -108,7 +116,7 @@ class Forwarded(msgspec.Struct, tag="forwarded", frozen=True):
     """An entry that arrived on one shard but belongs to a customer homed on another."""
 
     customer_id: str
-    entry: InboundMessage | OutboundRequest
+    entry: InboundMessage | OutboundRequest | StatusUpdate
 
 
 class SendOutcome(msgspec.Struct, tag="sent", frozen=True):

@@ -29,6 +29,9 @@ class Keys:
     def timers(self, shard: int) -> str:
         return f"{self.prefix}:{{s{shard}}}:timers"
 
+    def timer_entries(self, shard: int) -> str:
+        return f"{self.prefix}:{{s{shard}}}:timers:entries"
+
     def dedupe(self, shard: int, key: str) -> str:
         return f"{self.prefix}:{{s{shard}}}:dedupe:{key}"
 
