@@ -98,6 +98,7 @@ def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Pope
     if not config.api_keys:
         changes["api_keys"] = [_dev_api_key(data_dir)]
     if config.uses_simulator:
+        changes["simulator"] = True  # decided now, before simulator credentials fill the gaps
         changes["twilio"] = msgspec.structs.replace(
             config.twilio,
             account_sid=config.twilio.account_sid or SIMULATOR_ACCOUNT_SID,
