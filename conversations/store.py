@@ -47,6 +47,12 @@ class Keys:
     def identity(self, identifier: Identifier) -> str:
         return f"{self.prefix}:idx:{identifier.kind.value}:{identifier.value}"
 
+    def preferences(self, customer_id: str) -> str:
+        return f"{self.prefix}:prefs:{customer_id}"
+
+    def consent_log(self, customer_id: str) -> str:
+        return f"{self.prefix}:consent:{customer_id}"
+
     def thread(self, customer_id: str) -> str:
         return f"{self.prefix}:thread:{customer_id}"
 
