@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from actors.outbox import OutboxSender
 from actors.streams import ensure_group, new_batch, pending_batches
 from channels.registry import build_senders, status_callback_url
+from conversations import commands
 from conversations.config import Config
 from conversations.ingest import IngestProcessor
 from conversations.models import OutboxJob
@@ -50,7 +51,9 @@ class ShardActor:
         self._shard = shard
         self._keys = Keys(self._config.key_prefix)
         self._redis = Redis.from_url(self._config.redis_url)
-        self._processor = IngestProcessor(self._redis, self._keys, shard, self._config.shards)
+        self._processor = IngestProcessor(
+            self._redis, self._keys, shard, self._config.shards, keyword_replies=self._config.keyword_replies
+        )
         self._session = aiohttp.ClientSession()
         self._sender = OutboxSender(
             self._redis,
@@ -61,6 +64,9 @@ class ShardActor:
             concurrency=self._config.send_concurrency,
         )
         self._timers = TimerWheel(self._redis, self._keys, shard)
+        # Batches and direct commands (profile upserts, merges) change the same customers:
+        # one lock keeps this actor the single, sequential writer of its shard.
+        self._lock = asyncio.Lock()
         self._stats = ShardStats(shard, time.time(), 0, 0, 0, 0, 0, 0, 0)
         self._tasks = [
             asyncio.create_task(self._consume_ingest(), name=f"ingest-{shard}"),
@@ -106,11 +112,23 @@ class ShardActor:
             await asyncio.sleep(interval)
 
     async def _apply(self, batch) -> None:
-        result = await self._processor.process(batch)
+        async with self._lock:
+            result = await self._processor.process(batch)
         self._stats.batches += 1
         self._stats.entries += result.applied
         self._stats.forwarded += result.forwarded
         self._stats.dead += result.dead
+
+    async def upsert_profile(self, request: bytes) -> bytes:
+        """Create or update a customer homed here; see conversations.commands."""
+        async with self._lock:
+            return await commands.run_upsert(
+                self._redis, self._keys, self._shard, self._config.shards, request
+            )
+
+    async def set_preferences(self, request: bytes) -> bytes:
+        async with self._lock:
+            return await commands.run_set_preferences(self._redis, self._keys, request)
 
     async def ping(self) -> int:
         """Readiness probe: answers with the shard number once Redis answers too."""

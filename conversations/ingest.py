@@ -9,6 +9,7 @@ nothing to replay. So each entry takes effect exactly once.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -18,8 +19,10 @@ import msgspec
 from redis.asyncio import Redis
 
 from conversations import timers
-from conversations.codec import decode_ingest, decode_message, encode
+from conversations.codec import decode_ingest, decode_message, decode_preferences, encode
+from conversations.consent import write_preferences
 from conversations.ids import new_customer_id, new_message_id
+from conversations.keywords import Keyword, KeywordReplies, classify
 from conversations.models import (
     Channel,
     Direction,
@@ -38,6 +41,7 @@ from conversations.models import (
     StatusLogged,
     StatusUpdate,
 )
+from conversations.preferences import ConsentChange, ConsentState, Preferences
 from conversations.sharding import shard_for_customer
 from conversations.status import advances
 from conversations.store import CONSUMER_GROUP, INGEST_FIELD, Keys
@@ -78,7 +82,9 @@ class IngestProcessor:
         shard: int,
         shards: int,
         clock: Callable[[], float] = time.time,
+        keyword_replies: KeywordReplies | None = None,
     ) -> None:
+        self._keyword_replies = keyword_replies or KeywordReplies()
         self._redis = redis
         self._keys = keys
         self._shard = shard
@@ -119,6 +125,7 @@ class IngestProcessor:
                 item.customer_id = records[entry.message_id].customer_id
                 item.entry = msgspec.structs.replace(entry, customer_id=item.customer_id)
 
+        preferences = await self._load_preferences(work)
         now = self._clock()
         pipe = self._redis.pipeline(transaction=True)
         for item in work:
@@ -135,9 +142,11 @@ class IngestProcessor:
                 continue
             if isinstance(entry, InboundMessage):
                 self._write_inbound(pipe, item.customer_id, entry, now)
+                if entry.channel is Channel.SMS:
+                    self._handle_keyword(pipe, item.customer_id, entry, preferences, now)
             elif isinstance(entry, OutboundRequest):
-                self._write_outbound(pipe, item.customer_id, entry, now)
-                result.sends_queued += 1
+                if self._write_outbound(pipe, item.customer_id, entry, preferences, now):
+                    result.sends_queued += 1
             elif isinstance(entry, StatusUpdate):
                 if entry.message_id not in records:
                     self._park_status(pipe, entry, now)
@@ -185,6 +194,59 @@ class IngestProcessor:
                 identifier = _identifier_of(item.entry)
                 if identifier is not None:
                     item.customer_id = resolved[identifier]
+
+    async def _load_preferences(self, work: list[_Work]) -> dict[str, Preferences]:
+        """Preferences of the customers whose consent this batch checks or changes."""
+        wanted = sorted(
+            {
+                item.customer_id
+                for item in work
+                if item.customer_id
+                and (
+                    isinstance(item.entry, OutboundRequest)
+                    or (isinstance(item.entry, InboundMessage) and classify(item.entry.body) is not None)
+                )
+            }
+        )
+        if not wanted:
+            return {}
+        blobs = await self._redis.mget([self._keys.preferences(cid) for cid in wanted])
+        return {cid: decode_preferences(blob) for cid, blob in zip(wanted, blobs, strict=True) if blob}
+
+    def _handle_keyword(
+        self,
+        pipe,
+        customer_id: str,
+        entry: InboundMessage,
+        preferences: dict[str, Preferences],
+        now: float,
+    ) -> None:
+        """STOP/START change SMS consent (audited); every keyword gets its confirmation reply."""
+        found = classify(entry.body)
+        if found is None:
+            return
+        keyword, word = found
+        if keyword is not Keyword.HELP:
+            before = preferences.get(customer_id)
+            after = copy.deepcopy(before) if before else Preferences()
+            state = ConsentState.OPTED_OUT if keyword is Keyword.OPT_OUT else ConsentState.OPTED_IN
+            change = ConsentChange(Channel.SMS, state, f"sms_keyword:{word}", entry.received_at)
+            after.apply(change)
+            write_preferences(pipe, self._keys, customer_id, before, after, [change])
+            preferences[customer_id] = after
+        reply = self._keyword_replies.for_keyword(keyword)
+        # Keyword confirmations are transactional: they go out even to a number that just opted out.
+        self._queue_send(
+            pipe,
+            customer_id,
+            new_message_id(),
+            Channel.SMS,
+            entry.sender.value,
+            reply,
+            "transactional",
+            now,
+            now,
+        )
 
     async def _resolve_provider_ids(self, work: list[_Work]) -> None:
         """Fill in our message id for statuses that only name the provider's id."""
@@ -268,28 +330,101 @@ class IngestProcessor:
             fields["profile_name"] = entry.profile_name
         pipe.hset(self._keys.customer(customer_id), mapping=fields)
 
-    def _write_outbound(self, pipe, customer_id: str, entry: OutboundRequest, now: float) -> None:
+    def _write_outbound(
+        self,
+        pipe,
+        customer_id: str,
+        entry: OutboundRequest,
+        preferences: dict[str, Preferences],
+        now: float,
+    ) -> bool:
+        """Queue the send, or refuse it (recorded as failed) when consent forbids it."""
         channel = entry.channel or _default_channel(entry.recipient)
-        record = MessageRecord(
-            id=entry.message_id,
+        fields = self._touch_customer(pipe, customer_id, entry.recipient, now)
+        pipe.hset(self._keys.customer(customer_id), mapping=fields)
+        consent = preferences.get(customer_id)
+        if consent is not None and not consent.allows(channel, entry.message_type):
+            opt_out = consent.channel_opt_outs.get(channel)
+            how = f" ({opt_out.source})" if opt_out else ""
+            record = self._outbound_record(
+                customer_id,
+                entry.message_id,
+                channel,
+                entry.recipient.value,
+                entry.body,
+                entry.message_type,
+                entry.requested_at,
+                now,
+            )
+            record.status = MessageStatus.FAILED
+            record.error_code = "opted_out"
+            record.error_message = f"customer opted out of {entry.message_type} on {channel.value}{how}"
+            record.history.append(StatusChange(MessageStatus.FAILED, now, "", "opted_out"))
+            pipe.set(self._keys.message(entry.message_id), encode(record))
+            logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at)
+            pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
+            failed = StatusLogged(entry.message_id, channel, MessageStatus.FAILED, now, "opted_out")
+            pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(failed)})
+            return False
+        self._queue_send(
+            pipe,
+            customer_id,
+            entry.message_id,
+            channel,
+            entry.recipient.value,
+            entry.body,
+            entry.message_type,
+            entry.requested_at,
+            now,
+        )
+        return True
+
+    def _outbound_record(
+        self,
+        customer_id: str,
+        message_id: str,
+        channel: Channel,
+        address: str,
+        body: str,
+        message_type: str,
+        requested_at: float,
+        now: float,
+    ) -> MessageRecord:
+        return MessageRecord(
+            id=message_id,
             customer_id=customer_id,
             channel=channel,
             direction=Direction.OUTBOUND,
-            body=entry.body,
+            body=body,
             status=MessageStatus.ACCEPTED,
-            created_at=entry.requested_at,
+            created_at=requested_at,
             updated_at=now,
-            message_type=entry.message_type,
-            address=entry.recipient.value,
+            message_type=message_type,
+            address=address,
             history=[StatusChange(MessageStatus.ACCEPTED, now)],
         )
-        pipe.set(self._keys.message(entry.message_id), encode(record))
-        logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at)
+
+    def _queue_send(
+        self,
+        pipe,
+        customer_id: str,
+        message_id: str,
+        channel: Channel,
+        address: str,
+        body: str,
+        message_type: str,
+        requested_at: float,
+        now: float,
+    ) -> None:
+        """Record an outbound message in the thread and hand it to the shard's sender."""
+        record = self._outbound_record(
+            customer_id, message_id, channel, address, body, message_type, requested_at, now
+        )
+        pipe.set(self._keys.message(message_id), encode(record))
+        logged = MessageLogged(message_id, channel, Direction.OUTBOUND, requested_at)
         pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
-        job = OutboxJob(entry.message_id, customer_id, channel, entry.recipient.value, entry.body)
+        job = OutboxJob(message_id, customer_id, channel, address, body)
         pipe.xadd(self._keys.outbox(self._shard), {INGEST_FIELD: encode(job)})
-        fields = self._touch_customer(pipe, customer_id, entry.recipient, now)
-        pipe.hset(self._keys.customer(customer_id), mapping=fields)
 
     def _apply_status(
         self,

@@ -31,7 +31,7 @@ class ConsentChange(msgspec.Struct, frozen=True):
     detail: str = ""
 
 
-class TypePreference(msgspec.Struct, frozen=True, omit_defaults=True):
+class TypePreference(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
     """For one message type: the customer's channel order and the channels they refused."""
 
     order: tuple[Channel, ...] = ()

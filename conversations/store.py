@@ -53,6 +53,17 @@ class Keys:
     def consent_log(self, customer_id: str) -> str:
         return f"{self.prefix}:consent:{customer_id}"
 
+    def preference_stats(self) -> str:
+        return f"{self.prefix}:stats:preferences"
+
+    def redirect(self, customer_id: str) -> str:
+        """Set when a customer was merged into another: points at the survivor."""
+        return f"{self.prefix}:redirect:{customer_id}"
+
+    def merge_lock(self, a: str, b: str) -> str:
+        first, second = sorted((a, b))
+        return f"{self.prefix}:mergelock:{first}:{second}"
+
     def thread(self, customer_id: str) -> str:
         return f"{self.prefix}:thread:{customer_id}"
 
