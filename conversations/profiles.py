@@ -183,8 +183,8 @@ async def upsert_profile(
     if distinct and external is not None and external not in owners:
         # The other identifiers belong to a customer the backend already knows by another
         # external id: linking this one would merge two of the backend's users silently.
-        fields = await redis.hkeys(keys.customer(customer_id))
-        if any(f.startswith(b"ident:external_id:") for f in fields):
+        known = await redis.hkeys(keys.customer(customer_id))
+        if any(f.startswith(b"ident:external_id:") for f in known):
             claimed = next(i for i in identifiers if i in owners)
             raise IdentifierConflict(claimed, customer_id, "")
     unlinked = [i for i in identifiers if i not in owners]

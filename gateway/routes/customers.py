@@ -268,10 +268,10 @@ async def get_thread(request: web.Request) -> web.Response:
     """The customer's thread, oldest first; ``?cursor=`` from ``next_cursor`` for the next page."""
     services = request.app[SERVICES]
     services.api_keys.require(request)
-    customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
     cursor = request.query.get("cursor") or None
     if cursor is not None and not is_valid_cursor(cursor):
         raise ApiError(422, "invalid_query", "cursor must be a next_cursor value", "cursor")
     limit = _limit(request)
+    customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
     page = await services.reader.page(customer_id, cursor, limit)
     return json_response(page)
