@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from conversations.codec import decode_preferences
 from conversations.consent import write_preferences
+from conversations.merge import MergeResult
 from conversations.models import Identifier
 from conversations.preferences import (
     ConsentChange,
@@ -116,3 +117,20 @@ async def run_set_preferences(redis: Redis, keys: Keys, request: bytes) -> bytes
     write_preferences(pipe, keys, command.customer_id, before, current, changes)
     await pipe.execute()
     return _encode(PreferencesReply(preferences=current, changes=changes))
+
+
+class MergeRequest(msgspec.Struct, frozen=True):
+    winner: str
+    loser: str
+    now: float
+
+
+class MergeReply(msgspec.Struct, frozen=True, omit_defaults=True):
+    result: MergeResult | None = None
+    refused_code: str = ""
+    refused_message: str = ""
+    wrong_shard: int | None = None
+
+
+decode_merge_reply = msgspec.msgpack.Decoder(MergeReply).decode
+decode_merge_request = msgspec.msgpack.Decoder(MergeRequest).decode

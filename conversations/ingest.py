@@ -68,7 +68,7 @@ class _Work:
     """One decoded entry with the customer it belongs to once resolved."""
 
     stream_id: bytes
-    entry: IngestEntry
+    entry: InboundMessage | OutboundRequest | StatusUpdate | SendOutcome
     customer_id: str = ""
 
 
@@ -119,11 +119,12 @@ class IngestProcessor:
         await self._resolve_customers(work)
         await self._resolve_provider_ids(work)
         records = await self._load_records(work)
-        for item in work:  # statuses matched by provider id learn their customer from the record
+        for item in work:  # the message record names its customer (authoritative after a merge)
             entry = item.entry
-            if isinstance(entry, StatusUpdate) and not item.customer_id and entry.message_id in records:
+            if isinstance(entry, StatusUpdate | SendOutcome) and entry.message_id in records:
                 item.customer_id = records[entry.message_id].customer_id
                 item.entry = msgspec.structs.replace(entry, customer_id=item.customer_id)
+        await self._follow_redirects(work)
 
         preferences = await self._load_preferences(work)
         now = self._clock()
@@ -131,11 +132,7 @@ class IngestProcessor:
         for item in work:
             home = shard_for_customer(item.customer_id, self._shards)
             entry = item.entry
-            if (
-                home is not None
-                and home != self._shard
-                and isinstance(entry, InboundMessage | OutboundRequest)
-            ):
+            if home is not None and home != self._shard:
                 forwarded = Forwarded(customer_id=item.customer_id, entry=entry)
                 pipe.xadd(self._keys.ingest(home), {INGEST_FIELD: encode(forwarded)})
                 result.forwarded += 1
@@ -247,6 +244,22 @@ class IngestProcessor:
             now,
             now,
         )
+
+    async def _follow_redirects(self, work: list[_Work]) -> None:
+        """Entries for a customer merged into another go to the survivor (and its home shard)."""
+        for _ in range(4):  # chains are short: A merged into B, later B into C
+            ids = sorted({item.customer_id for item in work if item.customer_id})
+            if not ids:
+                return
+            targets = await self._redis.mget([self._keys.redirect(cid) for cid in ids])
+            moved = {cid: t.decode() for cid, t in zip(ids, targets, strict=True) if t}
+            if not moved:
+                return
+            for item in work:
+                if item.customer_id in moved:
+                    item.customer_id = moved[item.customer_id]
+                    if isinstance(item.entry, StatusUpdate | SendOutcome):
+                        item.entry = msgspec.structs.replace(item.entry, customer_id=item.customer_id)
 
     async def _resolve_provider_ids(self, work: list[_Work]) -> None:
         """Fill in our message id for statuses that only name the provider's id."""

@@ -116,7 +116,7 @@ class Forwarded(msgspec.Struct, tag="forwarded", frozen=True):
     """An entry that arrived on one shard but belongs to a customer homed on another."""
 
     customer_id: str
-    entry: InboundMessage | OutboundRequest | StatusUpdate
+    entry: InboundMessage | OutboundRequest | StatusUpdate | SendOutcome
 
 
 class SendOutcome(msgspec.Struct, tag="sent", frozen=True):

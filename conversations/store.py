@@ -60,6 +60,15 @@ class Keys:
         """Set when a customer was merged into another: points at the survivor."""
         return f"{self.prefix}:redirect:{customer_id}"
 
+    def merge_result(self, loser: str) -> str:
+        return f"{self.prefix}:merged:{loser}"
+
+    def merging_thread(self, customer_id: str) -> str:
+        return f"{self.prefix}:thread:{customer_id}:merging"
+
+    def merging_consent_log(self, customer_id: str) -> str:
+        return f"{self.prefix}:consent:{customer_id}:merging"
+
     def merge_lock(self, a: str, b: str) -> str:
         first, second = sorted((a, b))
         return f"{self.prefix}:mergelock:{first}:{second}"

@@ -7,12 +7,15 @@ from aiohttp import web
 
 from conversations.codec import decode_consent_change, decode_preferences
 from conversations.commands import (
+    MergeRequest,
     PreferencesRequest,
     UpsertRequest,
+    decode_merge_reply,
     decode_preferences_reply,
     decode_upsert_reply,
     encode_command,
 )
+from conversations.merge import decode_merge_result
 from conversations.models import Identifier, IdentifierKind
 from conversations.normalize import InvalidIdentifier, identifier
 from conversations.preferences import Preferences, TypePreference
@@ -275,3 +278,43 @@ async def get_thread(request: web.Request) -> web.Response:
     customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
     page = await services.reader.page(customer_id, cursor, limit)
     return json_response(page)
+
+
+class MergeBody(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/customers/{id}/merge``: the customer to fold into this one."""
+
+    other: str
+
+
+@routes.post("/v1/customers/{customer_id}/merge")
+async def merge_customers(request: web.Request) -> web.Response:
+    """Merge ``other`` into this customer (idempotent); the other id redirects here afterwards."""
+    services = request.app[SERVICES]
+    services.api_keys.require(request)
+    body = decode_json_body(await request.read(), MergeBody)
+    winner = await resolve_customer_id(services, request.match_info["customer_id"])
+    done = await services.redis.get(services.keys.merge_result(body.other))
+    if done is not None:
+        result = decode_merge_result(done)
+        if result.winner == winner:
+            return json_response(result)
+    loser = await _resolve_for_merge(services, body.other)
+    if loser == winner:
+        raise ApiError(422, "same_customer", "a customer cannot be merged into itself", "other")
+    shard = shard_for_customer(winner, services.config.shards)
+    assert shard is not None  # resolve_customer_id only returns ids of existing customers
+    command = MergeRequest(winner, loser, services.clock())
+    reply = await call_shard(
+        services, shard, "merge", encode_command(command), decode_merge_reply, lambda r: r.wrong_shard
+    )
+    if reply.refused_code:
+        status = 409 if reply.refused_code in ("merge_in_progress", "already_merged") else 404
+        raise ApiError(status, reply.refused_code, reply.refused_message, "other")
+    return json_response(reply.result)
+
+
+async def _resolve_for_merge(services: Services, customer_id: str) -> str:
+    try:
+        return await resolve_customer_id(services, customer_id)
+    except ApiError as exc:
+        raise ApiError(404, "customer_not_found", "no customer with the id given as other", "other") from exc
