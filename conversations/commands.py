@@ -110,6 +110,10 @@ async def run_set_preferences(redis: Redis, keys: Keys, request: bytes) -> bytes
     before = decode_preferences(blob) if blob else None
     current = copy.deepcopy(before) if before else Preferences()
     by_type = command.by_type if command.replace else {**current.by_type, **command.by_type}
+    by_type = {  # one canonical form, whatever order the caller listed opt-outs in
+        t: TypePreference(p.order, tuple(sorted(set(p.opted_out), key=lambda c: c.value)))
+        for t, p in by_type.items()
+    }
     changes = preference_changes(current, by_type, command.source, command.now)
     current.by_type = dict(by_type)
     current.updated_at = command.now
