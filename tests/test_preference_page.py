@@ -10,7 +10,9 @@ from tests.support.stack import Stack, unique_phone
 
 
 async def _customer(stack: Stack) -> str:
-    _, body = await stack.api("PUT", f"/v1/customers/p-{uuid.uuid4().hex[:10]}", json={"identifiers": {"phone": unique_phone()}})
+    _, body = await stack.api(
+        "PUT", f"/v1/customers/p-{uuid.uuid4().hex[:10]}", json={"identifiers": {"phone": unique_phone()}}
+    )
     return body["customer"]["id"]
 
 
@@ -42,7 +44,9 @@ async def test_link_renders_the_page_and_saving_records_consent(stack: Stack) ->
     assert prefs["preferences"]["by_type"]["service"] == {"order": ["whatsapp"]}
     _, log = await stack.api("GET", f"/v1/customers/{customer_id}/consent")
     assert {(c["channel"], c["source"]) for c in log["data"]} == {
-        ("rcs", "preference_page"), ("sms", "preference_page"), ("voice", "preference_page")
+        ("rcs", "preference_page"),
+        ("sms", "preference_page"),
+        ("voice", "preference_page"),
     }
 
 

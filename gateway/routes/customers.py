@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import msgspec
 from aiohttp import web
 
@@ -16,12 +18,12 @@ from conversations.commands import (
     encode_command,
 )
 from conversations.merge import decode_merge_result
-from conversations.models import Identifier, IdentifierKind
+from conversations.models import Channel, Direction, Identifier, IdentifierKind
 from conversations.normalize import InvalidIdentifier, identifier
 from conversations.preferences import Preferences, TypePreference
 from conversations.profiles import Attributes, InvalidAttribute, read_profile, validate_attributes
 from conversations.sharding import shard_for_customer, shard_for_identifier
-from conversations.thread import is_valid_cursor
+from conversations.thread import MAX_PAGE, ThreadFilter, is_valid_cursor
 from gateway.errors import ApiError, decode_json_body, validation_error
 from gateway.routes.messages import json_response
 from gateway.services import SERVICES, Services
@@ -266,18 +268,79 @@ def _limit(request: web.Request) -> int:
     return int(raw)
 
 
+def _thread_filter(request: web.Request) -> ThreadFilter:
+    """``?channel=sms,whatsapp&direction=inbound&since=…&until=…`` (times: unix seconds or ISO 8601)."""
+    query = request.query
+    channels: set[Channel] = set()
+    for name in filter(None, query.get("channel", "").split(",")):
+        try:
+            channels.add(Channel(name.strip()))
+        except ValueError:
+            raise ApiError(422, "unknown_channel", f"unknown channel {name!r}", "channel") from None
+    direction = None
+    if query.get("direction"):
+        try:
+            direction = Direction(query["direction"])
+        except ValueError:
+            raise ApiError(422, "invalid_query", "direction is inbound or outbound", "direction") from None
+    return ThreadFilter(
+        frozenset(channels),
+        direction,
+        _instant(query.get("since"), "since"),
+        _instant(query.get("until"), "until"),
+    )
+
+
+def _instant(raw: str | None, field: str) -> float | None:
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(422, "invalid_query", f"{field} is unix seconds or ISO 8601", field) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
 @routes.get("/v1/customers/{customer_id}/thread")
-async def get_thread(request: web.Request) -> web.Response:
-    """The customer's thread, oldest first; ``?cursor=`` from ``next_cursor`` for the next page."""
+async def get_thread(request: web.Request) -> web.StreamResponse:
+    """The customer's thread, oldest first, filtered; ``?cursor=`` from ``next_cursor`` pages on.
+
+    With ``Accept: application/x-ndjson`` the whole (filtered) thread streams as one entry per line.
+    """
     services = request.app[SERVICES]
     services.api_keys.require(request)
     cursor = request.query.get("cursor") or None
     if cursor is not None and not is_valid_cursor(cursor):
         raise ApiError(422, "invalid_query", "cursor must be a next_cursor value", "cursor")
     limit = _limit(request)
+    filters = _thread_filter(request)
     customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
-    page = await services.reader.page(customer_id, cursor, limit)
+    if "application/x-ndjson" in request.headers.get("Accept", ""):
+        return await _export_ndjson(request, services, customer_id, cursor, filters)
+    page = await services.reader.page(customer_id, cursor, limit, filters)
     return json_response(page)
+
+
+async def _export_ndjson(
+    request: web.Request, services: Services, customer_id: str, cursor: str | None, filters: ThreadFilter
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    while True:
+        page = await services.reader.page(customer_id, cursor, MAX_PAGE, filters)
+        if page.entries:
+            await response.write(b"".join(msgspec.json.encode(e) + b"\n" for e in page.entries))
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    await response.write_eof()
+    return response
 
 
 class MergeBody(msgspec.Struct, forbid_unknown_fields=True):
