@@ -59,7 +59,12 @@ class ShardActor:
         self._keys = Keys(self._config.key_prefix)
         self._redis = Redis.from_url(self._config.redis_url)
         self._processor = IngestProcessor(
-            self._redis, self._keys, shard, self._config.shards, keyword_replies=self._config.keyword_replies
+            self._redis,
+            self._keys,
+            shard,
+            self._config.shards,
+            keyword_replies=self._config.keyword_replies,
+            session_idle_seconds=self._config.session_idle_seconds,
         )
         self._session = aiohttp.ClientSession()
         self._sender = OutboxSender(

@@ -49,6 +49,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         default_factory=lambda: ["transactional", "service", "marketing", "rich_media", "urgent"]
     )
     preference_link_ttl_seconds: int = 7 * 24 * 3600
+    session_idle_seconds: int = 24 * 3600
     secret_key: str = ""  # signs preference-page and tracking tokens; empty: generated in data_dir
     simulator: bool | None = None  # None: on unless real provider credentials are set
     simulator_port: int = 8081

@@ -42,6 +42,7 @@ from conversations.models import (
     StatusUpdate,
 )
 from conversations.preferences import ConsentChange, ConsentState, Preferences
+from conversations.sessions import SESSION_FIELDS, Session, parse_session, session_for
 from conversations.sharding import shard_for_customer
 from conversations.status import advances
 from conversations.store import CONSUMER_GROUP, INGEST_FIELD, Keys
@@ -83,7 +84,10 @@ class IngestProcessor:
         shards: int,
         clock: Callable[[], float] = time.time,
         keyword_replies: KeywordReplies | None = None,
+        session_idle_seconds: float = 24 * 3600,
     ) -> None:
+        self._session_idle = session_idle_seconds
+        self._sessions: dict[str, Session | None] = {}  # this batch's customers' sessions
         self._keyword_replies = keyword_replies or KeywordReplies()
         self._redis = redis
         self._keys = keys
@@ -127,6 +131,7 @@ class IngestProcessor:
         await self._follow_redirects(work)
 
         preferences = await self._load_preferences(work)
+        await self._load_sessions(work)
         now = self._clock()
         pipe = self._redis.pipeline(transaction=True)
         for item in work:
@@ -153,6 +158,12 @@ class IngestProcessor:
                 self._write_send_outcome(pipe, records, entry)
             result.applied += 1
             result.touched_customers.add(item.customer_id)
+        for customer_id, session in self._sessions.items():
+            if session is not None:
+                pipe.hset(
+                    self._keys.customer(customer_id),
+                    mapping={"session_id": session.id, "session_last_at": repr(session.last_at)},
+                )
         for stream_id, payload in dead:
             pipe.xadd(self._keys.dead_letters(self._shard), {INGEST_FIELD: payload, b"id": stream_id})
         result.dead = len(dead)
@@ -245,6 +256,29 @@ class IngestProcessor:
             now,
         )
 
+    async def _load_sessions(self, work: list[_Work]) -> None:
+        wanted = sorted(
+            {
+                item.customer_id
+                for item in work
+                if item.customer_id and isinstance(item.entry, InboundMessage | OutboundRequest)
+            }
+        )
+        self._sessions = {}
+        if not wanted:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for customer_id in wanted:
+            pipe.hmget(self._keys.customer(customer_id), SESSION_FIELDS)
+        for customer_id, values in zip(wanted, await pipe.execute(), strict=True):
+            self._sessions[customer_id] = parse_session(values)
+
+    def _session_id(self, customer_id: str, at: float) -> str:
+        """The conversation session a message at ``at`` joins (opening one after an idle gap)."""
+        session, _opened = session_for(self._sessions.get(customer_id), at, self._session_idle)
+        self._sessions[customer_id] = session
+        return session.id
+
     async def _follow_redirects(self, work: list[_Work]) -> None:
         """Entries for a customer merged into another go to the survivor (and its home shard)."""
         for _ in range(4):  # chains are short: A merged into B, later B into C
@@ -334,7 +368,8 @@ class IngestProcessor:
             message_id,
             ex=PROVIDER_ID_TTL,
         )
-        logged = MessageLogged(message_id, entry.channel, Direction.INBOUND, entry.received_at)
+        session_id = self._session_id(customer_id, entry.received_at)
+        logged = MessageLogged(message_id, entry.channel, Direction.INBOUND, entry.received_at, session_id)
         pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
         fields = self._touch_customer(pipe, customer_id, entry.sender, now)
         fields["last_channel"] = entry.channel.value
@@ -374,7 +409,10 @@ class IngestProcessor:
             record.error_message = f"customer opted out of {entry.message_type} on {channel.value}{how}"
             record.history.append(StatusChange(MessageStatus.FAILED, now, "", "opted_out"))
             pipe.set(self._keys.message(entry.message_id), encode(record))
-            logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at)
+            session_id = self._session_id(customer_id, entry.requested_at)
+            logged = MessageLogged(
+                entry.message_id, channel, Direction.OUTBOUND, entry.requested_at, session_id
+            )
             pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
             failed = StatusLogged(entry.message_id, channel, MessageStatus.FAILED, now, "opted_out")
             pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(failed)})
@@ -434,7 +472,8 @@ class IngestProcessor:
             customer_id, message_id, channel, address, body, message_type, requested_at, now
         )
         pipe.set(self._keys.message(message_id), encode(record))
-        logged = MessageLogged(message_id, channel, Direction.OUTBOUND, requested_at)
+        session_id = self._session_id(customer_id, requested_at)
+        logged = MessageLogged(message_id, channel, Direction.OUTBOUND, requested_at, session_id)
         pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
         job = OutboxJob(message_id, customer_id, channel, address, body)
         pipe.xadd(self._keys.outbox(self._shard), {INGEST_FIELD: encode(job)})

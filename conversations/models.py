@@ -200,6 +200,7 @@ class MessageLogged(msgspec.Struct, tag="message", frozen=True):
     channel: Channel
     direction: Direction
     at: float
+    session_id: str = ""
 
 
 class StatusLogged(msgspec.Struct, tag="status", frozen=True):

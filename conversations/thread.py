@@ -33,6 +33,7 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     message_id: str
     channel: Channel
     direction: Direction | None = None
+    session_id: str = ""
     status: MessageStatus | None = None
     body: str | None = None
     error_code: str = ""
@@ -166,6 +167,7 @@ def _view(cursor: str, event: MessageLogged | StatusLogged, record: MessageRecor
         message_id=event.message_id,
         channel=event.channel,
         direction=event.direction,
+        session_id=event.session_id,
     )
     if record is not None:
         view.status = record.status

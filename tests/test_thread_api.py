@@ -38,7 +38,7 @@ async def test_filters_by_direction_channel_and_time(stack: Stack) -> None:
     inbound = await stack.thread(customer_id, direction="inbound")
     assert [e["body"] for e in inbound["entries"]] == ["first", "second"]
     outbound = await stack.thread(customer_id, direction="outbound")
-    assert [e["kind"] for e in outbound["entries"]][0] == "message"
+    assert outbound["entries"][0]["kind"] == "message"
     assert {e.get("status") for e in outbound["entries"] if e["kind"] == "status"} >= {"sent", "delivered"}
     since = await stack.thread(customer_id, since=str(mark))
     assert "first" not in [e.get("body") for e in since["entries"]]
@@ -56,7 +56,9 @@ async def test_filters_by_direction_channel_and_time(stack: Stack) -> None:
 async def test_ndjson_export_streams_the_whole_thread(stack: Stack) -> None:
     customer_id, _ = await _conversation(stack)
     headers = {**stack.auth, "Accept": "application/x-ndjson"}
-    async with stack.http.get(f"{stack.gateway_url}/v1/customers/{customer_id}/thread", headers=headers) as response:
+    async with stack.http.get(
+        f"{stack.gateway_url}/v1/customers/{customer_id}/thread", headers=headers
+    ) as response:
         assert response.status == 200
         assert response.content_type == "application/x-ndjson"
         lines = (await response.text()).strip().split("\n")
