@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from actors.outbox import OutboxSender
 from actors.streams import ensure_group, new_batch, pending_batches
 from channels.registry import build_senders, status_callback_url
+from conversations.capabilities import CapabilityCache
 from conversations.config import Config
 from conversations.ingest import IngestProcessor
 from conversations.models import OutboxJob
@@ -52,11 +53,12 @@ class ShardActor:
         self._redis = Redis.from_url(self._config.redis_url)
         self._processor = IngestProcessor(self._redis, self._keys, shard, self._config.shards)
         self._session = aiohttp.ClientSession()
+        self._capabilities = CapabilityCache(self._redis, self._keys, self._config.rbm.capability_ttl_seconds)
         self._sender = OutboxSender(
             self._redis,
             self._keys,
             shard,
-            build_senders(self._session, self._config),
+            build_senders(self._session, self._config, self._capabilities),
             self._callback_url,
             concurrency=self._config.send_concurrency,
         )

@@ -252,6 +252,7 @@ class IngestProcessor:
             provider_message_id=entry.provider_message_id,
             address=entry.sender.value,
             media=entry.media,
+            attributes=dict(entry.attributes),
         )
         pipe.set(self._keys.message(message_id), encode(record))
         pipe.set(
@@ -282,11 +283,14 @@ class IngestProcessor:
             message_type=entry.message_type,
             address=entry.recipient.value,
             history=[StatusChange(MessageStatus.ACCEPTED, now)],
+            rich_card=entry.rich_card,
         )
         pipe.set(self._keys.message(entry.message_id), encode(record))
         logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at)
         pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
-        job = OutboxJob(entry.message_id, customer_id, channel, entry.recipient.value, entry.body)
+        job = OutboxJob(
+            entry.message_id, customer_id, channel, entry.recipient.value, entry.body, entry.rich_card
+        )
         pipe.xadd(self._keys.outbox(self._shard), {INGEST_FIELD: encode(job)})
         fields = self._touch_customer(pipe, customer_id, entry.recipient, now)
         pipe.hset(self._keys.customer(customer_id), mapping=fields)
@@ -325,6 +329,14 @@ class IngestProcessor:
             log.warning("send outcome for unknown message %s", entry.message_id)
             return
         record.provider = entry.provider
+        if entry.channel is not None and entry.channel != record.channel:
+            # The sender adapted the message to another channel: the record shows what the
+            # customer actually got, and why.
+            record.fallback_from = entry.fallback_from or record.channel
+            record.fallback_reason = entry.fallback_reason
+            record.channel = entry.channel
+            if entry.body:
+                record.body = entry.body
         if entry.provider_message_id:
             record.provider_message_id = entry.provider_message_id
             pipe.set(

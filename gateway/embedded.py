@@ -12,7 +12,14 @@ from pathlib import Path
 
 import msgspec
 
-from conversations.config import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Config
+from conversations.config import (
+    SIMULATOR_ACCOUNT_SID,
+    SIMULATOR_AUTH_TOKEN,
+    SIMULATOR_RBM_ACCESS_TOKEN,
+    SIMULATOR_RBM_AGENT_ID,
+    SIMULATOR_RBM_CLIENT_TOKEN,
+    Config,
+)
 
 DEFAULT_REDIS = ("127.0.0.1", 6379)
 
@@ -103,5 +110,12 @@ def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Pope
             account_sid=config.twilio.account_sid or SIMULATOR_ACCOUNT_SID,
             auth_token=config.twilio.auth_token or SIMULATOR_AUTH_TOKEN,
             base_url=config.twilio.base_url or f"http://127.0.0.1:{config.simulator_port}",
+        )
+        changes["rbm"] = msgspec.structs.replace(
+            config.rbm,
+            client_token=config.rbm.client_token or SIMULATOR_RBM_CLIENT_TOKEN,
+            agent_id=config.rbm.agent_id or SIMULATOR_RBM_AGENT_ID,
+            access_token=config.rbm.access_token or SIMULATOR_RBM_ACCESS_TOKEN,
+            base_url=config.rbm.base_url or f"http://127.0.0.1:{config.simulator_port}",
         )
     return msgspec.structs.replace(config, **changes), redis_child
