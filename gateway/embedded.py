@@ -111,11 +111,13 @@ def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Pope
             auth_token=config.twilio.auth_token or SIMULATOR_AUTH_TOKEN,
             base_url=config.twilio.base_url or f"http://127.0.0.1:{config.simulator_port}",
         )
+    if config.uses_simulator and not (config.rbm.agent_id and config.rbm.access_token):
+        # RBM unconfigured: the simulator plays Google. A real agent keeps talking to Google.
         changes["rbm"] = msgspec.structs.replace(
             config.rbm,
             client_token=config.rbm.client_token or SIMULATOR_RBM_CLIENT_TOKEN,
-            agent_id=config.rbm.agent_id or SIMULATOR_RBM_AGENT_ID,
-            access_token=config.rbm.access_token or SIMULATOR_RBM_ACCESS_TOKEN,
+            agent_id=SIMULATOR_RBM_AGENT_ID,
+            access_token=SIMULATOR_RBM_ACCESS_TOKEN,
             base_url=config.rbm.base_url or f"http://127.0.0.1:{config.simulator_port}",
         )
     return msgspec.structs.replace(config, **changes), redis_child
