@@ -21,12 +21,9 @@ from channels.rcs_rbm import (
     is_valid_client_token,
     is_valid_signature,
     parse_event,
-    rbm_message_id,
     read_google_error,
-    render_agent_message,
-    render_sms,
-    sms_fallback,
 )
+from channels.rcs_render import rbm_message_id, render_agent_message, render_sms, sms_fallback
 from channels.sms_segments import segment_count
 from conversations.models import (
     Channel,
