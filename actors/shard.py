@@ -16,6 +16,7 @@ from actors.outbox import OutboxSender
 from actors.streams import ensure_group, new_batch, pending_batches
 from channels.registry import build_senders, status_callback_url
 from conversations import commands, merge
+from conversations.capabilities import CapabilityCache
 from conversations.config import Config
 from conversations.ingest import IngestProcessor
 from conversations.models import OutboxJob
@@ -67,11 +68,12 @@ class ShardActor:
             session_idle_seconds=self._config.session_idle_seconds,
         )
         self._session = aiohttp.ClientSession()
+        self._capabilities = CapabilityCache(self._redis, self._keys, self._config.rbm.capability_ttl_seconds)
         self._sender = OutboxSender(
             self._redis,
             self._keys,
             shard,
-            build_senders(self._session, self._config),
+            build_senders(self._session, self._config, self._capabilities),
             self._callback_url,
             concurrency=self._config.send_concurrency,
         )

@@ -7,20 +7,33 @@ from urllib.parse import urlencode
 import aiohttp
 
 from channels.base import Sender
+from channels.rcs_rbm import RBM_API_BASE, RbmSender
 from channels.sms_twilio import TWILIO_API_BASE, TwilioSmsSender
+from channels.voice_twilio import TwilioVoiceSender
+from conversations.capabilities import CapabilityCache
 from conversations.config import Config
 from conversations.models import Channel, OutboxJob
 
+# RCS has none: RBM reports statuses to /webhooks/rcs; its SMS fallback is an SMS job.
 STATUS_CALLBACK_PATHS = {
     Channel.SMS: "/webhooks/twilio/sms/status",
+    Channel.VOICE: "/webhooks/twilio/voice/status",
 }
 
 
-def build_senders(session: aiohttp.ClientSession, config: Config) -> dict[Channel, Sender]:
-    """One sender per configured channel."""
-    return {
-        Channel.SMS: TwilioSmsSender(session, config.twilio, config.twilio.base_url or TWILIO_API_BASE),
+def build_senders(
+    session: aiohttp.ClientSession, config: Config, capabilities: CapabilityCache | None = None
+) -> dict[Channel, Sender]:
+    """One sender per configured channel (RCS only with an RBM agent id)."""
+    twilio_base = config.twilio.base_url or TWILIO_API_BASE
+    senders: dict[Channel, Sender] = {
+        Channel.SMS: TwilioSmsSender(session, config.twilio, twilio_base),
+        Channel.VOICE: TwilioVoiceSender(session, config.twilio, config.voice, twilio_base),
     }
+    if config.rbm.agent_id:
+        rbm_base = config.rbm.base_url or RBM_API_BASE
+        senders[Channel.RCS] = RbmSender(session, config.rbm, rbm_base, capabilities)
+    return senders
 
 
 def status_callback_url(config: Config, job: OutboxJob) -> str:

@@ -15,6 +15,9 @@ from conversations.keywords import KeywordReplies
 ENV_PREFIX = "THREADLINE_"
 SIMULATOR_ACCOUNT_SID = "AC" + "0" * 32
 SIMULATOR_AUTH_TOKEN = "simulator-auth-token"
+SIMULATOR_RBM_CLIENT_TOKEN = "simulator-rbm-client-token"
+SIMULATOR_RBM_ACCESS_TOKEN = "simulator-rbm-access-token"
+SIMULATOR_RBM_AGENT_ID = "threadline-simulator"
 
 
 class ConfigError(ValueError):
@@ -29,6 +32,25 @@ class TwilioConfig(msgspec.Struct, forbid_unknown_fields=True):
     base_url: str = ""  # empty: api.twilio.com, or the simulator when it runs
     from_number: str = "+15005550006"
     messaging_service_sid: str = ""
+
+
+class RbmConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Google RCS Business Messaging; empty means the built-in simulator (or RCS off)."""
+
+    client_token: str = ""  # verifies webhooks (X-Goog-Signature) and the clientToken echo
+    agent_id: str = ""
+    base_url: str = ""  # empty: rcsbusinessmessaging.googleapis.com, or the simulator when it runs
+    access_token: str = ""  # OAuth bearer token of the agent's service account
+    capability_ttl_seconds: int = 6 * 3600
+    sms_fallback_max_segments: int = 2  # an adapted rich card never costs more SMS segments
+
+
+class VoiceConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Twilio Voice (uses the Twilio credentials): what an incoming call hears."""
+
+    business_name: str = "Threadline"
+    language: str = "en-US"
+    max_turns: int = 5  # Gathers per call before we close it politely
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -57,6 +79,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ray_namespace: str = "threadline"
     twilio: TwilioConfig = msgspec.field(default_factory=TwilioConfig)
     keyword_replies: KeywordReplies = msgspec.field(default_factory=KeywordReplies)
+    rbm: RbmConfig = msgspec.field(default_factory=RbmConfig)
+    voice: VoiceConfig = msgspec.field(default_factory=VoiceConfig)
 
     def __post_init__(self) -> None:
         if self.shards < 1 or self.shards > 4096:

@@ -36,6 +36,7 @@ from conversations.models import (
     MessageStatus,
     OutboundRequest,
     OutboxJob,
+    RichCard,
     SendOutcome,
     StatusChange,
     StatusLogged,
@@ -361,6 +362,7 @@ class IngestProcessor:
             provider_message_id=entry.provider_message_id,
             address=entry.sender.value,
             media=entry.media,
+            attributes=dict(entry.attributes),
         )
         pipe.set(self._keys.message(message_id), encode(record))
         pipe.set(
@@ -403,6 +405,7 @@ class IngestProcessor:
                 entry.message_type,
                 entry.requested_at,
                 now,
+                entry.rich_card,
             )
             record.status = MessageStatus.FAILED
             record.error_code = "opted_out"
@@ -427,6 +430,7 @@ class IngestProcessor:
             entry.message_type,
             entry.requested_at,
             now,
+            entry.rich_card,
         )
         return True
 
@@ -440,6 +444,7 @@ class IngestProcessor:
         message_type: str,
         requested_at: float,
         now: float,
+        rich_card: RichCard | None = None,
     ) -> MessageRecord:
         return MessageRecord(
             id=message_id,
@@ -453,6 +458,7 @@ class IngestProcessor:
             message_type=message_type,
             address=address,
             history=[StatusChange(MessageStatus.ACCEPTED, now)],
+            rich_card=rich_card,
         )
 
     def _queue_send(
@@ -466,16 +472,17 @@ class IngestProcessor:
         message_type: str,
         requested_at: float,
         now: float,
+        rich_card: RichCard | None = None,
     ) -> None:
         """Record an outbound message in the thread and hand it to the shard's sender."""
         record = self._outbound_record(
-            customer_id, message_id, channel, address, body, message_type, requested_at, now
+            customer_id, message_id, channel, address, body, message_type, requested_at, now, rich_card
         )
         pipe.set(self._keys.message(message_id), encode(record))
         session_id = self._session_id(customer_id, requested_at)
         logged = MessageLogged(message_id, channel, Direction.OUTBOUND, requested_at, session_id)
         pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
-        job = OutboxJob(message_id, customer_id, channel, address, body)
+        job = OutboxJob(message_id, customer_id, channel, address, body, rich_card)
         pipe.xadd(self._keys.outbox(self._shard), {INGEST_FIELD: encode(job)})
 
     def _apply_status(
@@ -512,6 +519,14 @@ class IngestProcessor:
             log.warning("send outcome for unknown message %s", entry.message_id)
             return
         record.provider = entry.provider
+        if entry.channel is not None and entry.channel != record.channel:
+            # The sender adapted the message to another channel: the record shows what the
+            # customer actually got, and why.
+            record.fallback_from = entry.fallback_from or record.channel
+            record.fallback_reason = entry.fallback_reason
+            record.channel = entry.channel
+            if entry.body:
+                record.body = entry.body
         if entry.provider_message_id:
             record.provider_message_id = entry.provider_message_id
             pipe.set(

@@ -62,6 +62,23 @@ class Media(msgspec.Struct, frozen=True):
     content_type: str = ""
 
 
+class Suggestion(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A tappable chip on a rich card: a reply (``postback_data``) or, with ``url``, an open-URL action."""
+
+    text: str
+    postback_data: str = ""
+    url: str = ""
+
+
+class RichCard(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Channel-neutral rich content (an RCS standalone card; adapted to text elsewhere)."""
+
+    title: str = ""
+    description: str = ""
+    media_url: str = ""
+    suggestions: tuple[Suggestion, ...] = ()
+
+
 # --- ingest entries: what the gateway writes to a shard's ingest stream ---------------
 
 
@@ -77,6 +94,8 @@ class InboundMessage(msgspec.Struct, tag="inbound", frozen=True):
     received_at: float
     media: tuple[Media, ...] = ()
     profile_name: str = ""
+    # Provider extras that are not the text: RCS postback data, a location, speech confidence.
+    attributes: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class StatusUpdate(msgspec.Struct, tag="status", frozen=True):
@@ -110,6 +129,7 @@ class OutboundRequest(msgspec.Struct, tag="outbound", frozen=True):
     message_type: str
     requested_at: float
     channel: Channel | None = None
+    rich_card: RichCard | None = None
 
 
 class Forwarded(msgspec.Struct, tag="forwarded", frozen=True):
@@ -132,6 +152,12 @@ class SendOutcome(msgspec.Struct, tag="sent", frozen=True):
     error_message: str = ""
     segments: int = 0
     price: float | None = None
+    # Set when the sender had to use another channel (e.g. RCS not capable → SMS): what was
+    # actually sent, on which channel, and why.
+    channel: Channel | None = None
+    fallback_from: Channel | None = None
+    fallback_reason: str = ""
+    body: str = ""
 
 
 IngestEntry = InboundMessage | StatusUpdate | OutboundRequest | Forwarded | SendOutcome
@@ -170,6 +196,10 @@ class MessageRecord(msgspec.Struct, kw_only=True):
     address: str = ""  # the customer's address on this channel
     media: tuple[Media, ...] = ()
     history: list[StatusChange] = msgspec.field(default_factory=list)
+    attributes: dict[str, str] = msgspec.field(default_factory=dict)
+    rich_card: RichCard | None = None
+    fallback_from: Channel | None = None  # the channel asked for, when it was adapted to ``channel``
+    fallback_reason: str = ""
 
 
 class Customer(msgspec.Struct, kw_only=True):
@@ -188,6 +218,7 @@ class OutboxJob(msgspec.Struct, frozen=True):
     channel: Channel
     address: str
     body: str
+    rich_card: RichCard | None = None
 
 
 # --- thread events: the customer's history stream ---------------------------------------

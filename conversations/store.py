@@ -82,6 +82,10 @@ class Keys:
     def provider_message(self, provider: str, provider_message_id: str) -> str:
         return f"{self.prefix}:prov:{provider}:{provider_message_id}"
 
+    def capability(self, channel: str, address: str) -> str:
+        """Cached answer to "can this address receive ``channel``?" (e.g. RBM capability check)."""
+        return f"{self.prefix}:cap:{channel}:{address}"
+
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix (used by test cleanup)."""
         return f"{self.prefix}:*"

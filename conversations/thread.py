@@ -16,6 +16,7 @@ from conversations.models import (
     MessageLogged,
     MessageRecord,
     MessageStatus,
+    RichCard,
     StatusLogged,
     ThreadEvent,
 )
@@ -44,6 +45,10 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     segments: int = 0
     created_at: float | None = None
     updated_at: float | None = None
+    attributes: dict[str, str] = msgspec.field(default_factory=dict)
+    rich_card: RichCard | None = None
+    fallback_from: Channel | None = None
+    fallback_reason: str = ""
 
 
 class ThreadFilter(msgspec.Struct, frozen=True):
@@ -180,4 +185,9 @@ def _view(cursor: str, event: MessageLogged | StatusLogged, record: MessageRecor
         view.segments = record.segments
         view.created_at = record.created_at
         view.updated_at = record.updated_at
+        view.channel = record.channel  # differs from the logged one when the send was adapted
+        view.attributes = record.attributes
+        view.rich_card = record.rich_card
+        view.fallback_from = record.fallback_from
+        view.fallback_reason = record.fallback_reason
     return view

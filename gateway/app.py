@@ -17,7 +17,15 @@ from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
 from gateway.errors import error_middleware
 from gateway.ingest import IngestWriter
-from gateway.routes import customers, health, messages, preference_page, twilio_webhooks
+from gateway.routes import (
+    customers,
+    health,
+    messages,
+    preference_page,
+    rcs_webhooks,
+    twilio_voice_webhooks,
+    twilio_webhooks,
+)
 from gateway.services import SERVICES, Services
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -33,7 +41,16 @@ def create_app(
     if not config.secret_key:
         # Links signed with a throw-away key stop working on restart; `serve` persists one.
         config = msgspec.structs.replace(config, secret_key=secrets.token_urlsafe(32))
-    for module in (health, twilio_webhooks, messages, customers, preference_page):
+    route_modules = (
+        health,
+        twilio_webhooks,
+        twilio_voice_webhooks,
+        rcs_webhooks,
+        messages,
+        customers,
+        preference_page,
+    )
+    for module in route_modules:
         app.add_routes(module.routes)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:

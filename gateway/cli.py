@@ -57,6 +57,9 @@ def simulator_settings(config: Config) -> SimulatorSettings:
         account_sid=config.twilio.account_sid,
         auth_token=config.twilio.auth_token,
         gateway_url=config.public_url,
+        rbm_client_token=config.rbm.client_token,
+        rbm_access_token=config.rbm.access_token,
+        rbm_agent_id=config.rbm.agent_id,
     )
 
 

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import msgspec
 
-from conversations.config import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Config
+from conversations.config import (
+    SIMULATOR_ACCOUNT_SID,
+    SIMULATOR_AUTH_TOKEN,
+    SIMULATOR_RBM_ACCESS_TOKEN,
+    SIMULATOR_RBM_AGENT_ID,
+    SIMULATOR_RBM_CLIENT_TOKEN,
+    Config,
+)
 
 DEFAULT_REDIS = ("127.0.0.1", 6379)
 
@@ -110,5 +117,14 @@ def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Pope
             account_sid=config.twilio.account_sid or SIMULATOR_ACCOUNT_SID,
             auth_token=config.twilio.auth_token or SIMULATOR_AUTH_TOKEN,
             base_url=config.twilio.base_url or f"http://127.0.0.1:{config.simulator_port}",
+        )
+    if config.uses_simulator and not (config.rbm.agent_id and config.rbm.access_token):
+        # RBM unconfigured: the simulator plays Google. A real agent keeps talking to Google.
+        changes["rbm"] = msgspec.structs.replace(
+            config.rbm,
+            client_token=config.rbm.client_token or SIMULATOR_RBM_CLIENT_TOKEN,
+            agent_id=SIMULATOR_RBM_AGENT_ID,
+            access_token=SIMULATOR_RBM_ACCESS_TOKEN,
+            base_url=config.rbm.base_url or f"http://127.0.0.1:{config.simulator_port}",
         )
     return msgspec.structs.replace(config, **changes), redis_child

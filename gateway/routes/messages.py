@@ -9,7 +9,14 @@ from aiohttp import web
 
 from conversations.codec import encode
 from conversations.ids import new_message_id
-from conversations.models import Channel, MessageRecord, MessageStatus, OutboundRequest
+from conversations.models import (
+    Channel,
+    MessageRecord,
+    MessageStatus,
+    OutboundRequest,
+    RichCard,
+    Suggestion,
+)
 from conversations.normalize import InvalidIdentifier, phone_identifier
 from conversations.sharding import shard_for_identifier
 from gateway.errors import ApiError, decode_json_body
@@ -26,6 +33,34 @@ class Recipient(msgspec.Struct, forbid_unknown_fields=True):
     phone: str
 
 
+HttpUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://")]
+ENABLED_CHANNELS = frozenset({Channel.SMS, Channel.RCS, Channel.VOICE})
+VOICE_TYPES = frozenset({"urgent", "transactional"})  # a phone call is too intrusive for the rest
+
+
+class SuggestionIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A chip on an RCS card: a reply, or with ``url`` an open-URL action (RBM limits)."""
+
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=25)]
+    postback_data: Annotated[str, msgspec.Meta(max_length=2048)] = ""
+    url: HttpUrl = ""
+
+
+class RichCardIn(msgspec.Struct, forbid_unknown_fields=True):
+    """An RCS standalone card; adapted to SMS (title, description, link) when RCS is not possible."""
+
+    title: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    description: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    media_url: HttpUrl = ""
+    suggestions: Annotated[list[SuggestionIn], msgspec.Meta(max_length=4)] = msgspec.field(
+        default_factory=list
+    )
+
+    def to_domain(self) -> RichCard:
+        suggestions = tuple(Suggestion(s.text, s.postback_data, s.url) for s in self.suggestions)
+        return RichCard(self.title, self.description, self.media_url, suggestions)
+
+
 class SendMessage(msgspec.Struct, forbid_unknown_fields=True):
     """Body of ``POST /v1/messages``."""
 
@@ -33,6 +68,25 @@ class SendMessage(msgspec.Struct, forbid_unknown_fields=True):
     body: Annotated[str, msgspec.Meta(min_length=1, max_length=1600)]
     type: MessageType = "service"
     channel: Channel | None = None
+    rich_card: RichCardIn | None = None
+
+
+def _check_channel(command: SendMessage) -> None:
+    """Refuse what the chosen channel cannot carry, naming the field."""
+    if command.channel is not None and command.channel not in ENABLED_CHANNELS:
+        raise ApiError(422, "channel_unavailable", f"channel {command.channel} is not enabled", "channel")
+    if command.rich_card is not None:
+        if command.channel is not Channel.RCS:
+            raise ApiError(422, "rich_card_unsupported", "rich_card needs channel rcs", "rich_card")
+        card = command.rich_card
+        if not (card.title or card.description or card.media_url):
+            raise ApiError(
+                422, "validation_failed", "a rich card needs a title, description or media_url", "rich_card"
+            )
+    if command.channel is Channel.VOICE and command.type not in VOICE_TYPES:
+        raise ApiError(
+            422, "channel_unavailable", "voice calls are only for urgent or transactional messages", "type"
+        )
 
 
 class Accepted(msgspec.Struct):
@@ -51,8 +105,7 @@ async def send_message(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     services.api_keys.require(request)
     command = decode_json_body(await request.read(), SendMessage)
-    if command.channel not in (None, Channel.SMS):
-        raise ApiError(422, "channel_unavailable", f"channel {command.channel} is not enabled", "channel")
+    _check_channel(command)
     try:
         recipient = phone_identifier(command.to.phone)
     except InvalidIdentifier as exc:
@@ -65,6 +118,7 @@ async def send_message(request: web.Request) -> web.Response:
         message_type=command.type,
         requested_at=services.clock(),
         channel=command.channel,
+        rich_card=command.rich_card.to_domain() if command.rich_card else None,
     )
     shard = shard_for_identifier(recipient, services.config.shards)
     await services.ingest.submit(shard, encode(entry))

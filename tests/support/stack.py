@@ -13,7 +13,17 @@ import aiohttp
 from aiohttp import web
 
 from channels.twilio_signature import compute_signature
-from conversations.config import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Config, TwilioConfig
+from conversations.config import (
+    SIMULATOR_ACCOUNT_SID,
+    SIMULATOR_AUTH_TOKEN,
+    SIMULATOR_RBM_ACCESS_TOKEN,
+    SIMULATOR_RBM_AGENT_ID,
+    SIMULATOR_RBM_CLIENT_TOKEN,
+    Config,
+    RbmConfig,
+    TwilioConfig,
+    VoiceConfig,
+)
 
 T = TypeVar("T")
 
@@ -37,6 +47,14 @@ def make_config(redis_url: str, gateway_port: int, simulator_port: int, prefix: 
             auth_token=SIMULATOR_AUTH_TOKEN,
             base_url=f"http://127.0.0.1:{simulator_port}",
         ),
+        rbm=RbmConfig(
+            client_token=SIMULATOR_RBM_CLIENT_TOKEN,
+            agent_id=SIMULATOR_RBM_AGENT_ID,
+            access_token=SIMULATOR_RBM_ACCESS_TOKEN,
+            base_url=f"http://127.0.0.1:{simulator_port}",
+        ),
+        # Characters that must be escaped in TwiML: the voice tests prove they are.
+        voice=VoiceConfig(business_name="Smith & Sons <Threadline>"),
     )
 
 
