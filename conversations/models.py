@@ -60,6 +60,24 @@ class Media(msgspec.Struct, frozen=True):
 
     url: str
     content_type: str = ""
+    id: str = ""  # the provider's media id, when it hands out ids instead of URLs (WhatsApp)
+
+
+class Location(msgspec.Struct, frozen=True):
+    """A place a customer shared (WhatsApp location message)."""
+
+    latitude: float
+    longitude: float
+    name: str = ""
+    address: str = ""
+
+
+class TemplateRef(msgspec.Struct, frozen=True):
+    """An approved provider template (WhatsApp) and the values of its body variables, in order."""
+
+    name: str
+    language: str = "en_US"
+    variables: tuple[str, ...] = ()
 
 
 # --- ingest entries: what the gateway writes to a shard's ingest stream ---------------
@@ -77,6 +95,8 @@ class InboundMessage(msgspec.Struct, tag="inbound", frozen=True):
     received_at: float
     media: tuple[Media, ...] = ()
     profile_name: str = ""
+    location: Location | None = None
+    reply_payload: str = ""  # the id/payload of the button or list row the customer chose
 
 
 class StatusUpdate(msgspec.Struct, tag="status", frozen=True):
@@ -110,6 +130,7 @@ class OutboundRequest(msgspec.Struct, tag="outbound", frozen=True):
     message_type: str
     requested_at: float
     channel: Channel | None = None
+    template: TemplateRef | None = None
 
 
 class Forwarded(msgspec.Struct, tag="forwarded", frozen=True):
@@ -169,6 +190,9 @@ class MessageRecord(msgspec.Struct, kw_only=True):
     price: float | None = None
     address: str = ""  # the customer's address on this channel
     media: tuple[Media, ...] = ()
+    location: Location | None = None
+    reply_payload: str = ""
+    template: TemplateRef | None = None
     history: list[StatusChange] = msgspec.field(default_factory=list)
 
 
@@ -188,6 +212,7 @@ class OutboxJob(msgspec.Struct, frozen=True):
     channel: Channel
     address: str
     body: str
+    template: TemplateRef | None = None
 
 
 # --- thread events: the customer's history stream ---------------------------------------

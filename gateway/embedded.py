@@ -12,7 +12,15 @@ from pathlib import Path
 
 import msgspec
 
-from conversations.config import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Config
+from conversations.config import (
+    SIMULATOR_ACCOUNT_SID,
+    SIMULATOR_AUTH_TOKEN,
+    SIMULATOR_WHATSAPP_ACCESS_TOKEN,
+    SIMULATOR_WHATSAPP_APP_SECRET,
+    SIMULATOR_WHATSAPP_PHONE_NUMBER_ID,
+    SIMULATOR_WHATSAPP_VERIFY_TOKEN,
+    Config,
+)
 
 DEFAULT_REDIS = ("127.0.0.1", 6379)
 
@@ -103,5 +111,14 @@ def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Pope
             account_sid=config.twilio.account_sid or SIMULATOR_ACCOUNT_SID,
             auth_token=config.twilio.auth_token or SIMULATOR_AUTH_TOKEN,
             base_url=config.twilio.base_url or f"http://127.0.0.1:{config.simulator_port}",
+        )
+        whatsapp = config.whatsapp
+        changes["whatsapp"] = msgspec.structs.replace(
+            whatsapp,
+            app_secret=whatsapp.app_secret or SIMULATOR_WHATSAPP_APP_SECRET,
+            verify_token=whatsapp.verify_token or SIMULATOR_WHATSAPP_VERIFY_TOKEN,
+            access_token=whatsapp.access_token or SIMULATOR_WHATSAPP_ACCESS_TOKEN,
+            phone_number_id=whatsapp.phone_number_id or SIMULATOR_WHATSAPP_PHONE_NUMBER_ID,
+            base_url=whatsapp.base_url or f"http://127.0.0.1:{config.simulator_port}",
         )
     return msgspec.structs.replace(config, **changes), redis_child
