@@ -50,7 +50,13 @@ class ShardActor:
         self._shard = shard
         self._keys = Keys(self._config.key_prefix)
         self._redis = Redis.from_url(self._config.redis_url)
-        self._processor = IngestProcessor(self._redis, self._keys, shard, self._config.shards)
+        self._processor = IngestProcessor(
+            self._redis,
+            self._keys,
+            shard,
+            self._config.shards,
+            whatsapp_templates=self._config.whatsapp.templates,
+        )
         self._session = aiohttp.ClientSession()
         self._sender = OutboxSender(
             self._redis,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from conversations import timers
 from conversations.codec import decode_ingest, decode_message, encode
+from conversations.config import WhatsAppTemplate
 from conversations.ids import new_customer_id, new_message_id
 from conversations.models import (
     Channel,
@@ -41,6 +42,7 @@ from conversations.models import (
 from conversations.sharding import shard_for_customer
 from conversations.status import advances
 from conversations.store import CONSUMER_GROUP, INGEST_FIELD, Keys
+from conversations.whatsapp_window import WhatsAppSendPlan, plan_whatsapp_send
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +80,10 @@ class IngestProcessor:
         shard: int,
         shards: int,
         clock: Callable[[], float] = time.time,
+        whatsapp_templates: Mapping[str, WhatsAppTemplate] | None = None,
     ) -> None:
         self._redis = redis
+        self._whatsapp_templates = dict(whatsapp_templates or {})
         self._keys = keys
         self._shard = shard
         self._shards = shards
@@ -111,6 +115,7 @@ class IngestProcessor:
                 work.append(_Work(stream_id, entry))
 
         await self._resolve_customers(work)
+        last_whatsapp = await self._last_whatsapp_inbound(work)
         await self._resolve_provider_ids(work)
         records = await self._load_records(work)
         for item in work:  # statuses matched by provider id learn their customer from the record
@@ -135,8 +140,11 @@ class IngestProcessor:
                 continue
             if isinstance(entry, InboundMessage):
                 self._write_inbound(pipe, item.customer_id, entry, now)
+                if entry.channel is Channel.WHATSAPP:  # opens the window for sends later in this batch
+                    seen = last_whatsapp.get(item.customer_id, entry.received_at)
+                    last_whatsapp[item.customer_id] = max(seen, entry.received_at)
             elif isinstance(entry, OutboundRequest):
-                self._write_outbound(pipe, item.customer_id, entry, now)
+                self._write_outbound(pipe, item.customer_id, entry, now, last_whatsapp.get(item.customer_id))
                 result.sends_queued += 1
             elif isinstance(entry, StatusUpdate):
                 if entry.message_id not in records:
@@ -185,6 +193,25 @@ class IngestProcessor:
                 identifier = _identifier_of(item.entry)
                 if identifier is not None:
                     item.customer_id = resolved[identifier]
+
+    async def _last_whatsapp_inbound(self, work: list[_Work]) -> dict[str, float]:
+        """When each customer with a WhatsApp send in this batch last wrote on WhatsApp."""
+        wanted = sorted(
+            {
+                item.customer_id
+                for item in work
+                if isinstance(item.entry, OutboundRequest)
+                and item.entry.channel is Channel.WHATSAPP
+                and item.customer_id
+            }
+        )
+        if not wanted:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for customer_id in wanted:
+            pipe.hget(self._keys.customer(customer_id), f"last_inbound_at:{Channel.WHATSAPP.value}")
+        found = await pipe.execute()
+        return {cid: float(at) for cid, at in zip(wanted, found, strict=True) if at}
 
     async def _resolve_provider_ids(self, work: list[_Work]) -> None:
         """Fill in our message id for statuses that only name the provider's id."""
@@ -252,6 +279,8 @@ class IngestProcessor:
             provider_message_id=entry.provider_message_id,
             address=entry.sender.value,
             media=entry.media,
+            location=entry.location,
+            reply_payload=entry.reply_payload,
         )
         pipe.set(self._keys.message(message_id), encode(record))
         pipe.set(
@@ -268,8 +297,19 @@ class IngestProcessor:
             fields["profile_name"] = entry.profile_name
         pipe.hset(self._keys.customer(customer_id), mapping=fields)
 
-    def _write_outbound(self, pipe, customer_id: str, entry: OutboundRequest, now: float) -> None:
+    def _write_outbound(
+        self, pipe, customer_id: str, entry: OutboundRequest, now: float, last_whatsapp: float | None
+    ) -> None:
         channel = entry.channel or _default_channel(entry.recipient)
+        plan = WhatsAppSendPlan(template=entry.template)
+        if channel is Channel.WHATSAPP:
+            plan = plan_whatsapp_send(
+                body=entry.body,
+                requested_template=entry.template,
+                configured_template=self._whatsapp_templates.get(entry.message_type),
+                last_inbound_at=last_whatsapp,
+                now=now,
+            )
         record = MessageRecord(
             id=entry.message_id,
             customer_id=customer_id,
@@ -281,13 +321,24 @@ class IngestProcessor:
             updated_at=now,
             message_type=entry.message_type,
             address=entry.recipient.value,
+            template=plan.template,
             history=[StatusChange(MessageStatus.ACCEPTED, now)],
         )
+        if plan.refused:  # refused by us: recorded as failed, never handed to the provider
+            record.status = MessageStatus.FAILED
+            record.error_code, record.error_message = plan.refused, plan.reason
+            record.history.append(StatusChange(MessageStatus.FAILED, now, "", plan.refused))
         pipe.set(self._keys.message(entry.message_id), encode(record))
         logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at)
         pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
-        job = OutboxJob(entry.message_id, customer_id, channel, entry.recipient.value, entry.body)
-        pipe.xadd(self._keys.outbox(self._shard), {INGEST_FIELD: encode(job)})
+        if plan.refused:
+            failed = StatusLogged(entry.message_id, channel, MessageStatus.FAILED, now, plan.refused)
+            pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(failed)})
+        else:
+            job = OutboxJob(
+                entry.message_id, customer_id, channel, entry.recipient.value, entry.body, plan.template
+            )
+            pipe.xadd(self._keys.outbox(self._shard), {INGEST_FIELD: encode(job)})
         fields = self._touch_customer(pipe, customer_id, entry.recipient, now)
         pipe.hset(self._keys.customer(customer_id), mapping=fields)
 
