@@ -8,19 +8,24 @@ import aiohttp
 
 from channels.base import Sender
 from channels.sms_twilio import TWILIO_API_BASE, TwilioSmsSender
+from channels.whatsapp_cloud import WhatsAppCloudSender
 from conversations.config import Config
 from conversations.models import Channel, OutboxJob
 
 STATUS_CALLBACK_PATHS = {
     Channel.SMS: "/webhooks/twilio/sms/status",
+    Channel.WHATSAPP: "/webhooks/whatsapp",  # Meta posts to the app's webhook; kept for the record
 }
 
 
 def build_senders(session: aiohttp.ClientSession, config: Config) -> dict[Channel, Sender]:
-    """One sender per configured channel."""
-    return {
+    """One sender per configured channel (WhatsApp only with credentials: never a half-set one)."""
+    senders: dict[Channel, Sender] = {
         Channel.SMS: TwilioSmsSender(session, config.twilio, config.twilio.base_url or TWILIO_API_BASE),
     }
+    if config.whatsapp.has_credentials:
+        senders[Channel.WHATSAPP] = WhatsAppCloudSender(session, config.whatsapp)
+    return senders
 
 
 def status_callback_url(config: Config, job: OutboxJob) -> str:
