@@ -20,6 +20,7 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
+from channels.simulator.whatsapp import WhatsAppSimulatorSettings, mount_whatsapp
 from channels.sms_segments import segment_count
 from channels.twilio_signature import compute_signature
 
@@ -32,6 +33,7 @@ class SimulatorSettings(msgspec.Struct, frozen=True):
     gateway_url: str
     callback_delay: float = 0.02
     sink: bool = False  # benchmark mode: accept sends, post no callbacks
+    whatsapp: WhatsAppSimulatorSettings = msgspec.field(default_factory=WhatsAppSimulatorSettings)
 
 
 class FailureScript(msgspec.Struct, forbid_unknown_fields=True):
@@ -257,6 +259,7 @@ def create_simulator_app(settings: SimulatorSettings) -> web.Application:
     app.router.add_post("/simulator/inbound", customer_inbound)
     app.router.add_get("/simulator/messages", list_sent)
     app.router.add_post("/simulator/reset", reset)
+    mount_whatsapp(app, settings.whatsapp, settings.gateway_url, settings.callback_delay, settings.sink)
 
     async def client_session(app: web.Application):
         state = app[STATE]

@@ -13,7 +13,18 @@ import aiohttp
 from aiohttp import web
 
 from channels.twilio_signature import compute_signature
-from conversations.config import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Config, TwilioConfig
+from conversations.config import (
+    SIMULATOR_ACCOUNT_SID,
+    SIMULATOR_AUTH_TOKEN,
+    SIMULATOR_WHATSAPP_ACCESS_TOKEN,
+    SIMULATOR_WHATSAPP_APP_SECRET,
+    SIMULATOR_WHATSAPP_PHONE_NUMBER_ID,
+    SIMULATOR_WHATSAPP_VERIFY_TOKEN,
+    Config,
+    TwilioConfig,
+    WhatsAppConfig,
+    WhatsAppTemplate,
+)
 
 T = TypeVar("T")
 
@@ -35,6 +46,14 @@ def make_config(redis_url: str, gateway_port: int, simulator_port: int, prefix: 
             account_sid=SIMULATOR_ACCOUNT_SID,
             auth_token=SIMULATOR_AUTH_TOKEN,
             base_url=f"http://127.0.0.1:{simulator_port}",
+        ),
+        whatsapp=WhatsAppConfig(
+            app_secret=SIMULATOR_WHATSAPP_APP_SECRET,
+            verify_token=SIMULATOR_WHATSAPP_VERIFY_TOKEN,
+            access_token=SIMULATOR_WHATSAPP_ACCESS_TOKEN,
+            phone_number_id=SIMULATOR_WHATSAPP_PHONE_NUMBER_ID,
+            base_url=f"http://127.0.0.1:{simulator_port}",
+            templates={"transactional": WhatsAppTemplate("order_update", "en_US")},
         ),
     )
 
