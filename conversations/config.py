@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from conversations.keywords import KeywordReplies
+
 ENV_PREFIX = "THREADLINE_"
 SIMULATOR_ACCOUNT_SID = "AC" + "0" * 32
 SIMULATOR_AUTH_TOKEN = "simulator-auth-token"
@@ -72,12 +74,19 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     batch_max_delay_ms: float = 2.0
     send_concurrency: int = 64
     timer_poll_interval_ms: float = 100.0
+    message_types: list[str] = msgspec.field(
+        default_factory=lambda: ["transactional", "service", "marketing", "rich_media", "urgent"]
+    )
+    preference_link_ttl_seconds: int = 7 * 24 * 3600
+    session_idle_seconds: int = 24 * 3600
+    secret_key: str = ""  # signs preference-page and tracking tokens; empty: generated in data_dir
     simulator: bool | None = None  # None: on unless real provider credentials are set
     simulator_port: int = 8081
     data_dir: str = ".threadline"
     ray_namespace: str = "threadline"
     twilio: TwilioConfig = msgspec.field(default_factory=TwilioConfig)
     whatsapp: WhatsAppConfig = msgspec.field(default_factory=WhatsAppConfig)
+    keyword_replies: KeywordReplies = msgspec.field(default_factory=KeywordReplies)
 
     def __post_init__(self) -> None:
         if self.shards < 1 or self.shards > 4096:

@@ -9,6 +9,7 @@ nothing to replay. So each entry takes effect exactly once.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,9 +19,11 @@ import msgspec
 from redis.asyncio import Redis
 
 from conversations import timers
-from conversations.codec import decode_ingest, decode_message, encode
+from conversations.codec import decode_ingest, decode_message, decode_preferences, encode
 from conversations.config import WhatsAppTemplate
+from conversations.consent import write_preferences
 from conversations.ids import new_customer_id, new_message_id
+from conversations.keywords import Keyword, KeywordReplies, classify
 from conversations.models import (
     Channel,
     Direction,
@@ -38,7 +41,10 @@ from conversations.models import (
     StatusChange,
     StatusLogged,
     StatusUpdate,
+    TemplateRef,
 )
+from conversations.preferences import ConsentChange, ConsentState, Preferences
+from conversations.sessions import SESSION_FIELDS, Session, parse_session, session_for
 from conversations.sharding import shard_for_customer
 from conversations.status import advances
 from conversations.store import CONSUMER_GROUP, INGEST_FIELD, Keys
@@ -66,7 +72,7 @@ class _Work:
     """One decoded entry with the customer it belongs to once resolved."""
 
     stream_id: bytes
-    entry: IngestEntry
+    entry: InboundMessage | OutboundRequest | StatusUpdate | SendOutcome
     customer_id: str = ""
 
 
@@ -80,10 +86,15 @@ class IngestProcessor:
         shard: int,
         shards: int,
         clock: Callable[[], float] = time.time,
+        keyword_replies: KeywordReplies | None = None,
+        session_idle_seconds: float = 24 * 3600,
         whatsapp_templates: Mapping[str, WhatsAppTemplate] | None = None,
     ) -> None:
-        self._redis = redis
         self._whatsapp_templates = dict(whatsapp_templates or {})
+        self._session_idle = session_idle_seconds
+        self._sessions: dict[str, Session | None] = {}  # this batch's customers' sessions
+        self._keyword_replies = keyword_replies or KeywordReplies()
+        self._redis = redis
         self._keys = keys
         self._shard = shard
         self._shards = shards
@@ -115,25 +126,24 @@ class IngestProcessor:
                 work.append(_Work(stream_id, entry))
 
         await self._resolve_customers(work)
-        last_whatsapp = await self._last_whatsapp_inbound(work)
         await self._resolve_provider_ids(work)
         records = await self._load_records(work)
-        for item in work:  # statuses matched by provider id learn their customer from the record
+        for item in work:  # the message record names its customer (authoritative after a merge)
             entry = item.entry
-            if isinstance(entry, StatusUpdate) and not item.customer_id and entry.message_id in records:
+            if isinstance(entry, StatusUpdate | SendOutcome) and entry.message_id in records:
                 item.customer_id = records[entry.message_id].customer_id
                 item.entry = msgspec.structs.replace(entry, customer_id=item.customer_id)
+        await self._follow_redirects(work)
 
+        preferences = await self._load_preferences(work)
+        await self._load_sessions(work)
+        last_whatsapp = await self._last_whatsapp_inbound(work)
         now = self._clock()
         pipe = self._redis.pipeline(transaction=True)
         for item in work:
             home = shard_for_customer(item.customer_id, self._shards)
             entry = item.entry
-            if (
-                home is not None
-                and home != self._shard
-                and isinstance(entry, InboundMessage | OutboundRequest)
-            ):
+            if home is not None and home != self._shard:
                 forwarded = Forwarded(customer_id=item.customer_id, entry=entry)
                 pipe.xadd(self._keys.ingest(home), {INGEST_FIELD: encode(forwarded)})
                 result.forwarded += 1
@@ -143,9 +153,12 @@ class IngestProcessor:
                 if entry.channel is Channel.WHATSAPP:  # opens the window for sends later in this batch
                     seen = last_whatsapp.get(item.customer_id, entry.received_at)
                     last_whatsapp[item.customer_id] = max(seen, entry.received_at)
+                if entry.channel is Channel.SMS:
+                    self._handle_keyword(pipe, item.customer_id, entry, preferences, now)
             elif isinstance(entry, OutboundRequest):
-                self._write_outbound(pipe, item.customer_id, entry, now, last_whatsapp.get(item.customer_id))
-                result.sends_queued += 1
+                last = last_whatsapp.get(item.customer_id)
+                if self._write_outbound(pipe, item.customer_id, entry, preferences, now, last):
+                    result.sends_queued += 1
             elif isinstance(entry, StatusUpdate):
                 if entry.message_id not in records:
                     self._park_status(pipe, entry, now)
@@ -155,6 +168,12 @@ class IngestProcessor:
                 self._write_send_outcome(pipe, records, entry)
             result.applied += 1
             result.touched_customers.add(item.customer_id)
+        for customer_id, session in self._sessions.items():
+            if session is not None:
+                pipe.hset(
+                    self._keys.customer(customer_id),
+                    mapping={"session_id": session.id, "session_last_at": repr(session.last_at)},
+                )
         for stream_id, payload in dead:
             pipe.xadd(self._keys.dead_letters(self._shard), {INGEST_FIELD: payload, b"id": stream_id})
         result.dead = len(dead)
@@ -194,6 +213,59 @@ class IngestProcessor:
                 if identifier is not None:
                     item.customer_id = resolved[identifier]
 
+    async def _load_preferences(self, work: list[_Work]) -> dict[str, Preferences]:
+        """Preferences of the customers whose consent this batch checks or changes."""
+        wanted = sorted(
+            {
+                item.customer_id
+                for item in work
+                if item.customer_id
+                and (
+                    isinstance(item.entry, OutboundRequest)
+                    or (isinstance(item.entry, InboundMessage) and classify(item.entry.body) is not None)
+                )
+            }
+        )
+        if not wanted:
+            return {}
+        blobs = await self._redis.mget([self._keys.preferences(cid) for cid in wanted])
+        return {cid: decode_preferences(blob) for cid, blob in zip(wanted, blobs, strict=True) if blob}
+
+    def _handle_keyword(
+        self,
+        pipe,
+        customer_id: str,
+        entry: InboundMessage,
+        preferences: dict[str, Preferences],
+        now: float,
+    ) -> None:
+        """STOP/START change SMS consent (audited); every keyword gets its confirmation reply."""
+        found = classify(entry.body)
+        if found is None:
+            return
+        keyword, word = found
+        if keyword is not Keyword.HELP:
+            before = preferences.get(customer_id)
+            after = copy.deepcopy(before) if before else Preferences()
+            state = ConsentState.OPTED_OUT if keyword is Keyword.OPT_OUT else ConsentState.OPTED_IN
+            change = ConsentChange(Channel.SMS, state, f"sms_keyword:{word}", entry.received_at)
+            after.apply(change)
+            write_preferences(pipe, self._keys, customer_id, before, after, [change])
+            preferences[customer_id] = after
+        reply = self._keyword_replies.for_keyword(keyword)
+        # Keyword confirmations are transactional: they go out even to a number that just opted out.
+        self._queue_send(
+            pipe,
+            customer_id,
+            new_message_id(),
+            Channel.SMS,
+            entry.sender.value,
+            reply,
+            "transactional",
+            now,
+            now,
+        )
+
     async def _last_whatsapp_inbound(self, work: list[_Work]) -> dict[str, float]:
         """When each customer with a WhatsApp send in this batch last wrote on WhatsApp."""
         wanted = sorted(
@@ -212,6 +284,45 @@ class IngestProcessor:
             pipe.hget(self._keys.customer(customer_id), f"last_inbound_at:{Channel.WHATSAPP.value}")
         found = await pipe.execute()
         return {cid: float(at) for cid, at in zip(wanted, found, strict=True) if at}
+
+    async def _load_sessions(self, work: list[_Work]) -> None:
+        wanted = sorted(
+            {
+                item.customer_id
+                for item in work
+                if item.customer_id and isinstance(item.entry, InboundMessage | OutboundRequest)
+            }
+        )
+        self._sessions = {}
+        if not wanted:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for customer_id in wanted:
+            pipe.hmget(self._keys.customer(customer_id), SESSION_FIELDS)
+        for customer_id, values in zip(wanted, await pipe.execute(), strict=True):
+            self._sessions[customer_id] = parse_session(values)
+
+    def _session_id(self, customer_id: str, at: float) -> str:
+        """The conversation session a message at ``at`` joins (opening one after an idle gap)."""
+        session, _opened = session_for(self._sessions.get(customer_id), at, self._session_idle)
+        self._sessions[customer_id] = session
+        return session.id
+
+    async def _follow_redirects(self, work: list[_Work]) -> None:
+        """Entries for a customer merged into another go to the survivor (and its home shard)."""
+        for _ in range(4):  # chains are short: A merged into B, later B into C
+            ids = sorted({item.customer_id for item in work if item.customer_id})
+            if not ids:
+                return
+            targets = await self._redis.mget([self._keys.redirect(cid) for cid in ids])
+            moved = {cid: t.decode() for cid, t in zip(ids, targets, strict=True) if t}
+            if not moved:
+                return
+            for item in work:
+                if item.customer_id in moved:
+                    item.customer_id = moved[item.customer_id]
+                    if isinstance(item.entry, StatusUpdate | SendOutcome):
+                        item.entry = msgspec.structs.replace(item.entry, customer_id=item.customer_id)
 
     async def _resolve_provider_ids(self, work: list[_Work]) -> None:
         """Fill in our message id for statuses that only name the provider's id."""
@@ -288,7 +399,8 @@ class IngestProcessor:
             message_id,
             ex=PROVIDER_ID_TTL,
         )
-        logged = MessageLogged(message_id, entry.channel, Direction.INBOUND, entry.received_at)
+        session_id = self._session_id(customer_id, entry.received_at)
+        logged = MessageLogged(message_id, entry.channel, Direction.INBOUND, entry.received_at, session_id)
         pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
         fields = self._touch_customer(pipe, customer_id, entry.sender, now)
         fields["last_channel"] = entry.channel.value
@@ -298,9 +410,25 @@ class IngestProcessor:
         pipe.hset(self._keys.customer(customer_id), mapping=fields)
 
     def _write_outbound(
-        self, pipe, customer_id: str, entry: OutboundRequest, now: float, last_whatsapp: float | None
-    ) -> None:
+        self,
+        pipe,
+        customer_id: str,
+        entry: OutboundRequest,
+        preferences: dict[str, Preferences],
+        now: float,
+        last_whatsapp: float | None = None,
+    ) -> bool:
+        """Queue the send, or refuse it (recorded as failed) when consent or the WhatsApp window forbids it."""
         channel = entry.channel or _default_channel(entry.recipient)
+        fields = self._touch_customer(pipe, customer_id, entry.recipient, now)
+        pipe.hset(self._keys.customer(customer_id), mapping=fields)
+        consent = preferences.get(customer_id)
+        if consent is not None and not consent.allows(channel, entry.message_type):
+            opt_out = consent.channel_opt_outs.get(channel)
+            how = f" ({opt_out.source})" if opt_out else ""
+            reason = f"customer opted out of {entry.message_type} on {channel.value}{how}"
+            self._refuse(pipe, customer_id, entry, channel, now, "opted_out", reason)
+            return False
         plan = WhatsAppSendPlan(template=entry.template)
         if channel is Channel.WHATSAPP:
             plan = plan_whatsapp_send(
@@ -310,37 +438,104 @@ class IngestProcessor:
                 last_inbound_at=last_whatsapp,
                 now=now,
             )
-        record = MessageRecord(
-            id=entry.message_id,
+        if plan.refused:
+            self._refuse(pipe, customer_id, entry, channel, now, plan.refused, plan.reason)
+            return False
+        self._queue_send(
+            pipe,
+            customer_id,
+            entry.message_id,
+            channel,
+            entry.recipient.value,
+            entry.body,
+            entry.message_type,
+            entry.requested_at,
+            now,
+            plan.template,
+        )
+        return True
+
+    def _refuse(
+        self,
+        pipe,
+        customer_id: str,
+        entry: OutboundRequest,
+        channel: Channel,
+        now: float,
+        code: str,
+        reason: str,
+    ) -> None:
+        """Record a send we will not make: failed with ``code`` in the thread, nothing queued."""
+        record = self._outbound_record(
+            customer_id,
+            entry.message_id,
+            channel,
+            entry.recipient.value,
+            entry.body,
+            entry.message_type,
+            entry.requested_at,
+            now,
+        )
+        record.status = MessageStatus.FAILED
+        record.error_code = code
+        record.error_message = reason
+        record.history.append(StatusChange(MessageStatus.FAILED, now, "", code))
+        pipe.set(self._keys.message(entry.message_id), encode(record))
+        session_id = self._session_id(customer_id, entry.requested_at)
+        logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at, session_id)
+        pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
+        failed = StatusLogged(entry.message_id, channel, MessageStatus.FAILED, now, code)
+        pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(failed)})
+
+    def _outbound_record(
+        self,
+        customer_id: str,
+        message_id: str,
+        channel: Channel,
+        address: str,
+        body: str,
+        message_type: str,
+        requested_at: float,
+        now: float,
+    ) -> MessageRecord:
+        return MessageRecord(
+            id=message_id,
             customer_id=customer_id,
             channel=channel,
             direction=Direction.OUTBOUND,
-            body=entry.body,
+            body=body,
             status=MessageStatus.ACCEPTED,
-            created_at=entry.requested_at,
+            created_at=requested_at,
             updated_at=now,
-            message_type=entry.message_type,
-            address=entry.recipient.value,
-            template=plan.template,
+            message_type=message_type,
+            address=address,
             history=[StatusChange(MessageStatus.ACCEPTED, now)],
         )
-        if plan.refused:  # refused by us: recorded as failed, never handed to the provider
-            record.status = MessageStatus.FAILED
-            record.error_code, record.error_message = plan.refused, plan.reason
-            record.history.append(StatusChange(MessageStatus.FAILED, now, "", plan.refused))
-        pipe.set(self._keys.message(entry.message_id), encode(record))
-        logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at)
+
+    def _queue_send(
+        self,
+        pipe,
+        customer_id: str,
+        message_id: str,
+        channel: Channel,
+        address: str,
+        body: str,
+        message_type: str,
+        requested_at: float,
+        now: float,
+        template: TemplateRef | None = None,
+    ) -> None:
+        """Record an outbound message in the thread and hand it to the shard's sender."""
+        record = self._outbound_record(
+            customer_id, message_id, channel, address, body, message_type, requested_at, now
+        )
+        record.template = template
+        pipe.set(self._keys.message(message_id), encode(record))
+        session_id = self._session_id(customer_id, requested_at)
+        logged = MessageLogged(message_id, channel, Direction.OUTBOUND, requested_at, session_id)
         pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
-        if plan.refused:
-            failed = StatusLogged(entry.message_id, channel, MessageStatus.FAILED, now, plan.refused)
-            pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(failed)})
-        else:
-            job = OutboxJob(
-                entry.message_id, customer_id, channel, entry.recipient.value, entry.body, plan.template
-            )
-            pipe.xadd(self._keys.outbox(self._shard), {INGEST_FIELD: encode(job)})
-        fields = self._touch_customer(pipe, customer_id, entry.recipient, now)
-        pipe.hset(self._keys.customer(customer_id), mapping=fields)
+        job = OutboxJob(message_id, customer_id, channel, address, body, template)
+        pipe.xadd(self._keys.outbox(self._shard), {INGEST_FIELD: encode(job)})
 
     def _apply_status(
         self,

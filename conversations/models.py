@@ -137,7 +137,7 @@ class Forwarded(msgspec.Struct, tag="forwarded", frozen=True):
     """An entry that arrived on one shard but belongs to a customer homed on another."""
 
     customer_id: str
-    entry: InboundMessage | OutboundRequest | StatusUpdate
+    entry: InboundMessage | OutboundRequest | StatusUpdate | SendOutcome
 
 
 class SendOutcome(msgspec.Struct, tag="sent", frozen=True):
@@ -225,6 +225,7 @@ class MessageLogged(msgspec.Struct, tag="message", frozen=True):
     channel: Channel
     direction: Direction
     at: float
+    session_id: str = ""
 
 
 class StatusLogged(msgspec.Struct, tag="status", frozen=True):

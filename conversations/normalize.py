@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 
 from conversations.models import Identifier, IdentifierKind
@@ -13,6 +15,10 @@ class InvalidIdentifier(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+_EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$")
+_EXTERNAL_ID = re.compile(r"^[A-Za-z0-9._:@/+-]{1,128}$")
 
 
 def normalize_phone(raw: str, default_region: str = "US") -> str:
@@ -30,6 +36,50 @@ def normalize_phone(raw: str, default_region: str = "US") -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+def normalize_email(raw: str) -> str:
+    """Lower-cased, trimmed address; raise InvalidIdentifier when it is not one."""
+    text = raw.strip().lower()
+    if len(text) > 254 or not _EMAIL.match(text):
+        raise InvalidIdentifier("email", f"not an email address: {raw!r}")
+    return text
+
+
+def normalize_wa_id(raw: str) -> str:
+    """A WhatsApp id is the phone number's digits without '+' (Meta's ``wa_id``)."""
+    return normalize_phone("+" + raw.strip().lstrip("+"))[1:]
+
+
+def normalize_external_id(raw: str) -> str:
+    text = raw.strip()
+    if not _EXTERNAL_ID.match(text):
+        raise InvalidIdentifier(
+            "external_id", "external ids are 1-128 characters of A-Z a-z 0-9 . _ : @ / + -"
+        )
+    return text
+
+
+_NORMALIZERS = {
+    IdentifierKind.PHONE: normalize_phone,
+    IdentifierKind.RCS: normalize_phone,
+    IdentifierKind.EMAIL: normalize_email,
+    IdentifierKind.WA_ID: normalize_wa_id,
+    IdentifierKind.EXTERNAL_ID: normalize_external_id,
+}
+
+
+def identifier(kind: IdentifierKind | str, raw: str) -> Identifier:
+    """Normalise ``raw`` as an identifier of ``kind``; InvalidIdentifier names the kind as field."""
+    kind = IdentifierKind(kind)
+    try:
+        return Identifier(kind, _NORMALIZERS[kind](raw))
+    except InvalidIdentifier as exc:
+        raise InvalidIdentifier(kind.value, str(exc)) from exc
+
+
 def phone_identifier(raw: str) -> Identifier:
     """A phone identifier in E.164."""
-    return Identifier(IdentifierKind.PHONE, normalize_phone(raw))
+    return identifier(IdentifierKind.PHONE, raw)
+
+
+def email_identifier(raw: str) -> Identifier:
+    return identifier(IdentifierKind.EMAIL, raw)

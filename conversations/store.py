@@ -47,6 +47,32 @@ class Keys:
     def identity(self, identifier: Identifier) -> str:
         return f"{self.prefix}:idx:{identifier.kind.value}:{identifier.value}"
 
+    def preferences(self, customer_id: str) -> str:
+        return f"{self.prefix}:prefs:{customer_id}"
+
+    def consent_log(self, customer_id: str) -> str:
+        return f"{self.prefix}:consent:{customer_id}"
+
+    def preference_stats(self) -> str:
+        return f"{self.prefix}:stats:preferences"
+
+    def redirect(self, customer_id: str) -> str:
+        """Set when a customer was merged into another: points at the survivor."""
+        return f"{self.prefix}:redirect:{customer_id}"
+
+    def merge_result(self, loser: str) -> str:
+        return f"{self.prefix}:merged:{loser}"
+
+    def merging_thread(self, customer_id: str) -> str:
+        return f"{self.prefix}:thread:{customer_id}:merging"
+
+    def merging_consent_log(self, customer_id: str) -> str:
+        return f"{self.prefix}:consent:{customer_id}:merging"
+
+    def merge_lock(self, a: str, b: str) -> str:
+        first, second = sorted((a, b))
+        return f"{self.prefix}:mergelock:{first}:{second}"
+
     def thread(self, customer_id: str) -> str:
         return f"{self.prefix}:thread:{customer_id}"
 

@@ -18,6 +18,7 @@ from conversations.models import (
     MessageRecord,
     MessageStatus,
     StatusLogged,
+    ThreadEvent,
 )
 from conversations.store import INGEST_FIELD, Keys
 
@@ -33,6 +34,7 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     message_id: str
     channel: Channel
     direction: Direction | None = None
+    session_id: str = ""
     status: MessageStatus | None = None
     body: str | None = None
     error_code: str = ""
@@ -45,6 +47,32 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     segments: int = 0
     created_at: float | None = None
     updated_at: float | None = None
+
+
+class ThreadFilter(msgspec.Struct, frozen=True):
+    """Which thread entries a reader wants: by channel, direction and time (``at``) window."""
+
+    channels: frozenset[Channel] = frozenset()
+    direction: Direction | None = None
+    since: float | None = None
+    until: float | None = None
+
+    def is_empty(self) -> bool:
+        return not self.channels and self.direction is None and self.since is None and self.until is None
+
+    def matches(self, event: ThreadEvent) -> bool:
+        channel = getattr(event, "channel", None)
+        if self.channels and channel not in self.channels:
+            return False
+        if self.direction is not None:
+            # Status changes belong to our outbound messages.
+            direction = getattr(event, "direction", Direction.OUTBOUND)
+            if direction is not self.direction:
+                return False
+        at = event.at
+        if self.since is not None and at < self.since:
+            return False
+        return self.until is None or at < self.until
 
 
 class ThreadPage(msgspec.Struct):
@@ -68,14 +96,29 @@ class ThreadReader:
         self._redis = redis
         self._keys = keys
 
-    async def page(self, customer_id: str, cursor: str | None, limit: int) -> ThreadPage:
-        """Entries after ``cursor`` (exclusive), oldest first, at most ``limit``."""
+    async def page(
+        self, customer_id: str, cursor: str | None, limit: int, filters: ThreadFilter | None = None
+    ) -> ThreadPage:
+        """Entries after ``cursor`` (exclusive) that pass ``filters``, oldest first, at most ``limit``."""
         limit = max(1, min(limit, MAX_PAGE))
-        start = f"({cursor}" if cursor else "-"
-        raw = await self._redis.xrange(self._keys.thread(customer_id), min=start, count=limit + 1)
-        more = len(raw) > limit
-        raw = raw[:limit]
-        events = [(sid.decode(), decode_thread_event(fields[INGEST_FIELD])) for sid, fields in raw]
+        filters = filters or ThreadFilter()
+        key = self._keys.thread(customer_id)
+        # Stream ids are write times and an event's ``at`` is never later than its write, so
+        # starting the scan at ``since`` skips nothing that matches.
+        start = f"({cursor}" if cursor else (f"{int(filters.since * 1000)}-0" if filters.since else "-")
+        scan = limit + 1 if filters.is_empty() else max(100, 2 * limit)
+        matched: list[tuple[str, ThreadEvent]] = []
+        while len(matched) <= limit:
+            raw = await self._redis.xrange(key, min=start, count=scan)
+            for sid, fields in raw:
+                event = decode_thread_event(fields[INGEST_FIELD])
+                if filters.matches(event):
+                    matched.append((sid.decode(), event))
+            if len(raw) < scan:
+                break
+            start = f"({raw[-1][0].decode()}"
+        more = len(matched) > limit
+        events = matched[:limit]
         message_ids = sorted({event.message_id for _, event in events})
         records: dict[str, MessageRecord] = {}
         if message_ids:
@@ -127,6 +170,7 @@ def _view(cursor: str, event: MessageLogged | StatusLogged, record: MessageRecor
         message_id=event.message_id,
         channel=event.channel,
         direction=event.direction,
+        session_id=event.session_id,
     )
     if record is not None:
         view.status = record.status

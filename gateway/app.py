@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import msgspec
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -15,7 +17,7 @@ from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
 from gateway.errors import error_middleware
 from gateway.ingest import IngestWriter
-from gateway.routes import customers, health, messages, twilio_webhooks, whatsapp_webhooks
+from gateway.routes import customers, health, messages, preference_page, twilio_webhooks, whatsapp_webhooks
 from gateway.services import SERVICES, Services
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -28,7 +30,10 @@ def create_app(
 ) -> web.Application:
     """Build a gateway app for ``config``; Redis opens on startup and closes on cleanup."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
-    for module in (health, twilio_webhooks, whatsapp_webhooks, messages, customers):
+    if not config.secret_key:
+        # Links signed with a throw-away key stop working on restart; `serve` persists one.
+        config = msgspec.structs.replace(config, secret_key=secrets.token_urlsafe(32))
+    for module in (health, twilio_webhooks, whatsapp_webhooks, messages, customers, preference_page):
         app.add_routes(module.routes)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:

@@ -77,16 +77,20 @@ def start_redis_server(data_dir: Path, port: int) -> subprocess.Popen:
     return process
 
 
-def _dev_api_key(data_dir: Path) -> str:
-    """A development API key kept in the data dir, so it survives restarts."""
-    path = data_dir / "dev-api-key"
+def _persisted_secret(path: Path, prefix: str) -> str:
+    """A random secret kept in the data dir (mode 600), so it survives restarts."""
     if path.exists():
         return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = "tl_dev_" + secrets.token_urlsafe(24)
-    path.write_text(key + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = prefix + secrets.token_urlsafe(24)
+    path.write_text(value + "\n")
     os.chmod(path, 0o600)
-    return key
+    return value
+
+
+def _dev_api_key(data_dir: Path) -> str:
+    """A development API key kept in the data dir, so it survives restarts."""
+    return _persisted_secret(data_dir / "dev-api-key", "tl_dev_")
 
 
 def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Popen | None]:
@@ -105,7 +109,10 @@ def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Pope
         changes["public_url"] = f"http://127.0.0.1:{port}"
     if not config.api_keys:
         changes["api_keys"] = [_dev_api_key(data_dir)]
+    if not config.secret_key:
+        changes["secret_key"] = _persisted_secret(data_dir / "secret-key", "")
     if config.uses_simulator:
+        changes["simulator"] = True  # decided now, before simulator credentials fill the gaps
         changes["twilio"] = msgspec.structs.replace(
             config.twilio,
             account_sid=config.twilio.account_sid or SIMULATOR_ACCOUNT_SID,

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import jinja2
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -14,6 +15,7 @@ from conversations.store import Keys
 from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
 from gateway.ingest import IngestWriter
+from gateway.templating import page_environment
 
 
 @dataclass(slots=True)
@@ -28,6 +30,7 @@ class Services:
     api_keys: ApiKeys
     clock: Callable[[], float]
     shard_actors: list[Any] = field(default_factory=list)
+    templates: jinja2.Environment = field(default_factory=page_environment)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -131,3 +131,21 @@ async def test_entries_for_a_customer_homed_elsewhere_are_forwarded(env: tuple[R
     await IngestProcessor(redis, keys, 1, 2).process(forwarded)
     page = await ThreadReader(redis, keys).page("cus_1_EXISTING", None, 10)
     assert [e.body for e in page.entries] == ["to shard 1"]
+
+
+async def test_sessions_span_channels_and_reopen_after_an_idle_gap(env: tuple[Redis, Keys]) -> None:
+    redis, keys = env
+    phone = unique_phone()
+    processor = IngestProcessor(redis, keys, 0, 1, session_idle_seconds=3600)
+    whatsapp = InboundMessage(Channel.WHATSAPP, "meta", "wamid.1", phone_identifier(phone), "", "hi", 1000.0)
+    sms_reply = InboundMessage(Channel.SMS, "twilio", "SMs1", phone_identifier(phone), "", "me again", 1500.0)
+    days_later = InboundMessage(
+        Channel.SMS, "twilio", "SMs2", phone_identifier(phone), "", "hello?", 1000.0 + 86400
+    )
+    await processor.process(await _feed(redis, keys, whatsapp, sms_reply))
+    await processor.process(await _feed(redis, keys, days_later))
+    customer_id = await ThreadReader(redis, keys).find_customer_id(phone_identifier(phone))
+    assert customer_id is not None
+    sessions = [e.session_id for e in (await ThreadReader(redis, keys).page(customer_id, None, 10)).entries]
+    assert sessions[0] == sessions[1] != sessions[2]
+    assert all(s.startswith("ses_") for s in sessions)

@@ -42,6 +42,7 @@ def make_config(redis_url: str, gateway_port: int, simulator_port: int, prefix: 
         simulator_port=simulator_port,
         ray_namespace=prefix,
         batch_max_delay_ms=2.0,
+        secret_key="test-secret-" + prefix,
         twilio=TwilioConfig(
             account_sid=SIMULATOR_ACCOUNT_SID,
             auth_token=SIMULATOR_AUTH_TOKEN,
