@@ -66,6 +66,7 @@ class ShardActor:
             self._config.shards,
             keyword_replies=self._config.keyword_replies,
             session_idle_seconds=self._config.session_idle_seconds,
+            whatsapp_templates=self._config.whatsapp.templates,
         )
         self._session = aiohttp.ClientSession()
         self._capabilities = CapabilityCache(self._redis, self._keys, self._config.rbm.capability_ttl_seconds)

@@ -10,6 +10,7 @@ from channels.base import Sender
 from channels.rcs_rbm import RBM_API_BASE, RbmSender
 from channels.sms_twilio import TWILIO_API_BASE, TwilioSmsSender
 from channels.voice_twilio import TwilioVoiceSender
+from channels.whatsapp_cloud import WhatsAppCloudSender
 from conversations.capabilities import CapabilityCache
 from conversations.config import Config
 from conversations.models import Channel, OutboxJob
@@ -18,13 +19,15 @@ from conversations.models import Channel, OutboxJob
 STATUS_CALLBACK_PATHS = {
     Channel.SMS: "/webhooks/twilio/sms/status",
     Channel.VOICE: "/webhooks/twilio/voice/status",
+    Channel.WHATSAPP: "/webhooks/whatsapp",  # Meta posts to the app's webhook; kept for the record
 }
 
 
 def build_senders(
     session: aiohttp.ClientSession, config: Config, capabilities: CapabilityCache | None = None
 ) -> dict[Channel, Sender]:
-    """One sender per configured channel (RCS only with an RBM agent id)."""
+    """One sender per configured channel (RCS only with an RBM agent id, WhatsApp only with
+    credentials: never a half-set one)."""
     twilio_base = config.twilio.base_url or TWILIO_API_BASE
     senders: dict[Channel, Sender] = {
         Channel.SMS: TwilioSmsSender(session, config.twilio, twilio_base),
@@ -33,6 +36,8 @@ def build_senders(
     if config.rbm.agent_id:
         rbm_base = config.rbm.base_url or RBM_API_BASE
         senders[Channel.RCS] = RbmSender(session, config.rbm, rbm_base, capabilities)
+    if config.whatsapp.has_credentials:
+        senders[Channel.WHATSAPP] = WhatsAppCloudSender(session, config.whatsapp)
     return senders
 
 

@@ -18,6 +18,10 @@ SIMULATOR_AUTH_TOKEN = "simulator-auth-token"
 SIMULATOR_RBM_CLIENT_TOKEN = "simulator-rbm-client-token"
 SIMULATOR_RBM_ACCESS_TOKEN = "simulator-rbm-access-token"
 SIMULATOR_RBM_AGENT_ID = "threadline-simulator"
+SIMULATOR_WHATSAPP_APP_SECRET = "simulator-whatsapp-app-secret"
+SIMULATOR_WHATSAPP_VERIFY_TOKEN = "simulator-whatsapp-verify-token"
+SIMULATOR_WHATSAPP_ACCESS_TOKEN = "simulator-whatsapp-access-token"
+SIMULATOR_WHATSAPP_PHONE_NUMBER_ID = "106540352242922"
 
 
 class ConfigError(ValueError):
@@ -53,6 +57,31 @@ class VoiceConfig(msgspec.Struct, forbid_unknown_fields=True):
     max_turns: int = 5  # Gathers per call before we close it politely
 
 
+class WhatsAppTemplate(msgspec.Struct, forbid_unknown_fields=True):
+    """An approved WhatsApp template used for a message type outside the 24-hour window."""
+
+    name: str
+    language: str = "en_US"
+    body_variable: bool = True  # pass the message body as the template's one body variable {{1}}
+
+
+class WhatsAppConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Meta WhatsApp Cloud API settings; empty credentials mean the built-in simulator."""
+
+    app_secret: str = ""  # signs webhooks (X-Hub-Signature-256)
+    verify_token: str = ""  # echoed back by the subscription check (GET hub.verify_token)
+    access_token: str = ""
+    phone_number_id: str = ""
+    api_version: str = "v21.0"
+    base_url: str = ""  # empty: graph.facebook.com, or the simulator when it runs
+    templates: dict[str, WhatsAppTemplate] = msgspec.field(default_factory=dict)  # message type → template
+
+    @property
+    def has_credentials(self) -> bool:
+        """Whether real sending credentials are set."""
+        return bool(self.access_token and self.phone_number_id)
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Everything a gateway or shard actor needs to know at start."""
 
@@ -78,6 +107,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     data_dir: str = ".threadline"
     ray_namespace: str = "threadline"
     twilio: TwilioConfig = msgspec.field(default_factory=TwilioConfig)
+    whatsapp: WhatsAppConfig = msgspec.field(default_factory=WhatsAppConfig)
     keyword_replies: KeywordReplies = msgspec.field(default_factory=KeywordReplies)
     rbm: RbmConfig = msgspec.field(default_factory=RbmConfig)
     voice: VoiceConfig = msgspec.field(default_factory=VoiceConfig)
@@ -95,7 +125,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         """Whether provider traffic goes to the built-in simulator."""
         if self.simulator is not None:
             return self.simulator
-        return not (self.twilio.account_sid and self.twilio.auth_token)
+        # Any real credentials switch it off: a simulator must never stand in, silently,
+        # for a provider of a deployment that talks to real ones.
+        twilio = bool(self.twilio.account_sid and self.twilio.auth_token)
+        return not (twilio or self.whatsapp.has_credentials)
 
 
 def _env_overrides(struct_type: type[msgspec.Struct], env: Mapping[str, str], prefix: str) -> dict:
@@ -110,11 +143,15 @@ def _env_overrides(struct_type: type[msgspec.Struct], env: Mapping[str, str], pr
                 found[field.name] = nested
         elif name in env:
             raw = env[name]
-            found[field.name] = (
-                [part.strip() for part in raw.split(",") if part.strip()]
-                if ("list" in str(field_type))
-                else raw
-            )
+            if "dict" in str(field_type):  # a mapping comes as JSON, e.g. WhatsApp templates
+                try:
+                    found[field.name] = msgspec.json.decode(raw)
+                except msgspec.DecodeError as exc:
+                    raise ConfigError(f"{name} must be a JSON object: {exc}") from exc
+            elif "list" in str(field_type):
+                found[field.name] = [part.strip() for part in raw.split(",") if part.strip()]
+            else:
+                found[field.name] = raw
     return found
 
 

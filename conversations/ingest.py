@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from conversations import timers
 from conversations.codec import decode_ingest, decode_message, decode_preferences, encode
+from conversations.config import WhatsAppTemplate
 from conversations.consent import write_preferences
 from conversations.ids import new_customer_id, new_message_id
 from conversations.keywords import Keyword, KeywordReplies, classify
@@ -41,12 +42,14 @@ from conversations.models import (
     StatusChange,
     StatusLogged,
     StatusUpdate,
+    TemplateRef,
 )
 from conversations.preferences import ConsentChange, ConsentState, Preferences
 from conversations.sessions import SESSION_FIELDS, Session, parse_session, session_for
 from conversations.sharding import shard_for_customer
 from conversations.status import advances
 from conversations.store import CONSUMER_GROUP, INGEST_FIELD, Keys
+from conversations.whatsapp_window import WhatsAppSendPlan, plan_whatsapp_send
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +89,9 @@ class IngestProcessor:
         clock: Callable[[], float] = time.time,
         keyword_replies: KeywordReplies | None = None,
         session_idle_seconds: float = 24 * 3600,
+        whatsapp_templates: Mapping[str, WhatsAppTemplate] | None = None,
     ) -> None:
+        self._whatsapp_templates = dict(whatsapp_templates or {})
         self._session_idle = session_idle_seconds
         self._sessions: dict[str, Session | None] = {}  # this batch's customers' sessions
         self._keyword_replies = keyword_replies or KeywordReplies()
@@ -133,6 +138,7 @@ class IngestProcessor:
 
         preferences = await self._load_preferences(work)
         await self._load_sessions(work)
+        last_whatsapp = await self._last_whatsapp_inbound(work)
         now = self._clock()
         pipe = self._redis.pipeline(transaction=True)
         for item in work:
@@ -145,10 +151,14 @@ class IngestProcessor:
                 continue
             if isinstance(entry, InboundMessage):
                 self._write_inbound(pipe, item.customer_id, entry, now)
+                if entry.channel is Channel.WHATSAPP:  # opens the window for sends later in this batch
+                    seen = last_whatsapp.get(item.customer_id, entry.received_at)
+                    last_whatsapp[item.customer_id] = max(seen, entry.received_at)
                 if entry.channel is Channel.SMS:
                     self._handle_keyword(pipe, item.customer_id, entry, preferences, now)
             elif isinstance(entry, OutboundRequest):
-                if self._write_outbound(pipe, item.customer_id, entry, preferences, now):
+                last = last_whatsapp.get(item.customer_id)
+                if self._write_outbound(pipe, item.customer_id, entry, preferences, now, last):
                     result.sends_queued += 1
             elif isinstance(entry, StatusUpdate):
                 if entry.message_id not in records:
@@ -257,6 +267,25 @@ class IngestProcessor:
             now,
         )
 
+    async def _last_whatsapp_inbound(self, work: list[_Work]) -> dict[str, float]:
+        """When each customer with a WhatsApp send in this batch last wrote on WhatsApp."""
+        wanted = sorted(
+            {
+                item.customer_id
+                for item in work
+                if isinstance(item.entry, OutboundRequest)
+                and item.entry.channel is Channel.WHATSAPP
+                and item.customer_id
+            }
+        )
+        if not wanted:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for customer_id in wanted:
+            pipe.hget(self._keys.customer(customer_id), f"last_inbound_at:{Channel.WHATSAPP.value}")
+        found = await pipe.execute()
+        return {cid: float(at) for cid, at in zip(wanted, found, strict=True) if at}
+
     async def _load_sessions(self, work: list[_Work]) -> None:
         wanted = sorted(
             {
@@ -363,6 +392,8 @@ class IngestProcessor:
             address=entry.sender.value,
             media=entry.media,
             attributes=dict(entry.attributes),
+            location=entry.location,
+            reply_payload=entry.reply_payload,
         )
         pipe.set(self._keys.message(message_id), encode(record))
         pipe.set(
@@ -387,8 +418,9 @@ class IngestProcessor:
         entry: OutboundRequest,
         preferences: dict[str, Preferences],
         now: float,
+        last_whatsapp: float | None = None,
     ) -> bool:
-        """Queue the send, or refuse it (recorded as failed) when consent forbids it."""
+        """Queue the send, or refuse it (recorded as failed) when consent or the WhatsApp window forbids it."""
         channel = entry.channel or _default_channel(entry.recipient)
         fields = self._touch_customer(pipe, customer_id, entry.recipient, now)
         pipe.hset(self._keys.customer(customer_id), mapping=fields)
@@ -396,29 +428,20 @@ class IngestProcessor:
         if consent is not None and not consent.allows(channel, entry.message_type):
             opt_out = consent.channel_opt_outs.get(channel)
             how = f" ({opt_out.source})" if opt_out else ""
-            record = self._outbound_record(
-                customer_id,
-                entry.message_id,
-                channel,
-                entry.recipient.value,
-                entry.body,
-                entry.message_type,
-                entry.requested_at,
-                now,
-                entry.rich_card,
+            reason = f"customer opted out of {entry.message_type} on {channel.value}{how}"
+            self._refuse(pipe, customer_id, entry, channel, now, "opted_out", reason)
+            return False
+        plan = WhatsAppSendPlan(template=entry.template)
+        if channel is Channel.WHATSAPP:
+            plan = plan_whatsapp_send(
+                body=entry.body,
+                requested_template=entry.template,
+                configured_template=self._whatsapp_templates.get(entry.message_type),
+                last_inbound_at=last_whatsapp,
+                now=now,
             )
-            record.status = MessageStatus.FAILED
-            record.error_code = "opted_out"
-            record.error_message = f"customer opted out of {entry.message_type} on {channel.value}{how}"
-            record.history.append(StatusChange(MessageStatus.FAILED, now, "", "opted_out"))
-            pipe.set(self._keys.message(entry.message_id), encode(record))
-            session_id = self._session_id(customer_id, entry.requested_at)
-            logged = MessageLogged(
-                entry.message_id, channel, Direction.OUTBOUND, entry.requested_at, session_id
-            )
-            pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
-            failed = StatusLogged(entry.message_id, channel, MessageStatus.FAILED, now, "opted_out")
-            pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(failed)})
+        if plan.refused:
+            self._refuse(pipe, customer_id, entry, channel, now, plan.refused, plan.reason)
             return False
         self._queue_send(
             pipe,
@@ -430,9 +453,43 @@ class IngestProcessor:
             entry.message_type,
             entry.requested_at,
             now,
-            entry.rich_card,
+            rich_card=entry.rich_card,
+            template=plan.template,
         )
         return True
+
+    def _refuse(
+        self,
+        pipe,
+        customer_id: str,
+        entry: OutboundRequest,
+        channel: Channel,
+        now: float,
+        code: str,
+        reason: str,
+    ) -> None:
+        """Record a send we will not make: failed with ``code`` in the thread, nothing queued."""
+        record = self._outbound_record(
+            customer_id,
+            entry.message_id,
+            channel,
+            entry.recipient.value,
+            entry.body,
+            entry.message_type,
+            entry.requested_at,
+            now,
+            entry.rich_card,
+        )
+        record.status = MessageStatus.FAILED
+        record.error_code = code
+        record.error_message = reason
+        record.history.append(StatusChange(MessageStatus.FAILED, now, "", code))
+        pipe.set(self._keys.message(entry.message_id), encode(record))
+        session_id = self._session_id(customer_id, entry.requested_at)
+        logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at, session_id)
+        pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
+        failed = StatusLogged(entry.message_id, channel, MessageStatus.FAILED, now, code)
+        pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(failed)})
 
     def _outbound_record(
         self,
@@ -473,16 +530,18 @@ class IngestProcessor:
         requested_at: float,
         now: float,
         rich_card: RichCard | None = None,
+        template: TemplateRef | None = None,
     ) -> None:
         """Record an outbound message in the thread and hand it to the shard's sender."""
         record = self._outbound_record(
             customer_id, message_id, channel, address, body, message_type, requested_at, now, rich_card
         )
+        record.template = template
         pipe.set(self._keys.message(message_id), encode(record))
         session_id = self._session_id(customer_id, requested_at)
         logged = MessageLogged(message_id, channel, Direction.OUTBOUND, requested_at, session_id)
         pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
-        job = OutboxJob(message_id, customer_id, channel, address, body, rich_card)
+        job = OutboxJob(message_id, customer_id, channel, address, body, rich_card, template)
         pipe.xadd(self._keys.outbox(self._shard), {INGEST_FIELD: encode(job)})
 
     def _apply_status(

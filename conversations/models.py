@@ -55,11 +55,29 @@ class Identifier(msgspec.Struct, frozen=True):
     value: str
 
 
-class Media(msgspec.Struct, frozen=True):
+class Media(msgspec.Struct, frozen=True, omit_defaults=True):
     """An attachment carried by a message (MMS, WhatsApp image, …)."""
 
     url: str
     content_type: str = ""
+    id: str = ""  # the provider's media id, when it hands out ids instead of URLs (WhatsApp)
+
+
+class Location(msgspec.Struct, frozen=True):
+    """A place a customer shared (WhatsApp location message)."""
+
+    latitude: float
+    longitude: float
+    name: str = ""
+    address: str = ""
+
+
+class TemplateRef(msgspec.Struct, frozen=True):
+    """An approved provider template (WhatsApp) and the values of its body variables, in order."""
+
+    name: str
+    language: str = "en_US"
+    variables: tuple[str, ...] = ()
 
 
 class Suggestion(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -96,6 +114,8 @@ class InboundMessage(msgspec.Struct, tag="inbound", frozen=True):
     profile_name: str = ""
     # Provider extras that are not the text: RCS postback data, a location, speech confidence.
     attributes: dict[str, str] = msgspec.field(default_factory=dict)
+    location: Location | None = None
+    reply_payload: str = ""  # the id/payload of the button or list row the customer chose
 
 
 class StatusUpdate(msgspec.Struct, tag="status", frozen=True):
@@ -130,6 +150,7 @@ class OutboundRequest(msgspec.Struct, tag="outbound", frozen=True):
     requested_at: float
     channel: Channel | None = None
     rich_card: RichCard | None = None
+    template: TemplateRef | None = None
 
 
 class Forwarded(msgspec.Struct, tag="forwarded", frozen=True):
@@ -195,6 +216,9 @@ class MessageRecord(msgspec.Struct, kw_only=True):
     price: float | None = None
     address: str = ""  # the customer's address on this channel
     media: tuple[Media, ...] = ()
+    location: Location | None = None
+    reply_payload: str = ""
+    template: TemplateRef | None = None
     history: list[StatusChange] = msgspec.field(default_factory=list)
     attributes: dict[str, str] = msgspec.field(default_factory=dict)
     rich_card: RichCard | None = None
@@ -219,6 +243,7 @@ class OutboxJob(msgspec.Struct, frozen=True):
     address: str
     body: str
     rich_card: RichCard | None = None
+    template: TemplateRef | None = None
 
 
 # --- thread events: the customer's history stream ---------------------------------------

@@ -12,6 +12,7 @@ from conversations.models import (
     Direction,
     Identifier,
     IdentifierKind,
+    Location,
     Media,
     MessageLogged,
     MessageRecord,
@@ -42,6 +43,8 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     provider_message_id: str = ""
     address: str = ""
     media: tuple[Media, ...] = ()
+    location: Location | None = None
+    reply_payload: str = ""
     segments: int = 0
     created_at: float | None = None
     updated_at: float | None = None
@@ -182,6 +185,8 @@ def _view(cursor: str, event: MessageLogged | StatusLogged, record: MessageRecor
         view.provider_message_id = record.provider_message_id
         view.address = record.address
         view.media = record.media
+        view.location = record.location
+        view.reply_payload = record.reply_payload
         view.segments = record.segments
         view.created_at = record.created_at
         view.updated_at = record.updated_at

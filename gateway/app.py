@@ -25,6 +25,7 @@ from gateway.routes import (
     rcs_webhooks,
     twilio_voice_webhooks,
     twilio_webhooks,
+    whatsapp_webhooks,
 )
 from gateway.services import SERVICES, Services
 
@@ -45,6 +46,7 @@ def create_app(
         health,
         twilio_webhooks,
         twilio_voice_webhooks,
+        whatsapp_webhooks,
         rcs_webhooks,
         messages,
         customers,

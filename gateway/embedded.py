@@ -18,6 +18,10 @@ from conversations.config import (
     SIMULATOR_RBM_ACCESS_TOKEN,
     SIMULATOR_RBM_AGENT_ID,
     SIMULATOR_RBM_CLIENT_TOKEN,
+    SIMULATOR_WHATSAPP_ACCESS_TOKEN,
+    SIMULATOR_WHATSAPP_APP_SECRET,
+    SIMULATOR_WHATSAPP_PHONE_NUMBER_ID,
+    SIMULATOR_WHATSAPP_VERIFY_TOKEN,
     Config,
 )
 
@@ -117,6 +121,15 @@ def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Pope
             account_sid=config.twilio.account_sid or SIMULATOR_ACCOUNT_SID,
             auth_token=config.twilio.auth_token or SIMULATOR_AUTH_TOKEN,
             base_url=config.twilio.base_url or f"http://127.0.0.1:{config.simulator_port}",
+        )
+        whatsapp = config.whatsapp
+        changes["whatsapp"] = msgspec.structs.replace(
+            whatsapp,
+            app_secret=whatsapp.app_secret or SIMULATOR_WHATSAPP_APP_SECRET,
+            verify_token=whatsapp.verify_token or SIMULATOR_WHATSAPP_VERIFY_TOKEN,
+            access_token=whatsapp.access_token or SIMULATOR_WHATSAPP_ACCESS_TOKEN,
+            phone_number_id=whatsapp.phone_number_id or SIMULATOR_WHATSAPP_PHONE_NUMBER_ID,
+            base_url=whatsapp.base_url or f"http://127.0.0.1:{config.simulator_port}",
         )
     if config.uses_simulator and not (config.rbm.agent_id and config.rbm.access_token):
         # RBM unconfigured: the simulator plays Google. A real agent keeps talking to Google.

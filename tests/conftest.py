@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from actors.supervisor import start_shard_actors, wait_until_ready
 from channels.simulator.app import SimulatorSettings, create_simulator_app
+from channels.simulator.whatsapp import WhatsAppSimulatorSettings
 from gateway.app import create_app
 from gateway.embedded import free_port
 from tests.support.redis_server import test_redis_url
@@ -53,8 +54,13 @@ async def stack(redis_url: str, key_prefix: str, ray_session: None) -> AsyncIter
     actors = start_shard_actors(config)
     await wait_until_ready(actors)
     runners = []
+    whatsapp = WhatsAppSimulatorSettings(
+        config.whatsapp.access_token, config.whatsapp.app_secret, config.whatsapp.phone_number_id
+    )
     simulator = create_simulator_app(
-        SimulatorSettings(config.twilio.account_sid, config.twilio.auth_token, config.public_url)
+        SimulatorSettings(
+            config.twilio.account_sid, config.twilio.auth_token, config.public_url, whatsapp=whatsapp
+        )
     )
     for app, port in ((simulator, simulator_port), (create_app(config, actors), gateway_port)):
         runner = web.AppRunner(app, access_log=None)

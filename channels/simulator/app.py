@@ -22,6 +22,7 @@ import msgspec
 from aiohttp import web
 
 from channels.simulator import rbm, voice
+from channels.simulator.whatsapp import WhatsAppSimulatorSettings, mount_whatsapp
 from channels.sms_segments import segment_count
 from channels.twilio_signature import compute_signature
 from conversations.config import (
@@ -42,6 +43,7 @@ class SimulatorSettings(msgspec.Struct, frozen=True):
     rbm_client_token: str = SIMULATOR_RBM_CLIENT_TOKEN
     rbm_access_token: str = SIMULATOR_RBM_ACCESS_TOKEN
     rbm_agent_id: str = SIMULATOR_RBM_AGENT_ID
+    whatsapp: WhatsAppSimulatorSettings = msgspec.field(default_factory=WhatsAppSimulatorSettings)
 
 
 class FailureScript(msgspec.Struct, forbid_unknown_fields=True):
@@ -269,6 +271,7 @@ def create_simulator_app(settings: SimulatorSettings) -> web.Application:
     app.router.add_post("/simulator/reset", reset)
     rbm.setup(app, settings)
     voice.setup(app, settings)
+    mount_whatsapp(app, settings.whatsapp, settings.gateway_url, settings.callback_delay, settings.sink)
 
     async def client_session(app: web.Application):
         state = app[STATE]

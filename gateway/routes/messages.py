@@ -16,6 +16,7 @@ from conversations.models import (
     OutboundRequest,
     RichCard,
     Suggestion,
+    TemplateRef,
 )
 from conversations.normalize import InvalidIdentifier, phone_identifier
 from conversations.sharding import shard_for_identifier
@@ -34,7 +35,7 @@ class Recipient(msgspec.Struct, forbid_unknown_fields=True):
 
 
 HttpUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://")]
-ENABLED_CHANNELS = frozenset({Channel.SMS, Channel.RCS, Channel.VOICE})
+ENABLED_CHANNELS = frozenset({Channel.SMS, Channel.WHATSAPP, Channel.RCS, Channel.VOICE})
 VOICE_TYPES = frozenset({"urgent", "transactional"})  # a phone call is too intrusive for the rest
 
 
@@ -61,14 +62,23 @@ class RichCardIn(msgspec.Struct, forbid_unknown_fields=True):
         return RichCard(self.title, self.description, self.media_url, suggestions)
 
 
+class Template(msgspec.Struct, forbid_unknown_fields=True):
+    """An approved WhatsApp template to send, with its body variables in order."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    language: Annotated[str, msgspec.Meta(min_length=2, max_length=15)] = "en_US"
+    variables: list[Annotated[str, msgspec.Meta(max_length=1024)]] = msgspec.field(default_factory=list)
+
+
 class SendMessage(msgspec.Struct, forbid_unknown_fields=True):
-    """Body of ``POST /v1/messages``."""
+    """Body of ``POST /v1/messages``: a ``body``, or (WhatsApp only) a ``template``, or both."""
 
     to: Recipient
-    body: Annotated[str, msgspec.Meta(min_length=1, max_length=1600)]
+    body: Annotated[str, msgspec.Meta(max_length=1600)] = ""
     type: MessageType = "service"
     channel: Channel | None = None
     rich_card: RichCardIn | None = None
+    template: Template | None = None
 
 
 def _check_channel(command: SendMessage) -> None:
@@ -83,6 +93,10 @@ def _check_channel(command: SendMessage) -> None:
             raise ApiError(
                 422, "validation_failed", "a rich card needs a title, description or media_url", "rich_card"
             )
+    if command.template is not None and command.channel is not Channel.WHATSAPP:
+        raise ApiError(422, "validation_failed", "a template needs channel whatsapp", "template")
+    if not command.body and command.template is None:
+        raise ApiError(422, "validation_failed", "body is required (or a template on WhatsApp)", "body")
     if command.channel is Channel.VOICE and command.type not in VOICE_TYPES:
         raise ApiError(
             422, "channel_unavailable", "voice calls are only for urgent or transactional messages", "type"
@@ -110,19 +124,32 @@ async def send_message(request: web.Request) -> web.Response:
         recipient = phone_identifier(command.to.phone)
     except InvalidIdentifier as exc:
         raise ApiError(422, "invalid_identifier", str(exc), "to.phone") from exc
+    template = None
+    if command.template is not None:
+        spec = command.template
+        template = TemplateRef(spec.name, spec.language, tuple(spec.variables))
     message_id = new_message_id()
     entry = OutboundRequest(
         message_id=message_id,
         recipient=recipient,
-        body=command.body,
+        body=command.body or _describe(template),
         message_type=command.type,
         requested_at=services.clock(),
         channel=command.channel,
         rich_card=command.rich_card.to_domain() if command.rich_card else None,
+        template=template,
     )
     shard = shard_for_identifier(recipient, services.config.shards)
     await services.ingest.submit(shard, encode(entry))
     return json_response(Accepted(message_id, MessageStatus.ACCEPTED, shard), status=202)
+
+
+def _describe(template: TemplateRef | None) -> str:
+    """What the thread shows for a template sent without a body of our own."""
+    if template is None:
+        return ""
+    variables = f": {', '.join(template.variables)}" if template.variables else ""
+    return f"[template {template.name} ({template.language}){variables}]"
 
 
 @routes.get("/v1/messages/{message_id}")

@@ -19,10 +19,16 @@ from conversations.config import (
     SIMULATOR_RBM_ACCESS_TOKEN,
     SIMULATOR_RBM_AGENT_ID,
     SIMULATOR_RBM_CLIENT_TOKEN,
+    SIMULATOR_WHATSAPP_ACCESS_TOKEN,
+    SIMULATOR_WHATSAPP_APP_SECRET,
+    SIMULATOR_WHATSAPP_PHONE_NUMBER_ID,
+    SIMULATOR_WHATSAPP_VERIFY_TOKEN,
     Config,
     RbmConfig,
     TwilioConfig,
     VoiceConfig,
+    WhatsAppConfig,
+    WhatsAppTemplate,
 )
 
 T = TypeVar("T")
@@ -55,6 +61,14 @@ def make_config(redis_url: str, gateway_port: int, simulator_port: int, prefix: 
         ),
         # Characters that must be escaped in TwiML: the voice tests prove they are.
         voice=VoiceConfig(business_name="Smith & Sons <Threadline>"),
+        whatsapp=WhatsAppConfig(
+            app_secret=SIMULATOR_WHATSAPP_APP_SECRET,
+            verify_token=SIMULATOR_WHATSAPP_VERIFY_TOKEN,
+            access_token=SIMULATOR_WHATSAPP_ACCESS_TOKEN,
+            phone_number_id=SIMULATOR_WHATSAPP_PHONE_NUMBER_ID,
+            base_url=f"http://127.0.0.1:{simulator_port}",
+            templates={"transactional": WhatsAppTemplate("order_update", "en_US")},
+        ),
     )
 
 
