@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from actors.outbox import OutboxSender
 from actors.streams import ensure_group, new_batch, pending_batches
+from channels.outbound import OutboundPreparer
 from channels.registry import build_senders, status_callback_url
 from conversations.config import Config
 from conversations.ingest import IngestProcessor
@@ -50,7 +51,13 @@ class ShardActor:
         self._shard = shard
         self._keys = Keys(self._config.key_prefix)
         self._redis = Redis.from_url(self._config.redis_url)
-        self._processor = IngestProcessor(self._redis, self._keys, shard, self._config.shards)
+        self._processor = IngestProcessor(
+            self._redis,
+            self._keys,
+            shard,
+            self._config.shards,
+            prepare=OutboundPreparer.from_config(self._config),
+        )
         self._session = aiohttp.ClientSession()
         self._sender = OutboxSender(
             self._redis,

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 from channels.base import Sender
+from channels.email_smtp import EmailSender
 from channels.sms_twilio import TWILIO_API_BASE, TwilioSmsSender
 from conversations.config import Config
 from conversations.models import Channel, OutboxJob
@@ -18,9 +19,12 @@ STATUS_CALLBACK_PATHS = {
 
 def build_senders(session: aiohttp.ClientSession, config: Config) -> dict[Channel, Sender]:
     """One sender per configured channel."""
-    return {
+    senders: dict[Channel, Sender] = {
         Channel.SMS: TwilioSmsSender(session, config.twilio, config.twilio.base_url or TWILIO_API_BASE),
     }
+    if config.email.smtp_url:
+        senders[Channel.EMAIL] = EmailSender(config.email)
+    return senders
 
 
 def status_callback_url(config: Config, job: OutboxJob) -> str:

@@ -23,6 +23,9 @@ from conversations.ids import new_customer_id, new_message_id
 from conversations.models import (
     Channel,
     Direction,
+    Engagement,
+    EngagementKind,
+    EngagementLogged,
     Forwarded,
     Identifier,
     IdentifierKind,
@@ -31,6 +34,7 @@ from conversations.models import (
     MessageLogged,
     MessageRecord,
     MessageStatus,
+    OutboundContent,
     OutboundRequest,
     OutboxJob,
     SendOutcome,
@@ -46,6 +50,10 @@ log = logging.getLogger(__name__)
 
 PROVIDER_ID_TTL = 90 * 24 * 3600
 MAX_STATUS_PARKING = 8  # ~1 minute of retries for a status that arrives before its send outcome
+
+# Channel-specific preparation of an outbound message once its customer is known (link
+# tracking, SMS segments, cost); see channels.outbound.OutboundPreparer.
+OutboundPreparer = Callable[[OutboundRequest, str, Channel], OutboundContent]
 
 
 @dataclass(slots=True)
@@ -78,8 +86,10 @@ class IngestProcessor:
         shard: int,
         shards: int,
         clock: Callable[[], float] = time.time,
+        prepare: OutboundPreparer | None = None,
     ) -> None:
         self._redis = redis
+        self._prepare = prepare
         self._keys = keys
         self._shard = shard
         self._shards = shards
@@ -105,7 +115,7 @@ class IngestProcessor:
                 continue
             if isinstance(entry, Forwarded):
                 work.append(_Work(stream_id, entry.entry, entry.customer_id))
-            elif isinstance(entry, StatusUpdate | SendOutcome):
+            elif isinstance(entry, StatusUpdate | SendOutcome | Engagement):
                 work.append(_Work(stream_id, entry, entry.customer_id))  # "" until matched
             else:
                 work.append(_Work(stream_id, entry))
@@ -145,6 +155,8 @@ class IngestProcessor:
                 self._write_status(pipe, records, entry)
             elif isinstance(entry, SendOutcome):
                 self._write_send_outcome(pipe, records, entry)
+            elif isinstance(entry, Engagement):
+                self._write_engagement(pipe, records, entry)
             result.applied += 1
             result.touched_customers.add(item.customer_id)
         for stream_id, payload in dead:
@@ -224,7 +236,7 @@ class IngestProcessor:
             {
                 item.entry.message_id
                 for item in work
-                if isinstance(item.entry, StatusUpdate | SendOutcome) and item.entry.message_id
+                if isinstance(item.entry, StatusUpdate | SendOutcome | Engagement) and item.entry.message_id
             }
         )
         if not wanted:
@@ -252,6 +264,8 @@ class IngestProcessor:
             provider_message_id=entry.provider_message_id,
             address=entry.sender.value,
             media=entry.media,
+            subject=entry.subject,
+            html=entry.html,
         )
         pipe.set(self._keys.message(message_id), encode(record))
         pipe.set(
@@ -270,23 +284,42 @@ class IngestProcessor:
 
     def _write_outbound(self, pipe, customer_id: str, entry: OutboundRequest, now: float) -> None:
         channel = entry.channel or _default_channel(entry.recipient)
+        content = (
+            self._prepare(entry, customer_id, channel)
+            if self._prepare is not None
+            else OutboundContent(body=entry.body, html=entry.html)
+        )
         record = MessageRecord(
             id=entry.message_id,
             customer_id=customer_id,
             channel=channel,
             direction=Direction.OUTBOUND,
-            body=entry.body,
+            body=content.body,
             status=MessageStatus.ACCEPTED,
             created_at=entry.requested_at,
             updated_at=now,
             message_type=entry.message_type,
             address=entry.recipient.value,
             history=[StatusChange(MessageStatus.ACCEPTED, now)],
+            subject=entry.subject,
+            html=content.html,
+            template=entry.template,
+            segments=content.segments,
+            encoding=content.encoding,
+            cost=content.cost,
         )
         pipe.set(self._keys.message(entry.message_id), encode(record))
         logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at)
         pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
-        job = OutboxJob(entry.message_id, customer_id, channel, entry.recipient.value, entry.body)
+        job = OutboxJob(
+            entry.message_id,
+            customer_id,
+            channel,
+            entry.recipient.value,
+            content.body,
+            subject=entry.subject,
+            html=content.html,
+        )
         pipe.xadd(self._keys.outbox(self._shard), {INGEST_FIELD: encode(job)})
         fields = self._touch_customer(pipe, customer_id, entry.recipient, now)
         pipe.hset(self._keys.customer(customer_id), mapping=fields)
@@ -339,6 +372,19 @@ class IngestProcessor:
         if entry.error_message:
             record.error_message = entry.error_message
         self._apply_status(pipe, record, entry.status, entry.at, "", entry.error_code)
+        pipe.set(self._keys.message(record.id), encode(record))
+
+    def _write_engagement(self, pipe, records: dict[str, MessageRecord], entry: Engagement) -> None:
+        record = records.get(entry.message_id)
+        if record is None or record.customer_id != entry.customer_id:
+            log.warning("engagement for unknown message %s", entry.message_id)
+            return
+        if record.opened_at is None:  # a click proves the message was opened too
+            record.opened_at = entry.at
+        if entry.kind is EngagementKind.CLICKED:
+            record.clicks += 1
+        logged = EngagementLogged(record.id, record.channel, entry.kind, entry.at, entry.url)
+        pipe.xadd(self._keys.thread(record.customer_id), {INGEST_FIELD: encode(logged)})
         pipe.set(self._keys.message(record.id), encode(record))
 
 

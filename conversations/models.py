@@ -77,6 +77,8 @@ class InboundMessage(msgspec.Struct, tag="inbound", frozen=True):
     received_at: float
     media: tuple[Media, ...] = ()
     profile_name: str = ""
+    subject: str = ""  # email
+    html: str = ""  # email
 
 
 class StatusUpdate(msgspec.Struct, tag="status", frozen=True):
@@ -110,6 +112,37 @@ class OutboundRequest(msgspec.Struct, tag="outbound", frozen=True):
     message_type: str
     requested_at: float
     channel: Channel | None = None
+    subject: str = ""  # email
+    html: str = ""  # email: the HTML part; ``body`` is the text part
+    template: str = ""  # the template kind the content was rendered from, if any
+    track: bool = False  # rewrite links (and add an open pixel to HTML) for engagement tracking
+
+
+class EngagementKind(enum.StrEnum):
+    """What a customer did with a message we sent."""
+
+    OPENED = "opened"
+    CLICKED = "clicked"
+
+
+class Engagement(msgspec.Struct, tag="engagement", frozen=True):
+    """A customer opened (tracking pixel) or clicked a tracked link of one of our messages."""
+
+    message_id: str
+    customer_id: str
+    kind: EngagementKind
+    at: float
+    url: str = ""
+
+
+class OutboundContent(msgspec.Struct, frozen=True):
+    """An outbound message's content as it will be sent, with what it costs to send."""
+
+    body: str
+    html: str = ""
+    segments: int = 0
+    encoding: str = ""
+    cost: float | None = None
 
 
 class Forwarded(msgspec.Struct, tag="forwarded", frozen=True):
@@ -134,7 +167,7 @@ class SendOutcome(msgspec.Struct, tag="sent", frozen=True):
     price: float | None = None
 
 
-IngestEntry = InboundMessage | StatusUpdate | OutboundRequest | Forwarded | SendOutcome
+IngestEntry = InboundMessage | StatusUpdate | OutboundRequest | Forwarded | SendOutcome | Engagement
 
 
 # --- stored records -------------------------------------------------------------------
@@ -170,6 +203,13 @@ class MessageRecord(msgspec.Struct, kw_only=True):
     address: str = ""  # the customer's address on this channel
     media: tuple[Media, ...] = ()
     history: list[StatusChange] = msgspec.field(default_factory=list)
+    subject: str = ""  # email
+    html: str = ""  # email
+    template: str = ""
+    encoding: str = ""  # SMS: GSM-7 or UCS-2
+    cost: float | None = None  # our estimate from the price table (``price`` is what the provider says)
+    opened_at: float | None = None
+    clicks: int = 0
 
 
 class Customer(msgspec.Struct, kw_only=True):
@@ -188,6 +228,8 @@ class OutboxJob(msgspec.Struct, frozen=True):
     channel: Channel
     address: str
     body: str
+    subject: str = ""  # email
+    html: str = ""  # email
 
 
 # --- thread events: the customer's history stream ---------------------------------------
@@ -212,4 +254,14 @@ class StatusLogged(msgspec.Struct, tag="status", frozen=True):
     error_code: str = ""
 
 
-ThreadEvent = MessageLogged | StatusLogged
+class EngagementLogged(msgspec.Struct, tag="engagement", frozen=True):
+    """The customer opened a message or clicked one of its links."""
+
+    message_id: str
+    channel: Channel
+    kind: EngagementKind
+    at: float
+    url: str = ""
+
+
+ThreadEvent = MessageLogged | StatusLogged | EngagementLogged

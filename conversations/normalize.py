@@ -33,3 +33,50 @@ def normalize_phone(raw: str, default_region: str = "US") -> str:
 def phone_identifier(raw: str) -> Identifier:
     """A phone identifier in E.164."""
     return Identifier(IdentifierKind.PHONE, normalize_phone(raw))
+
+
+_EMAIL_FORBIDDEN = frozenset(' \t\r\n<>()[],;:"\\')
+MAX_EMAIL_LENGTH = 254
+
+
+def normalize_email(raw: str) -> str:
+    """Return the lower-cased form of an email address, or raise InvalidIdentifier.
+
+    The whole address is lower-cased (local parts are case-sensitive in theory, never in
+    practice), so ``Ann@Example.com`` and ``ann@example.com`` are one customer.
+    """
+    text = raw.strip()
+    if text.lower().startswith("mailto:"):
+        text = text[len("mailto:") :]
+    address = text.lower()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        raise InvalidIdentifier("email", f"not an email address: {raw!r}")
+    if len(address) > MAX_EMAIL_LENGTH or len(local) > 64:
+        raise InvalidIdentifier("email", f"email address too long: {raw!r}")
+    if any(ch in _EMAIL_FORBIDDEN or ord(ch) < 32 for ch in address) or "@" in local:
+        raise InvalidIdentifier("email", f"not an email address: {raw!r}")
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        raise InvalidIdentifier("email", f"not an email address: {raw!r}")
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(_valid_label(label) for label in labels):
+        raise InvalidIdentifier("email", f"not a valid email domain: {raw!r}")
+    return address
+
+
+def _valid_label(label: str) -> bool:
+    try:
+        ascii_label = label.encode("idna").decode("ascii") if not label.isascii() else label
+    except UnicodeError:
+        return False
+    return (
+        0 < len(ascii_label) <= 63
+        and not ascii_label.startswith("-")
+        and not ascii_label.endswith("-")
+        and all(ch.isalnum() or ch == "-" for ch in ascii_label)
+    )
+
+
+def email_identifier(raw: str) -> Identifier:
+    """An email identifier, lower-cased."""
+    return Identifier(IdentifierKind.EMAIL, normalize_email(raw))

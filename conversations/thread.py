@@ -10,6 +10,8 @@ from conversations.models import (
     Channel,
     Customer,
     Direction,
+    EngagementKind,
+    EngagementLogged,
     Identifier,
     IdentifierKind,
     Media,
@@ -27,7 +29,7 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One thread entry as the API shows it; ``cursor`` resumes a page after this entry."""
 
     cursor: str
-    kind: str  # "message" or "status"
+    kind: str  # "message", "status" or "engagement"
     at: float
     message_id: str
     channel: Channel
@@ -42,6 +44,11 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     segments: int = 0
     created_at: float | None = None
     updated_at: float | None = None
+    subject: str = ""
+    encoding: str = ""
+    cost: float | None = None
+    engagement: EngagementKind | None = None  # opened / clicked
+    url: str = ""  # the clicked link
 
 
 class ThreadPage(msgspec.Struct):
@@ -106,7 +113,19 @@ class ThreadReader:
         )
 
 
-def _view(cursor: str, event: MessageLogged | StatusLogged, record: MessageRecord | None) -> ThreadEntryView:
+def _view(
+    cursor: str, event: MessageLogged | StatusLogged | EngagementLogged, record: MessageRecord | None
+) -> ThreadEntryView:
+    if isinstance(event, EngagementLogged):
+        return ThreadEntryView(
+            cursor=cursor,
+            kind="engagement",
+            at=event.at,
+            message_id=event.message_id,
+            channel=event.channel,
+            engagement=event.kind,
+            url=event.url,
+        )
     if isinstance(event, StatusLogged):
         return ThreadEntryView(
             cursor=cursor,
@@ -134,6 +153,9 @@ def _view(cursor: str, event: MessageLogged | StatusLogged, record: MessageRecor
         view.address = record.address
         view.media = record.media
         view.segments = record.segments
+        view.subject = record.subject
+        view.encoding = record.encoding
+        view.cost = record.cost
         view.created_at = record.created_at
         view.updated_at = record.updated_at
     return view

@@ -57,6 +57,8 @@ def simulator_settings(config: Config) -> SimulatorSettings:
         account_sid=config.twilio.account_sid,
         auth_token=config.twilio.auth_token,
         gateway_url=config.public_url,
+        smtp_port=config.simulator_smtp_port,
+        email_inbound_secret=config.email.inbound_secret,
     )
 
 

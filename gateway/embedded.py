@@ -69,16 +69,21 @@ def start_redis_server(data_dir: Path, port: int) -> subprocess.Popen:
     return process
 
 
-def _dev_api_key(data_dir: Path) -> str:
-    """A development API key kept in the data dir, so it survives restarts."""
-    path = data_dir / "dev-api-key"
+def _kept_secret(data_dir: Path, name: str, prefix: str = "") -> str:
+    """A secret generated once and kept in the data dir, so it survives restarts."""
+    path = data_dir / name
     if path.exists():
         return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
-    key = "tl_dev_" + secrets.token_urlsafe(24)
+    key = prefix + secrets.token_urlsafe(24)
     path.write_text(key + "\n")
     os.chmod(path, 0o600)
     return key
+
+
+def _dev_api_key(data_dir: Path) -> str:
+    """A development API key kept in the data dir, so it survives restarts."""
+    return _kept_secret(data_dir, "dev-api-key", "tl_dev_")
 
 
 def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Popen | None]:
@@ -97,6 +102,17 @@ def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Pope
         changes["public_url"] = f"http://127.0.0.1:{port}"
     if not config.api_keys:
         changes["api_keys"] = [_dev_api_key(data_dir)]
+    if not config.tracking.secret:
+        # Tracked links must keep working across restarts, so the key is kept, not random per run.
+        changes["tracking"] = msgspec.structs.replace(
+            config.tracking, secret=_kept_secret(data_dir, "tracking-secret")
+        )
+    if config.uses_simulator and not config.email.smtp_url:
+        changes["email"] = msgspec.structs.replace(
+            config.email,
+            smtp_url=f"smtp://127.0.0.1:{config.simulator_smtp_port}",
+            inbound_secret=config.email.inbound_secret or _kept_secret(data_dir, "email-inbound-secret"),
+        )
     if config.uses_simulator:
         changes["twilio"] = msgspec.structs.replace(
             config.twilio,

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 from redis.asyncio import Redis
 
+from channels.templates import TemplateRenderer
 from conversations.config import Config
 from conversations.store import Keys
 from conversations.thread import ThreadReader
@@ -28,6 +29,7 @@ class Services:
     api_keys: ApiKeys
     clock: Callable[[], float]
     shard_actors: list[Any] = field(default_factory=list)
+    templates: TemplateRenderer = field(default_factory=TemplateRenderer)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -48,13 +48,19 @@ def ray_session() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 async def stack(redis_url: str, key_prefix: str, ray_session: None) -> AsyncIterator[Stack]:
-    gateway_port, simulator_port = free_port(), free_port()
-    config = make_config(redis_url, gateway_port, simulator_port, key_prefix)
+    gateway_port, simulator_port, smtp_port = free_port(), free_port(), free_port()
+    config = make_config(redis_url, gateway_port, simulator_port, key_prefix, smtp_port)
     actors = start_shard_actors(config)
     await wait_until_ready(actors)
     runners = []
     simulator = create_simulator_app(
-        SimulatorSettings(config.twilio.account_sid, config.twilio.auth_token, config.public_url)
+        SimulatorSettings(
+            config.twilio.account_sid,
+            config.twilio.auth_token,
+            config.public_url,
+            smtp_port=config.simulator_smtp_port,
+            email_inbound_secret=config.email.inbound_secret,
+        )
     )
     for app, port in ((simulator, simulator_port), (create_app(config, actors), gateway_port)):
         runner = web.AppRunner(app, access_log=None)

@@ -20,6 +20,7 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
+from channels.simulator import smtp_sink
 from channels.sms_segments import segment_count
 from channels.twilio_signature import compute_signature
 
@@ -32,6 +33,8 @@ class SimulatorSettings(msgspec.Struct, frozen=True):
     gateway_url: str
     callback_delay: float = 0.02
     sink: bool = False  # benchmark mode: accept sends, post no callbacks
+    smtp_port: int = 0  # the SMTP sink's port (0: no SMTP sink)
+    email_inbound_secret: str = ""  # what simulated inbound emails present to the gateway
 
 
 class FailureScript(msgspec.Struct, forbid_unknown_fields=True):
@@ -267,4 +270,9 @@ def create_simulator_app(settings: SimulatorSettings) -> web.Application:
         await state.session.close()
 
     app.cleanup_ctx.append(client_session)
+    if settings.smtp_port:
+        smtp_sink.install(
+            app,
+            smtp_sink.EmailSettings(settings.smtp_port, settings.gateway_url, settings.email_inbound_secret),
+        )
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from conversations.normalize import InvalidIdentifier, phone_identifier
+from conversations.normalize import InvalidIdentifier, email_identifier, phone_identifier
 from conversations.thread import is_valid_cursor
 from gateway.errors import ApiError
 from gateway.routes.messages import json_response
@@ -17,16 +17,17 @@ DEFAULT_PAGE = 50
 
 @routes.get("/v1/customers")
 async def find_customers(request: web.Request) -> web.Response:
-    """Customers matching an identifier (``?phone=``)."""
+    """Customers matching an identifier (``?phone=`` or ``?email=``)."""
     services = request.app[SERVICES]
     services.api_keys.require(request)
     phone = request.query.get("phone")
-    if not phone:
+    email = request.query.get("email")
+    if not phone and not email:
         raise ApiError(422, "missing_query", "give an identifier to search by, e.g. ?phone=+1555…", "phone")
     try:
-        identifier = phone_identifier(phone)
+        identifier = phone_identifier(phone) if phone else email_identifier(email or "")
     except InvalidIdentifier as exc:
-        raise ApiError(422, "invalid_identifier", str(exc), "phone") from exc
+        raise ApiError(422, "invalid_identifier", str(exc), "phone" if phone else "email") from exc
     customer_id = await services.reader.find_customer_id(identifier)
     customer = await services.reader.customer(customer_id) if customer_id else None
     return json_response({"data": [customer] if customer else []})

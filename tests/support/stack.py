@@ -13,14 +13,24 @@ import aiohttp
 from aiohttp import web
 
 from channels.twilio_signature import compute_signature
-from conversations.config import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Config, TwilioConfig
+from conversations.config import (
+    SIMULATOR_ACCOUNT_SID,
+    SIMULATOR_AUTH_TOKEN,
+    Config,
+    EmailConfig,
+    TrackingConfig,
+    TwilioConfig,
+)
 
 T = TypeVar("T")
 
 API_KEY = "test-api-key-" + uuid.uuid4().hex[:8]
+EMAIL_INBOUND_SECRET = "test-inbound-" + uuid.uuid4().hex[:8]
 
 
-def make_config(redis_url: str, gateway_port: int, simulator_port: int, prefix: str) -> Config:
+def make_config(
+    redis_url: str, gateway_port: int, simulator_port: int, prefix: str, smtp_port: int = 0
+) -> Config:
     return Config(
         redis_url=redis_url,
         public_url=f"http://127.0.0.1:{gateway_port}",
@@ -36,6 +46,14 @@ def make_config(redis_url: str, gateway_port: int, simulator_port: int, prefix: 
             auth_token=SIMULATOR_AUTH_TOKEN,
             base_url=f"http://127.0.0.1:{simulator_port}",
         ),
+        simulator_smtp_port=smtp_port,
+        email=EmailConfig(
+            smtp_url=f"smtp://127.0.0.1:{smtp_port}" if smtp_port else "",
+            from_address="Threadline Tests <notify@tests.threadline.local>",
+            inbound_secret=EMAIL_INBOUND_SECRET,
+            timeout_seconds=10.0,
+        ),
+        tracking=TrackingConfig(secret="test-tracking-" + uuid.uuid4().hex[:8]),
     )
 
 
