@@ -52,6 +52,10 @@ class MissingVariable(TemplateError):
         self.template = template
 
 
+class RenderFailed(TemplateError):
+    """A template failed on variables of the wrong type or shape."""
+
+
 class _Path(dict):
     """A variables mapping that knows where it sits, so a missing key is named in full."""
 
@@ -78,13 +82,16 @@ class _NamedUndefined(StrictUndefined):
 
     __slots__ = ()
 
-    def __init__(self, hint: str | None = None, obj: Any = missing, name: str | None = None, exc: Any = None):
-        super().__init__(hint, obj, name, _UnknownVariable)
+    def __init__(
+        self, hint: str | None = None, obj: Any = missing, name: str | None = None, exc: Any = UndefinedError
+    ) -> None:
+        # Other exceptions (the sandbox's SecurityError) keep their own type and message.
+        super().__init__(hint, obj, name, _UnknownVariable if exc is UndefinedError else exc)
 
     @property
     def _undefined_message(self) -> str:
-        if self._undefined_name is None:
-            return self._undefined_hint or "?"
+        if self._undefined_exception is not _UnknownVariable or self._undefined_name is None:
+            return super()._undefined_message
         name = str(self._undefined_name)
         parent = (
             getattr(self._undefined_obj, "_tl_path", "") if isinstance(self._undefined_obj, _Path) else ""
@@ -144,3 +151,6 @@ class TemplateRenderer:
             return template.render(values).strip()
         except _UnknownVariable as exc:
             raise MissingVariable(str(exc), name) from None
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            # A variable of the wrong shape (e.g. a number where text is joined): the caller's fault.
+            raise RenderFailed(f"template {name} could not use the variables given: {exc}") from exc

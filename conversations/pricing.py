@@ -44,7 +44,12 @@ def country_of(identifier: Identifier) -> str:
         number = phonenumbers.parse(identifier.value)
     except phonenumbers.NumberParseException:
         return ""
-    return phonenumbers.region_code_for_number(number) or ""
+    # Numbers outside any assigned range (test numbers, new ranges) still price by their
+    # country code's main country: +1 is priced as the US.
+    region = phonenumbers.region_code_for_number(number) or phonenumbers.region_code_for_country_code(
+        number.country_code or 0
+    )
+    return "" if region in (None, "ZZ") else region
 
 
 def unit_price(channel: Channel, country: str, table: PriceTable = DEFAULT_PRICES) -> float | None:

@@ -58,7 +58,8 @@ def _parts(message: EmailMessage) -> tuple[str, str]:
     html_part = message.get_body(preferencelist=("html",))
     text = text_part.get_content() if isinstance(text_part, EmailMessage) else ""
     html = html_part.get_content() if isinstance(html_part, EmailMessage) else ""
-    return text, html
+    # SMTP carries CRLF line ends; show the content as a mail client would.
+    return text.replace("\r\n", "\n"), html.replace("\r\n", "\n")
 
 
 @dataclass
