@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from email.header import decode_header, make_header
 from email.parser import HeaderParser
 from email.utils import parseaddr
 from html.parser import HTMLParser
@@ -97,6 +98,14 @@ def html_to_text(html: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def display_name(raw: str) -> str:
+    """A From display name with RFC 2047 encoded words (``=?UTF-8?B?…?=``) decoded."""
+    try:
+        return str(make_header(decode_header(raw))).strip()
+    except (ValueError, LookupError):
+        return raw.strip()
+
+
 def message_id_of(headers: str) -> str:
     """The Message-ID from the raw header block, without angle brackets ("" when absent)."""
     parsed = HeaderParser().parsestr(headers)
@@ -135,7 +144,7 @@ def parse_inbound_email(form: Mapping[str, str], received_at: float) -> InboundM
         recipient=recipient,
         body=text.strip() if text.strip() else html_to_text(html),
         received_at=received_at,
-        profile_name=name.strip(),
+        profile_name=display_name(name),
         subject=" ".join(form.get("subject", "").split()),
         html=html,
     )

@@ -114,6 +114,9 @@ def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Pope
             inbound_secret=config.email.inbound_secret or _kept_secret(data_dir, "email-inbound-secret"),
         )
     if config.uses_simulator:
+        # Pin the decision: once filled with the simulator's credentials below, the config
+        # would otherwise look like a real Twilio account and the simulator would not start.
+        changes["simulator"] = True
         changes["twilio"] = msgspec.structs.replace(
             config.twilio,
             account_sid=config.twilio.account_sid or SIMULATOR_ACCOUNT_SID,
