@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from actors.outbox import OutboxSender
 from actors.streams import ensure_group, new_batch, pending_batches
+from channels.outbound import OutboundPreparer
 from channels.registry import build_senders, status_callback_url
 from conversations import commands, merge
 from conversations.capabilities import CapabilityCache
@@ -67,6 +68,7 @@ class ShardActor:
             keyword_replies=self._config.keyword_replies,
             session_idle_seconds=self._config.session_idle_seconds,
             whatsapp_templates=self._config.whatsapp.templates,
+            prepare=OutboundPreparer.from_config(self._config),
         )
         self._session = aiohttp.ClientSession()
         self._capabilities = CapabilityCache(self._redis, self._keys, self._config.rbm.capability_ttl_seconds)

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 from channels.base import Sender
+from channels.email_smtp import EmailSender
 from channels.rcs_rbm import RBM_API_BASE, RbmSender
 from channels.sms_twilio import TWILIO_API_BASE, TwilioSmsSender
 from channels.voice_twilio import TwilioVoiceSender
@@ -27,7 +28,7 @@ def build_senders(
     session: aiohttp.ClientSession, config: Config, capabilities: CapabilityCache | None = None
 ) -> dict[Channel, Sender]:
     """One sender per configured channel (RCS only with an RBM agent id, WhatsApp only with
-    credentials: never a half-set one)."""
+    credentials, email only with an SMTP server: never a half-set one)."""
     twilio_base = config.twilio.base_url or TWILIO_API_BASE
     senders: dict[Channel, Sender] = {
         Channel.SMS: TwilioSmsSender(session, config.twilio, twilio_base),
@@ -38,6 +39,8 @@ def build_senders(
         senders[Channel.RCS] = RbmSender(session, config.rbm, rbm_base, capabilities)
     if config.whatsapp.has_credentials:
         senders[Channel.WHATSAPP] = WhatsAppCloudSender(session, config.whatsapp)
+    if config.email.smtp_url:
+        senders[Channel.EMAIL] = EmailSender(config.email)
     return senders
 
 

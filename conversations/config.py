@@ -82,6 +82,26 @@ class WhatsAppConfig(msgspec.Struct, forbid_unknown_fields=True):
         return bool(self.access_token and self.phone_number_id)
 
 
+class EmailConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Email: SMTP for sending, a shared secret for the inbound parse webhook.
+
+    ``smtp_url`` is ``smtp://user:pass@host:port`` (STARTTLS when the server offers it) or
+    ``smtps://…`` (TLS from the start); empty means no email, or the simulator's SMTP sink.
+    """
+
+    smtp_url: str = ""
+    from_address: str = "Threadline <notifications@threadline.local>"
+    inbound_secret: str = ""  # empty: the inbound webhook refuses everything
+    timeout_seconds: float = 30.0
+
+
+class TrackingConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Open and click tracking: which channels get tracked links by default, and the signing key."""
+
+    secret: str = ""  # HMAC key for tracking tokens; embedded mode keeps one in the data dir
+    channels: list[str] = msgspec.field(default_factory=lambda: ["email"])
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Everything a gateway or shard actor needs to know at start."""
 
@@ -111,6 +131,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     keyword_replies: KeywordReplies = msgspec.field(default_factory=KeywordReplies)
     rbm: RbmConfig = msgspec.field(default_factory=RbmConfig)
     voice: VoiceConfig = msgspec.field(default_factory=VoiceConfig)
+    simulator_smtp_port: int = 8025  # the simulator's SMTP sink, used when email.smtp_url is empty
+    email: EmailConfig = msgspec.field(default_factory=EmailConfig)
+    tracking: TrackingConfig = msgspec.field(default_factory=TrackingConfig)
+    # Per channel, per country (ISO 3166 alpha-2, "*" for any) price overrides; see conversations.pricing.
+    prices: dict[str, dict[str, float]] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.shards < 1 or self.shards > 4096:
@@ -129,6 +154,21 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         # for a provider of a deployment that talks to real ones.
         twilio = bool(self.twilio.account_sid and self.twilio.auth_token)
         return not (twilio or self.whatsapp.has_credentials)
+
+
+# Names the issue gave that the automatic THREADLINE_<SECTION>_<FIELD> scheme would spell
+# differently; the automatic names work too (they win when both are set).
+ENV_ALIASES = {
+    "THREADLINE_SMTP_URL": ("email", "smtp_url"),
+}
+
+
+def _env_aliases(env: Mapping[str, str]) -> dict:
+    found: dict[str, dict[str, str]] = {}
+    for name, (section, field) in ENV_ALIASES.items():
+        if name in env:
+            found.setdefault(section, {})[field] = env[name]
+    return found
 
 
 def _env_overrides(struct_type: type[msgspec.Struct], env: Mapping[str, str], prefix: str) -> dict:
@@ -176,6 +216,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             raise ConfigError(f"config file not found: {path}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path}: {exc}") from exc
+    data = _merge(data, _env_aliases(env))
     data = _merge(data, _env_overrides(Config, env, ENV_PREFIX))
     try:
         return msgspec.convert(data, Config, strict=False)

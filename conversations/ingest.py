@@ -27,6 +27,9 @@ from conversations.keywords import Keyword, KeywordReplies, classify
 from conversations.models import (
     Channel,
     Direction,
+    Engagement,
+    EngagementKind,
+    EngagementLogged,
     Forwarded,
     Identifier,
     IdentifierKind,
@@ -35,9 +38,9 @@ from conversations.models import (
     MessageLogged,
     MessageRecord,
     MessageStatus,
+    OutboundContent,
     OutboundRequest,
     OutboxJob,
-    RichCard,
     SendOutcome,
     StatusChange,
     StatusLogged,
@@ -56,6 +59,10 @@ log = logging.getLogger(__name__)
 PROVIDER_ID_TTL = 90 * 24 * 3600
 MAX_STATUS_PARKING = 8  # ~1 minute of retries for a status that arrives before its send outcome
 
+# Channel-specific preparation of an outbound message once its customer is known (link
+# tracking, SMS segments, cost); see channels.outbound.OutboundPreparer.
+OutboundPreparer = Callable[[OutboundRequest, str, Channel], OutboundContent]
+
 
 @dataclass(slots=True)
 class BatchResult:
@@ -73,7 +80,7 @@ class _Work:
     """One decoded entry with the customer it belongs to once resolved."""
 
     stream_id: bytes
-    entry: InboundMessage | OutboundRequest | StatusUpdate | SendOutcome
+    entry: InboundMessage | OutboundRequest | StatusUpdate | SendOutcome | Engagement
     customer_id: str = ""
 
 
@@ -90,12 +97,14 @@ class IngestProcessor:
         keyword_replies: KeywordReplies | None = None,
         session_idle_seconds: float = 24 * 3600,
         whatsapp_templates: Mapping[str, WhatsAppTemplate] | None = None,
+        prepare: OutboundPreparer | None = None,
     ) -> None:
         self._whatsapp_templates = dict(whatsapp_templates or {})
         self._session_idle = session_idle_seconds
         self._sessions: dict[str, Session | None] = {}  # this batch's customers' sessions
         self._keyword_replies = keyword_replies or KeywordReplies()
         self._redis = redis
+        self._prepare = prepare
         self._keys = keys
         self._shard = shard
         self._shards = shards
@@ -121,7 +130,7 @@ class IngestProcessor:
                 continue
             if isinstance(entry, Forwarded):
                 work.append(_Work(stream_id, entry.entry, entry.customer_id))
-            elif isinstance(entry, StatusUpdate | SendOutcome):
+            elif isinstance(entry, StatusUpdate | SendOutcome | Engagement):
                 work.append(_Work(stream_id, entry, entry.customer_id))  # "" until matched
             else:
                 work.append(_Work(stream_id, entry))
@@ -167,6 +176,8 @@ class IngestProcessor:
                 self._write_status(pipe, records, entry)
             elif isinstance(entry, SendOutcome):
                 self._write_send_outcome(pipe, records, entry)
+            elif isinstance(entry, Engagement):
+                self._write_engagement(pipe, records, entry)
             result.applied += 1
             result.touched_customers.add(item.customer_id)
         for customer_id, session in self._sessions.items():
@@ -255,17 +266,8 @@ class IngestProcessor:
             preferences[customer_id] = after
         reply = self._keyword_replies.for_keyword(keyword)
         # Keyword confirmations are transactional: they go out even to a number that just opted out.
-        self._queue_send(
-            pipe,
-            customer_id,
-            new_message_id(),
-            Channel.SMS,
-            entry.sender.value,
-            reply,
-            "transactional",
-            now,
-            now,
-        )
+        request = OutboundRequest(new_message_id(), entry.sender, reply, "transactional", now, Channel.SMS)
+        self._queue_send(pipe, customer_id, request, Channel.SMS, now)
 
     async def _last_whatsapp_inbound(self, work: list[_Work]) -> dict[str, float]:
         """When each customer with a WhatsApp send in this batch last wrote on WhatsApp."""
@@ -363,7 +365,7 @@ class IngestProcessor:
             {
                 item.entry.message_id
                 for item in work
-                if isinstance(item.entry, StatusUpdate | SendOutcome) and item.entry.message_id
+                if isinstance(item.entry, StatusUpdate | SendOutcome | Engagement) and item.entry.message_id
             }
         )
         if not wanted:
@@ -394,6 +396,8 @@ class IngestProcessor:
             attributes=dict(entry.attributes),
             location=entry.location,
             reply_payload=entry.reply_payload,
+            subject=entry.subject,
+            html=entry.html,
         )
         pipe.set(self._keys.message(message_id), encode(record))
         pipe.set(
@@ -443,19 +447,7 @@ class IngestProcessor:
         if plan.refused:
             self._refuse(pipe, customer_id, entry, channel, now, plan.refused, plan.reason)
             return False
-        self._queue_send(
-            pipe,
-            customer_id,
-            entry.message_id,
-            channel,
-            entry.recipient.value,
-            entry.body,
-            entry.message_type,
-            entry.requested_at,
-            now,
-            rich_card=entry.rich_card,
-            template=plan.template,
-        )
+        self._queue_send(pipe, customer_id, entry, channel, now, plan.template)
         return True
 
     def _refuse(
@@ -470,15 +462,7 @@ class IngestProcessor:
     ) -> None:
         """Record a send we will not make: failed with ``code`` in the thread, nothing queued."""
         record = self._outbound_record(
-            customer_id,
-            entry.message_id,
-            channel,
-            entry.recipient.value,
-            entry.body,
-            entry.message_type,
-            entry.requested_at,
-            now,
-            entry.rich_card,
+            customer_id, entry, channel, now, OutboundContent(entry.body, entry.html)
         )
         record.status = MessageStatus.FAILED
         record.error_code = code
@@ -494,54 +478,68 @@ class IngestProcessor:
     def _outbound_record(
         self,
         customer_id: str,
-        message_id: str,
+        entry: OutboundRequest,
         channel: Channel,
-        address: str,
-        body: str,
-        message_type: str,
-        requested_at: float,
         now: float,
-        rich_card: RichCard | None = None,
+        content: OutboundContent,
     ) -> MessageRecord:
         return MessageRecord(
-            id=message_id,
+            id=entry.message_id,
             customer_id=customer_id,
             channel=channel,
             direction=Direction.OUTBOUND,
-            body=body,
+            body=content.body,
             status=MessageStatus.ACCEPTED,
-            created_at=requested_at,
+            created_at=entry.requested_at,
             updated_at=now,
-            message_type=message_type,
-            address=address,
+            message_type=entry.message_type,
+            address=entry.recipient.value,
             history=[StatusChange(MessageStatus.ACCEPTED, now)],
-            rich_card=rich_card,
+            rich_card=entry.rich_card,
+            template=entry.template,
+            subject=entry.subject,
+            html=content.html,
+            template_kind=entry.template_kind,
+            segments=content.segments,
+            encoding=content.encoding,
+            cost=content.cost,
         )
 
     def _queue_send(
         self,
         pipe,
         customer_id: str,
-        message_id: str,
+        entry: OutboundRequest,
         channel: Channel,
-        address: str,
-        body: str,
-        message_type: str,
-        requested_at: float,
         now: float,
-        rich_card: RichCard | None = None,
         template: TemplateRef | None = None,
     ) -> None:
-        """Record an outbound message in the thread and hand it to the shard's sender."""
-        record = self._outbound_record(
-            customer_id, message_id, channel, address, body, message_type, requested_at, now, rich_card
+        """Record an outbound message in the thread and hand it to the shard's sender.
+
+        ``template`` is the WhatsApp template actually used (the window may have substituted one).
+        """
+        content = (
+            self._prepare(entry, customer_id, channel)
+            if self._prepare is not None
+            else OutboundContent(body=entry.body, html=entry.html)
         )
+        record = self._outbound_record(customer_id, entry, channel, now, content)
         record.template = template
-        pipe.set(self._keys.message(message_id), encode(record))
-        session_id = self._session_id(customer_id, requested_at)
-        logged = MessageLogged(message_id, channel, Direction.OUTBOUND, requested_at, session_id)
+        pipe.set(self._keys.message(entry.message_id), encode(record))
+        session_id = self._session_id(customer_id, entry.requested_at)
+        logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at, session_id)
         pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
-        job = OutboxJob(message_id, customer_id, channel, address, body, rich_card, template)
+        job = OutboxJob(
+            entry.message_id,
+            customer_id,
+            channel,
+            entry.recipient.value,
+            content.body,
+            rich_card=entry.rich_card,
+            template=template,
+            subject=entry.subject,
+            html=content.html,
+        )
         pipe.xadd(self._keys.outbox(self._shard), {INGEST_FIELD: encode(job)})
 
     def _apply_status(
@@ -600,6 +598,19 @@ class IngestProcessor:
         if entry.error_message:
             record.error_message = entry.error_message
         self._apply_status(pipe, record, entry.status, entry.at, "", entry.error_code)
+        pipe.set(self._keys.message(record.id), encode(record))
+
+    def _write_engagement(self, pipe, records: dict[str, MessageRecord], entry: Engagement) -> None:
+        record = records.get(entry.message_id)
+        if record is None or record.customer_id != entry.customer_id:
+            log.warning("engagement for unknown message %s", entry.message_id)
+            return
+        if record.opened_at is None:  # a click proves the message was opened too
+            record.opened_at = entry.at
+        if entry.kind is EngagementKind.CLICKED:
+            record.clicks += 1
+        logged = EngagementLogged(record.id, record.channel, entry.kind, entry.at, entry.url)
+        pipe.xadd(self._keys.thread(record.customer_id), {INGEST_FIELD: encode(logged)})
         pipe.set(self._keys.message(record.id), encode(record))
 
 

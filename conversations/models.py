@@ -116,6 +116,8 @@ class InboundMessage(msgspec.Struct, tag="inbound", frozen=True):
     attributes: dict[str, str] = msgspec.field(default_factory=dict)
     location: Location | None = None
     reply_payload: str = ""  # the id/payload of the button or list row the customer chose
+    subject: str = ""  # email
+    html: str = ""  # email
 
 
 class StatusUpdate(msgspec.Struct, tag="status", frozen=True):
@@ -151,13 +153,44 @@ class OutboundRequest(msgspec.Struct, tag="outbound", frozen=True):
     channel: Channel | None = None
     rich_card: RichCard | None = None
     template: TemplateRef | None = None
+    subject: str = ""  # email
+    html: str = ""  # email: the HTML part; ``body`` is the text part
+    template_kind: str = ""  # the message kind the content was rendered from, if any
+    track: bool = False  # rewrite links (and add an open pixel to HTML) for engagement tracking
+
+
+class EngagementKind(enum.StrEnum):
+    """What a customer did with a message we sent."""
+
+    OPENED = "opened"
+    CLICKED = "clicked"
+
+
+class Engagement(msgspec.Struct, tag="engagement", frozen=True):
+    """A customer opened (tracking pixel) or clicked a tracked link of one of our messages."""
+
+    message_id: str
+    customer_id: str
+    kind: EngagementKind
+    at: float
+    url: str = ""
+
+
+class OutboundContent(msgspec.Struct, frozen=True):
+    """An outbound message's content as it will be sent, with what it costs to send."""
+
+    body: str
+    html: str = ""
+    segments: int = 0
+    encoding: str = ""
+    cost: float | None = None
 
 
 class Forwarded(msgspec.Struct, tag="forwarded", frozen=True):
     """An entry that arrived on one shard but belongs to a customer homed on another."""
 
     customer_id: str
-    entry: InboundMessage | OutboundRequest | StatusUpdate | SendOutcome
+    entry: InboundMessage | OutboundRequest | StatusUpdate | SendOutcome | Engagement
 
 
 class SendOutcome(msgspec.Struct, tag="sent", frozen=True):
@@ -181,7 +214,7 @@ class SendOutcome(msgspec.Struct, tag="sent", frozen=True):
     body: str = ""
 
 
-IngestEntry = InboundMessage | StatusUpdate | OutboundRequest | Forwarded | SendOutcome
+IngestEntry = InboundMessage | StatusUpdate | OutboundRequest | Forwarded | SendOutcome | Engagement
 
 
 # --- stored records -------------------------------------------------------------------
@@ -224,6 +257,13 @@ class MessageRecord(msgspec.Struct, kw_only=True):
     rich_card: RichCard | None = None
     fallback_from: Channel | None = None  # the channel asked for, when it was adapted to ``channel``
     fallback_reason: str = ""
+    subject: str = ""  # email
+    html: str = ""  # email
+    template_kind: str = ""
+    encoding: str = ""  # SMS: GSM-7 or UCS-2
+    cost: float | None = None  # our estimate from the price table (``price`` is what the provider says)
+    opened_at: float | None = None
+    clicks: int = 0
 
 
 class Customer(msgspec.Struct, kw_only=True):
@@ -244,6 +284,8 @@ class OutboxJob(msgspec.Struct, frozen=True):
     body: str
     rich_card: RichCard | None = None
     template: TemplateRef | None = None
+    subject: str = ""  # email
+    html: str = ""  # email
 
 
 # --- thread events: the customer's history stream ---------------------------------------
@@ -269,4 +311,14 @@ class StatusLogged(msgspec.Struct, tag="status", frozen=True):
     error_code: str = ""
 
 
-ThreadEvent = MessageLogged | StatusLogged
+class EngagementLogged(msgspec.Struct, tag="engagement", frozen=True):
+    """The customer opened a message or clicked one of its links."""
+
+    message_id: str
+    channel: Channel
+    kind: EngagementKind
+    at: float
+    url: str = ""
+
+
+ThreadEvent = MessageLogged | StatusLogged | EngagementLogged

@@ -10,6 +10,8 @@ from conversations.models import (
     Channel,
     Customer,
     Direction,
+    EngagementKind,
+    EngagementLogged,
     Identifier,
     IdentifierKind,
     Location,
@@ -30,7 +32,7 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One thread entry as the API shows it; ``cursor`` resumes a page after this entry."""
 
     cursor: str
-    kind: str  # "message" or "status"
+    kind: str  # "message", "status" or "engagement"
     at: float
     message_id: str
     channel: Channel
@@ -52,6 +54,11 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     rich_card: RichCard | None = None
     fallback_from: Channel | None = None
     fallback_reason: str = ""
+    subject: str = ""
+    encoding: str = ""
+    cost: float | None = None
+    engagement: EngagementKind | None = None  # opened / clicked
+    url: str = ""  # the clicked link
 
 
 class ThreadFilter(msgspec.Struct, frozen=True):
@@ -157,7 +164,19 @@ class ThreadReader:
         )
 
 
-def _view(cursor: str, event: MessageLogged | StatusLogged, record: MessageRecord | None) -> ThreadEntryView:
+def _view(
+    cursor: str, event: MessageLogged | StatusLogged | EngagementLogged, record: MessageRecord | None
+) -> ThreadEntryView:
+    if isinstance(event, EngagementLogged):
+        return ThreadEntryView(
+            cursor=cursor,
+            kind="engagement",
+            at=event.at,
+            message_id=event.message_id,
+            channel=event.channel,
+            engagement=event.kind,
+            url=event.url,
+        )
     if isinstance(event, StatusLogged):
         return ThreadEntryView(
             cursor=cursor,
@@ -188,6 +207,9 @@ def _view(cursor: str, event: MessageLogged | StatusLogged, record: MessageRecor
         view.location = record.location
         view.reply_payload = record.reply_payload
         view.segments = record.segments
+        view.subject = record.subject
+        view.encoding = record.encoding
+        view.cost = record.cost
         view.created_at = record.created_at
         view.updated_at = record.updated_at
         view.channel = record.channel  # differs from the logged one when the send was adapted

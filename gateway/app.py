@@ -19,10 +19,12 @@ from gateway.errors import error_middleware
 from gateway.ingest import IngestWriter
 from gateway.routes import (
     customers,
+    email_webhooks,
     health,
     messages,
     preference_page,
     rcs_webhooks,
+    tracking,
     twilio_voice_webhooks,
     twilio_webhooks,
     whatsapp_webhooks,
@@ -48,6 +50,8 @@ def create_app(
         twilio_voice_webhooks,
         whatsapp_webhooks,
         rcs_webhooks,
+        email_webhooks,
+        tracking,
         messages,
         customers,
         preference_page,

@@ -66,6 +66,8 @@ def simulator_settings(config: Config) -> SimulatorSettings:
             app_secret=config.whatsapp.app_secret,
             phone_number_id=config.whatsapp.phone_number_id,
         ),
+        smtp_port=config.simulator_smtp_port,
+        email_inbound_secret=config.email.inbound_secret,
     )
 
 

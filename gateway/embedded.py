@@ -114,6 +114,18 @@ def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Pope
         changes["api_keys"] = [_dev_api_key(data_dir)]
     if not config.secret_key:
         changes["secret_key"] = _persisted_secret(data_dir / "secret-key", "")
+    if not config.tracking.secret:
+        # Tracked links must keep working across restarts, so the key is kept, not random per run.
+        changes["tracking"] = msgspec.structs.replace(
+            config.tracking, secret=_persisted_secret(data_dir / "tracking-secret", "")
+        )
+    if config.uses_simulator and not config.email.smtp_url:
+        changes["email"] = msgspec.structs.replace(
+            config.email,
+            smtp_url=f"smtp://127.0.0.1:{config.simulator_smtp_port}",
+            inbound_secret=config.email.inbound_secret
+            or _persisted_secret(data_dir / "email-inbound-secret", ""),
+        )
     if config.uses_simulator:
         changes["simulator"] = True  # decided now, before simulator credentials fill the gaps
         changes["twilio"] = msgspec.structs.replace(

@@ -49,8 +49,8 @@ def ray_session() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 async def stack(redis_url: str, key_prefix: str, ray_session: None) -> AsyncIterator[Stack]:
-    gateway_port, simulator_port = free_port(), free_port()
-    config = make_config(redis_url, gateway_port, simulator_port, key_prefix)
+    gateway_port, simulator_port, smtp_port = free_port(), free_port(), free_port()
+    config = make_config(redis_url, gateway_port, simulator_port, key_prefix, smtp_port)
     actors = start_shard_actors(config)
     await wait_until_ready(actors)
     runners = []
@@ -59,7 +59,12 @@ async def stack(redis_url: str, key_prefix: str, ray_session: None) -> AsyncIter
     )
     simulator = create_simulator_app(
         SimulatorSettings(
-            config.twilio.account_sid, config.twilio.auth_token, config.public_url, whatsapp=whatsapp
+            config.twilio.account_sid,
+            config.twilio.auth_token,
+            config.public_url,
+            whatsapp=whatsapp,
+            smtp_port=config.simulator_smtp_port,
+            email_inbound_secret=config.email.inbound_secret,
         )
     )
     for app, port in ((simulator, simulator_port), (create_app(config, actors), gateway_port)):

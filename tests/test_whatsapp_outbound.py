@@ -112,7 +112,7 @@ async def test_after_24_hours_the_configured_template_stands_in(stack: Stack) ->
 async def test_an_explicit_template_is_sent_to_a_customer_who_never_wrote(stack: Stack) -> None:
     phone = unique_phone()
     template = {"name": "appointment_reminder", "language": "en_GB", "variables": ["Tue 10:00"]}
-    message_id = await _send(stack, phone, template=template)
+    message_id = await _send(stack, phone, whatsapp_template=template)
     record = await _reaches(stack, message_id, "read")
     assert record["body"] == "[template appointment_reminder (en_GB): Tue 10:00]"
     (sent,) = await wa_sent_to(stack, phone)
@@ -156,10 +156,10 @@ async def test_rate_limit_130429_is_retried_and_sent_once(stack: Stack) -> None:
 async def test_send_request_validation(stack: Stack) -> None:
     phone = unique_phone()
     cases = [
-        ({"channel": "sms", "body": "x", "template": {"name": "t"}}, "template"),
+        ({"channel": "sms", "body": "x", "whatsapp_template": {"name": "t"}}, "whatsapp_template"),
         ({"channel": "whatsapp"}, "body"),
-        ({"channel": "whatsapp", "template": {"name": ""}}, "template.name"),
-        ({"channel": "whatsapp", "template": {"name": "t", "extra": 1}}, "template.extra"),
+        ({"channel": "whatsapp", "whatsapp_template": {"name": ""}}, "whatsapp_template.name"),
+        ({"channel": "whatsapp", "whatsapp_template": {"name": "t", "extra": 1}}, "whatsapp_template.extra"),
     ]
     for fields, field in cases:
         status, body = await stack.api("POST", "/v1/messages", json={"to": {"phone": phone}, **fields})

@@ -21,7 +21,7 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
-from channels.simulator import rbm, voice
+from channels.simulator import rbm, smtp_sink, voice
 from channels.simulator.whatsapp import WhatsAppSimulatorSettings, mount_whatsapp
 from channels.sms_segments import segment_count
 from channels.twilio_signature import compute_signature
@@ -44,6 +44,8 @@ class SimulatorSettings(msgspec.Struct, frozen=True):
     rbm_access_token: str = SIMULATOR_RBM_ACCESS_TOKEN
     rbm_agent_id: str = SIMULATOR_RBM_AGENT_ID
     whatsapp: WhatsAppSimulatorSettings = msgspec.field(default_factory=WhatsAppSimulatorSettings)
+    smtp_port: int = 0  # the SMTP sink's port (0: no SMTP sink)
+    email_inbound_secret: str = ""  # what simulated inbound emails present to the gateway
 
 
 class FailureScript(msgspec.Struct, forbid_unknown_fields=True):
@@ -282,4 +284,9 @@ def create_simulator_app(settings: SimulatorSettings) -> web.Application:
         await state.session.close()
 
     app.cleanup_ctx.append(client_session)
+    if settings.smtp_port:
+        smtp_sink.install(
+            app,
+            smtp_sink.EmailSettings(settings.smtp_port, settings.gateway_url, settings.email_inbound_secret),
+        )
     return app

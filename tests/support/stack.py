@@ -24,7 +24,9 @@ from conversations.config import (
     SIMULATOR_WHATSAPP_PHONE_NUMBER_ID,
     SIMULATOR_WHATSAPP_VERIFY_TOKEN,
     Config,
+    EmailConfig,
     RbmConfig,
+    TrackingConfig,
     TwilioConfig,
     VoiceConfig,
     WhatsAppConfig,
@@ -34,9 +36,12 @@ from conversations.config import (
 T = TypeVar("T")
 
 API_KEY = "test-api-key-" + uuid.uuid4().hex[:8]
+EMAIL_INBOUND_SECRET = "test-inbound-" + uuid.uuid4().hex[:8]
 
 
-def make_config(redis_url: str, gateway_port: int, simulator_port: int, prefix: str) -> Config:
+def make_config(
+    redis_url: str, gateway_port: int, simulator_port: int, prefix: str, smtp_port: int = 0
+) -> Config:
     return Config(
         redis_url=redis_url,
         public_url=f"http://127.0.0.1:{gateway_port}",
@@ -69,6 +74,14 @@ def make_config(redis_url: str, gateway_port: int, simulator_port: int, prefix: 
             base_url=f"http://127.0.0.1:{simulator_port}",
             templates={"transactional": WhatsAppTemplate("order_update", "en_US")},
         ),
+        simulator_smtp_port=smtp_port,
+        email=EmailConfig(
+            smtp_url=f"smtp://127.0.0.1:{smtp_port}" if smtp_port else "",
+            from_address="Threadline Tests <notify@tests.threadline.local>",
+            inbound_secret=EMAIL_INBOUND_SECRET,
+            timeout_seconds=10.0,
+        ),
+        tracking=TrackingConfig(secret="test-tracking-" + uuid.uuid4().hex[:8]),
     )
 
 
