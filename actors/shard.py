@@ -15,6 +15,7 @@ from actors.outbox import OutboxSender
 from actors.streams import ensure_group, new_batch, pending_batches
 from channels.registry import build_senders, status_callback_url
 from conversations.config import Config
+from conversations.console import ConsoleBatchHook
 from conversations.ingest import IngestProcessor
 from conversations.models import OutboxJob
 from conversations.store import Keys
@@ -48,7 +49,13 @@ class ShardActor:
         self._shard = shard
         self._keys = Keys(self._config.key_prefix)
         self._redis = Redis.from_url(self._config.redis_url)
-        self._processor = IngestProcessor(self._redis, self._keys, shard, self._config.shards)
+        self._processor = IngestProcessor(
+            self._redis,
+            self._keys,
+            shard,
+            self._config.shards,
+            on_commit=ConsoleBatchHook(self._keys, self._config.console_events_maxlen),
+        )
         self._session = aiohttp.ClientSession()
         self._sender = OutboxSender(
             self._redis,

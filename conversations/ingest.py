@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
@@ -55,6 +56,12 @@ class BatchResult:
     dead: int = 0
     sends_queued: int = 0
     touched_customers: set[str] = field(default_factory=set)
+    inbound: dict[str, int] = field(default_factory=dict)  # customer id -> inbound messages applied
+    outbound: set[str] = field(default_factory=set)  # customers who were sent a new message
+
+
+BatchHook = Callable[[Any, BatchResult, float], None]
+"""Adds writes to a batch's transaction once it is applied: ``hook(pipeline, result, now)``."""
 
 
 @dataclass(slots=True)
@@ -76,6 +83,7 @@ class IngestProcessor:
         shard: int,
         shards: int,
         clock: Callable[[], float] = time.time,
+        on_commit: BatchHook | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -83,6 +91,7 @@ class IngestProcessor:
         self._shards = shards
         self._clock = clock
         self._ingest_key = keys.ingest(shard)
+        self._on_commit = on_commit
 
     async def process(self, raw_batch: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> BatchResult:
         """Apply a batch read from the ingest stream; acks it in the same transaction."""
@@ -127,9 +136,11 @@ class IngestProcessor:
                 continue
             if isinstance(entry, InboundMessage):
                 self._write_inbound(pipe, item.customer_id, entry, now)
+                result.inbound[item.customer_id] = result.inbound.get(item.customer_id, 0) + 1
             elif isinstance(entry, OutboundRequest):
                 self._write_outbound(pipe, item.customer_id, entry, now)
                 result.sends_queued += 1
+                result.outbound.add(item.customer_id)
             elif isinstance(entry, StatusUpdate):
                 self._write_status(pipe, records, entry)
             elif isinstance(entry, SendOutcome):
@@ -139,6 +150,9 @@ class IngestProcessor:
         for stream_id, payload in dead:
             pipe.xadd(self._keys.dead_letters(self._shard), {INGEST_FIELD: payload, b"id": stream_id})
         result.dead = len(dead)
+        if self._on_commit is not None and result.touched_customers:
+            # Inside the same MULTI/EXEC, so an update is published exactly when the batch lands.
+            self._on_commit(pipe, result, now)
         ids = [item.stream_id for item in work] + [sid for sid, _ in dead] + acked_only
         if ids:
             pipe.xack(self._ingest_key, CONSUMER_GROUP, *ids)

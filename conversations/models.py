@@ -204,4 +204,13 @@ class StatusLogged(msgspec.Struct, tag="status", frozen=True):
     error_code: str = ""
 
 
-ThreadEvent = MessageLogged | StatusLogged
+class NoteLogged(msgspec.Struct, tag="note", frozen=True):
+    """An agent's internal note on the thread: shown to agents, never sent to the customer."""
+
+    note_id: str
+    agent: str
+    body: str
+    at: float
+
+
+ThreadEvent = MessageLogged | StatusLogged | NoteLogged

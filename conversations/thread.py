@@ -16,6 +16,7 @@ from conversations.models import (
     MessageLogged,
     MessageRecord,
     MessageStatus,
+    NoteLogged,
     StatusLogged,
 )
 from conversations.store import INGEST_FIELD, Keys
@@ -27,10 +28,10 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One thread entry as the API shows it; ``cursor`` resumes a page after this entry."""
 
     cursor: str
-    kind: str  # "message" or "status"
+    kind: str  # "message", "status" or "note"
     at: float
-    message_id: str
-    channel: Channel
+    message_id: str  # for a note: the note's id
+    channel: Channel | None = None  # None only for notes, which go out on no channel
     direction: Direction | None = None
     status: MessageStatus | None = None
     body: str | None = None
@@ -42,6 +43,7 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     segments: int = 0
     created_at: float | None = None
     updated_at: float | None = None
+    agent: str = ""  # who wrote a note (or, in the console, sent a reply)
 
 
 class ThreadPage(msgspec.Struct):
@@ -73,12 +75,15 @@ class ThreadReader:
         more = len(raw) > limit
         raw = raw[:limit]
         events = [(sid.decode(), decode_thread_event(fields[INGEST_FIELD])) for sid, fields in raw]
-        message_ids = sorted({event.message_id for _, event in events})
+        message_ids = sorted({event.message_id for _, event in events if not isinstance(event, NoteLogged)})
         records: dict[str, MessageRecord] = {}
         if message_ids:
             blobs = await self._redis.mget([self._keys.message(mid) for mid in message_ids])
             records = {mid: decode_message(b) for mid, b in zip(message_ids, blobs, strict=True) if b}
-        entries = [_view(sid, event, records.get(event.message_id)) for sid, event in events]
+        entries = [
+            _view(sid, event, None if isinstance(event, NoteLogged) else records.get(event.message_id))
+            for sid, event in events
+        ]
         return ThreadPage(customer_id, entries, entries[-1].cursor if more and entries else None)
 
     async def message(self, message_id: str) -> MessageRecord | None:
@@ -106,7 +111,18 @@ class ThreadReader:
         )
 
 
-def _view(cursor: str, event: MessageLogged | StatusLogged, record: MessageRecord | None) -> ThreadEntryView:
+def _view(
+    cursor: str, event: MessageLogged | StatusLogged | NoteLogged, record: MessageRecord | None
+) -> ThreadEntryView:
+    if isinstance(event, NoteLogged):
+        return ThreadEntryView(
+            cursor=cursor,
+            kind="note",
+            at=event.at,
+            message_id=event.note_id,
+            body=event.body,
+            agent=event.agent,
+        )
     if isinstance(event, StatusLogged):
         return ThreadEntryView(
             cursor=cursor,
