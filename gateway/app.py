@@ -13,9 +13,10 @@ from conversations.config import Config
 from conversations.store import Keys
 from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
+from gateway.console import setup_console
 from gateway.errors import error_middleware
 from gateway.ingest import IngestWriter
-from gateway.routes import customers, health, messages, twilio_webhooks
+from gateway.routes import console, customers, health, messages, twilio_webhooks
 from gateway.services import SERVICES, Services
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -28,7 +29,7 @@ def create_app(
 ) -> web.Application:
     """Build a gateway app for ``config``; Redis opens on startup and closes on cleanup."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
-    for module in (health, twilio_webhooks, messages, customers):
+    for module in (health, twilio_webhooks, messages, customers, console):
         app.add_routes(module.routes)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -56,4 +57,5 @@ def create_app(
         await redis.aclose()
 
     app.cleanup_ctx.append(resources)
+    setup_console(app, config)
     return app
