@@ -18,6 +18,7 @@ from conversations.config import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Co
 T = TypeVar("T")
 
 API_KEY = "test-api-key-" + uuid.uuid4().hex[:8]
+ADMIN_API_KEY = "test-admin-key-" + uuid.uuid4().hex[:8]
 
 
 def make_config(redis_url: str, gateway_port: int, simulator_port: int, prefix: str) -> Config:
@@ -25,6 +26,7 @@ def make_config(redis_url: str, gateway_port: int, simulator_port: int, prefix: 
         redis_url=redis_url,
         public_url=f"http://127.0.0.1:{gateway_port}",
         api_keys=[API_KEY],
+        admin_api_keys=[ADMIN_API_KEY],
         shards=4,
         key_prefix=prefix,
         simulator=True,
