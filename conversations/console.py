@@ -410,8 +410,13 @@ def summarize(
     """Build a summary from the conversation hash, the customer hash and the last message."""
     phones = sorted(name.split(":", 2)[2] for name in customer if name.startswith("ident:phone:"))
     phone = phones[0] if phones else ""
-    channels = {Channel(name.split(":", 1)[1]) for name in customer if name.startswith("last_inbound_at:")}
-    last_channel = Channel(customer["last_channel"]) if customer.get("last_channel") else None
+    known = {channel.value for channel in Channel}
+    channels = {
+        Channel(name.split(":", 1)[1])
+        for name in customer
+        if name.startswith("last_inbound_at:") and name.split(":", 1)[1] in known
+    }
+    last_channel = Channel(customer["last_channel"]) if customer.get("last_channel") in known else None
     if last_channel is not None:
         channels.add(last_channel)
     if last is not None:

@@ -78,6 +78,11 @@ async def test_admin_key_creates_agents_and_the_token_is_shown_once(stack: Stack
     assert client.welcome["channels"] == ["sms"]
     assert name in client.welcome["agents"]
     await client.close()
+    # Programs may authenticate with the header instead of a first frame.
+    url = stack.gateway_url.replace("http", "ws", 1) + "/v1/console/ws"
+    async with stack.http.ws_connect(url, headers={"Authorization": f"Bearer {token}"}) as ws:
+        welcome = await ws.receive_json(timeout=10)
+        assert (welcome["type"], welcome["agent"]) == ("welcome", name)
 
 
 # --- live updates ------------------------------------------------------------------------------

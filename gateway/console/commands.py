@@ -107,6 +107,9 @@ class ConsoleCommands:
         except RedisError as exc:
             log.warning("console: storage error on %s: %s", type(frame).__name__, exc)
             sock.error("storage_unavailable", "the message store is unreachable; retry", frame.ref)
+        except Exception:
+            log.exception("console: %s failed", type(frame).__name__)
+            sock.error("internal_error", "internal error; the request was not carried out", frame.ref)
 
     async def dispatch(self, sock: ConsoleSocket, frame: ClientFrame) -> None:
         if isinstance(frame, Auth):

@@ -78,6 +78,7 @@ class ConsoleHub:
     async def _read_updates(self) -> None:
         stream = self._keys.console_events()
         while True:
+            last = self._position
             try:
                 reply = await self._redis.xread({stream: self._position}, count=READ_BATCH, block=BLOCK_MS)
                 if not reply:
@@ -95,6 +96,11 @@ class ConsoleHub:
                 self._position = last
             except RedisError as exc:
                 log.warning("console: update stream read failed, retrying: %s", exc)
+                await asyncio.sleep(RETRY_SECONDS)
+            except Exception:
+                # A bug must not stop every agent's updates: skip this batch, keep reading.
+                log.exception("console: fan-out failed; skipping a batch of updates")
+                self._position = last
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _fan_out(self, events: list[tuple[str, ConsoleEvent]]) -> None:
@@ -125,6 +131,9 @@ class ConsoleHub:
                             sock.send_droppable(frame)
             except RedisError as exc:
                 log.warning("console: typing channel failed, retrying: %s", exc)
+                await asyncio.sleep(RETRY_SECONDS)
+            except Exception:
+                log.exception("console: typing relay failed, restarting it")
                 await asyncio.sleep(RETRY_SECONDS)
             finally:
                 with contextlib.suppress(Exception):
