@@ -19,6 +19,7 @@ from channels.registry import build_senders, status_callback_url
 from conversations import commands, merge
 from conversations.capabilities import CapabilityCache
 from conversations.config import Config
+from conversations.console import ConsoleBatchHook
 from conversations.ingest import IngestProcessor
 from conversations.models import OutboxJob
 from conversations.sharding import shard_for_customer
@@ -69,6 +70,7 @@ class ShardActor:
             session_idle_seconds=self._config.session_idle_seconds,
             whatsapp_templates=self._config.whatsapp.templates,
             prepare=OutboundPreparer.from_config(self._config),
+            on_commit=ConsoleBatchHook(self._keys, self._config.console_events_maxlen),
         )
         self._session = aiohttp.ClientSession()
         self._capabilities = CapabilityCache(self._redis, self._keys, self._config.rbm.capability_ttl_seconds)

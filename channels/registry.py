@@ -49,3 +49,8 @@ def status_callback_url(config: Config, job: OutboxJob) -> str:
     path = STATUS_CALLBACK_PATHS.get(job.channel, "/webhooks/twilio/sms/status")
     query = urlencode({"mid": job.message_id, "cid": job.customer_id})
     return f"{config.public_url}{path}?{query}"
+
+
+def enabled_channels(config: Config) -> frozenset[Channel]:
+    """The channels a message can be sent on with this configuration (those with a sender)."""
+    return frozenset({Channel.SMS})

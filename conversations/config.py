@@ -102,6 +102,13 @@ class TrackingConfig(msgspec.Struct, forbid_unknown_fields=True):
     channels: list[str] = msgspec.field(default_factory=lambda: ["email"])
 
 
+class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A console agent set in the config file: only the SHA-256 (hex) of its token is kept."""
+
+    name: str
+    token_sha256: str
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Everything a gateway or shard actor needs to know at start."""
 
@@ -136,6 +143,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     tracking: TrackingConfig = msgspec.field(default_factory=TrackingConfig)
     # Per channel, per country (ISO 3166 alpha-2, "*" for any) price overrides; see conversations.pricing.
     prices: dict[str, dict[str, float]] = msgspec.field(default_factory=dict)
+    admin_api_keys: list[str] = msgspec.field(default_factory=list)  # may create console agents
+    agents: list[AgentConfig] = msgspec.field(default_factory=list)  # console agents from the file
+    console_events_maxlen: int = 100_000  # updates kept for agents that reconnect
+    console_socket_queue: int = 256  # frames a slow console socket may have pending before it is closed
 
     def __post_init__(self) -> None:
         if self.shards < 1 or self.shards > 4096:

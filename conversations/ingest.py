@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
@@ -73,6 +74,12 @@ class BatchResult:
     dead: int = 0
     sends_queued: int = 0
     touched_customers: set[str] = field(default_factory=set)
+    inbound: dict[str, int] = field(default_factory=dict)  # customer id -> inbound messages applied
+    outbound: set[str] = field(default_factory=set)  # customers who were sent a new message
+
+
+BatchHook = Callable[[Any, BatchResult, float], None]
+"""Adds writes to a batch's transaction once it is applied: ``hook(pipeline, result, now)``."""
 
 
 @dataclass(slots=True)
@@ -98,6 +105,7 @@ class IngestProcessor:
         session_idle_seconds: float = 24 * 3600,
         whatsapp_templates: Mapping[str, WhatsAppTemplate] | None = None,
         prepare: OutboundPreparer | None = None,
+        on_commit: BatchHook | None = None,
     ) -> None:
         self._whatsapp_templates = dict(whatsapp_templates or {})
         self._session_idle = session_idle_seconds
@@ -110,6 +118,7 @@ class IngestProcessor:
         self._shards = shards
         self._clock = clock
         self._ingest_key = keys.ingest(shard)
+        self._on_commit = on_commit
 
     async def process(self, raw_batch: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> BatchResult:
         """Apply a batch read from the ingest stream; acks it in the same transaction."""
@@ -163,12 +172,14 @@ class IngestProcessor:
                 if entry.channel is Channel.WHATSAPP:  # opens the window for sends later in this batch
                     seen = last_whatsapp.get(item.customer_id, entry.received_at)
                     last_whatsapp[item.customer_id] = max(seen, entry.received_at)
+                result.inbound[item.customer_id] = result.inbound.get(item.customer_id, 0) + 1
                 if entry.channel is Channel.SMS:
                     self._handle_keyword(pipe, item.customer_id, entry, preferences, now)
             elif isinstance(entry, OutboundRequest):
                 last = last_whatsapp.get(item.customer_id)
                 if self._write_outbound(pipe, item.customer_id, entry, preferences, now, last):
                     result.sends_queued += 1
+                result.outbound.add(item.customer_id)
             elif isinstance(entry, StatusUpdate):
                 if entry.message_id not in records:
                     self._park_status(pipe, entry, now)
@@ -189,6 +200,9 @@ class IngestProcessor:
         for stream_id, payload in dead:
             pipe.xadd(self._keys.dead_letters(self._shard), {INGEST_FIELD: payload, b"id": stream_id})
         result.dead = len(dead)
+        if self._on_commit is not None and result.touched_customers:
+            # Inside the same MULTI/EXEC, so an update is published exactly when the batch lands.
+            self._on_commit(pipe, result, now)
         ids = [item.stream_id for item in work] + [sid for sid, _ in dead] + acked_only
         if ids:
             pipe.xack(self._ingest_key, CONSUMER_GROUP, *ids)

@@ -321,4 +321,13 @@ class EngagementLogged(msgspec.Struct, tag="engagement", frozen=True):
     url: str = ""
 
 
-ThreadEvent = MessageLogged | StatusLogged | EngagementLogged
+class NoteLogged(msgspec.Struct, tag="note", frozen=True):
+    """An agent's internal note on the thread: shown to agents, never sent to the customer."""
+
+    note_id: str
+    agent: str
+    body: str
+    at: float
+
+
+ThreadEvent = MessageLogged | StatusLogged | EngagementLogged | NoteLogged

@@ -86,6 +86,40 @@ class Keys:
         """Cached answer to "can this address receive ``channel``?" (e.g. RBM capability check)."""
         return f"{self.prefix}:cap:{channel}:{address}"
 
+    # --- agent console -------------------------------------------------------------------
+
+    def agents(self) -> str:
+        """Hash: agent name -> agent record (agents created through the API)."""
+        return f"{self.prefix}:agents"
+
+    def agent_tokens(self) -> str:
+        """Hash: SHA-256 (hex) of an agent token -> agent name."""
+        return f"{self.prefix}:agents:tokens"
+
+    def conversation(self, customer_id: str) -> str:
+        """Hash: the console state of a customer's conversation (status, assignee, unread…)."""
+        return f"{self.prefix}:conv:{customer_id}"
+
+    def reply_authors(self, customer_id: str) -> str:
+        """Hash: outbound message id -> the agent who sent it from the console."""
+        return f"{self.prefix}:conv:{customer_id}:authors"
+
+    def console_events(self) -> str:
+        """Stream of conversation updates that every gateway fans out to its agents."""
+        return f"{self.prefix}:console:events"
+
+    def console_recent(self) -> str:
+        """Zset: customer id scored by the time of the conversation's last message."""
+        return f"{self.prefix}:console:recent"
+
+    def console_assigned(self, agent: str) -> str:
+        """Zset: the conversations assigned to one agent, scored by assignment time."""
+        return f"{self.prefix}:console:assigned:{agent}"
+
+    def console_typing(self) -> str:
+        """Pub/sub channel (not a key) for ephemeral "agent is typing" signals."""
+        return f"{self.prefix}:console:typing"
+
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix (used by test cleanup)."""
         return f"{self.prefix}:*"

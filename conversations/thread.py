@@ -19,6 +19,7 @@ from conversations.models import (
     MessageLogged,
     MessageRecord,
     MessageStatus,
+    NoteLogged,
     RichCard,
     StatusLogged,
     ThreadEvent,
@@ -32,10 +33,10 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One thread entry as the API shows it; ``cursor`` resumes a page after this entry."""
 
     cursor: str
-    kind: str  # "message", "status" or "engagement"
+    kind: str  # "message", "status", "engagement" or "note"
     at: float
-    message_id: str
-    channel: Channel
+    message_id: str  # for a note: the note's id
+    channel: Channel | None = None  # None only for notes, which go out on no channel
     direction: Direction | None = None
     session_id: str = ""
     status: MessageStatus | None = None
@@ -59,6 +60,7 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     cost: float | None = None
     engagement: EngagementKind | None = None  # opened / clicked
     url: str = ""  # the clicked link
+    agent: str = ""  # who wrote a note (or, in the console, sent a reply)
 
 
 class ThreadFilter(msgspec.Struct, frozen=True):
@@ -131,12 +133,15 @@ class ThreadReader:
             start = f"({raw[-1][0].decode()}"
         more = len(matched) > limit
         events = matched[:limit]
-        message_ids = sorted({event.message_id for _, event in events})
+        message_ids = sorted({event.message_id for _, event in events if not isinstance(event, NoteLogged)})
         records: dict[str, MessageRecord] = {}
         if message_ids:
             blobs = await self._redis.mget([self._keys.message(mid) for mid in message_ids])
             records = {mid: decode_message(b) for mid, b in zip(message_ids, blobs, strict=True) if b}
-        entries = [_view(sid, event, records.get(event.message_id)) for sid, event in events]
+        entries = [
+            _view(sid, event, None if isinstance(event, NoteLogged) else records.get(event.message_id))
+            for sid, event in events
+        ]
         return ThreadPage(customer_id, entries, entries[-1].cursor if more and entries else None)
 
     async def message(self, message_id: str) -> MessageRecord | None:
@@ -165,8 +170,19 @@ class ThreadReader:
 
 
 def _view(
-    cursor: str, event: MessageLogged | StatusLogged | EngagementLogged, record: MessageRecord | None
+    cursor: str,
+    event: MessageLogged | StatusLogged | EngagementLogged | NoteLogged,
+    record: MessageRecord | None,
 ) -> ThreadEntryView:
+    if isinstance(event, NoteLogged):
+        return ThreadEntryView(
+            cursor=cursor,
+            kind="note",
+            at=event.at,
+            message_id=event.note_id,
+            body=event.body,
+            agent=event.agent,
+        )
     if isinstance(event, EngagementLogged):
         return ThreadEntryView(
             cursor=cursor,

@@ -15,9 +15,11 @@ from conversations.config import Config
 from conversations.store import Keys
 from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
+from gateway.console import setup_console
 from gateway.errors import error_middleware
 from gateway.ingest import IngestWriter
 from gateway.routes import (
+    console,
     customers,
     email_webhooks,
     health,
@@ -55,6 +57,7 @@ def create_app(
         messages,
         customers,
         preference_page,
+        console,
     )
     for module in route_modules:
         app.add_routes(module.routes)
@@ -84,4 +87,5 @@ def create_app(
         await redis.aclose()
 
     app.cleanup_ctx.append(resources)
+    setup_console(app, config)
     return app

@@ -37,6 +37,7 @@ T = TypeVar("T")
 
 API_KEY = "test-api-key-" + uuid.uuid4().hex[:8]
 EMAIL_INBOUND_SECRET = "test-inbound-" + uuid.uuid4().hex[:8]
+ADMIN_API_KEY = "test-admin-key-" + uuid.uuid4().hex[:8]
 
 
 def make_config(
@@ -46,6 +47,7 @@ def make_config(
         redis_url=redis_url,
         public_url=f"http://127.0.0.1:{gateway_port}",
         api_keys=[API_KEY],
+        admin_api_keys=[ADMIN_API_KEY],
         shards=4,
         key_prefix=prefix,
         simulator=True,
