@@ -52,5 +52,15 @@ def status_callback_url(config: Config, job: OutboxJob) -> str:
 
 
 def enabled_channels(config: Config) -> frozenset[Channel]:
-    """The channels a message can be sent on with this configuration (those with a sender)."""
-    return frozenset({Channel.SMS})
+    """The channels a message can be sent on with this configuration (those with a sender).
+
+    Mirrors the conditions of ``build_senders`` without building any client.
+    """
+    channels = {Channel.SMS, Channel.VOICE}
+    if config.rbm.agent_id:
+        channels.add(Channel.RCS)
+    if config.whatsapp.has_credentials:
+        channels.add(Channel.WHATSAPP)
+    if config.email.smtp_url:
+        channels.add(Channel.EMAIL)
+    return frozenset(channels)

@@ -9,6 +9,7 @@ import time
 import aiohttp
 from redis.asyncio import Redis
 
+from channels.registry import enabled_channels
 from conversations.store import Keys
 from tests.support.console import ConsoleClient, create_agent, unique_agent
 from tests.support.stack import ADMIN_API_KEY, Stack, eventually, twilio_inbound_form, unique_phone
@@ -75,7 +76,7 @@ async def test_admin_key_creates_agents_and_the_token_is_shown_once(stack: Stack
 
     client = await ConsoleClient.connect(stack.http, stack.gateway_url, token)
     assert client.welcome["agent"] == name
-    assert client.welcome["channels"] == ["sms"]
+    assert client.welcome["channels"] == sorted(enabled_channels(stack.config))
     assert name in client.welcome["agents"]
     await client.close()
     # Programs may authenticate with the header instead of a first frame.
@@ -307,14 +308,15 @@ async def test_typing_reaches_the_other_agents(stack: Stack) -> None:
     await typist.close()
 
 
-async def test_reply_on_a_channel_that_is_not_enabled_is_an_error(stack: Stack) -> None:
+async def test_reply_on_a_channel_the_customer_cannot_be_reached_on_is_an_error(stack: Stack) -> None:
     phone, customer_id = await _customer(stack)
     _, client = await _agent(stack)
+    # Every channel is enabled in the test stack; this customer has a phone but no email.
     error = await client.request(
-        {"type": "reply", "customer_id": customer_id, "text": "hi", "channel": "whatsapp"}
+        {"type": "reply", "customer_id": customer_id, "text": "hi", "channel": "email"}
     )
-    assert error["type"] == "error" and error["code"] == "channel_unavailable"
-    assert "whatsapp" in error["message"]
+    assert error["type"] == "error" and error["code"] == "no_address"
+    assert "email" in error["message"]
     other_name, other = await _agent(stack)
     await other.request({"type": "claim", "customer_id": customer_id})
     held = await client.request({"type": "reply", "customer_id": customer_id, "text": "me too"})

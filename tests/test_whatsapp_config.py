@@ -85,3 +85,12 @@ async def test_a_whatsapp_sender_exists_only_with_credentials() -> None:
         twilio_only = _ready({"THREADLINE_TWILIO_ACCOUNT_SID": "AC1", "THREADLINE_TWILIO_AUTH_TOKEN": "t"})
         # Twilio credentials give SMS and voice; no WhatsApp (nor RCS) without their own.
         assert set(build_senders(session, twilio_only)) == {Channel.SMS, Channel.VOICE}
+
+
+async def test_enabled_channels_match_the_senders_built() -> None:
+    from channels.registry import enabled_channels
+
+    async with aiohttp.ClientSession() as session:
+        for env in ({}, {"THREADLINE_TWILIO_ACCOUNT_SID": "AC1", "THREADLINE_TWILIO_AUTH_TOKEN": "t"}):
+            config = _ready(env)
+            assert enabled_channels(config) == frozenset(build_senders(session, config))
