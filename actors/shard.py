@@ -17,6 +17,8 @@ from channels.registry import build_senders, status_callback_url
 from conversations.config import Config
 from conversations.ingest import IngestProcessor
 from conversations.models import OutboxJob
+from conversations.outbound import OutboundRouter
+from conversations.routing.policy import load_policy
 from conversations.store import Keys
 from conversations.timers import TimerWheel
 
@@ -50,13 +52,24 @@ class ShardActor:
         self._shard = shard
         self._keys = Keys(self._config.key_prefix)
         self._redis = Redis.from_url(self._config.redis_url)
-        self._processor = IngestProcessor(self._redis, self._keys, shard, self._config.shards)
         self._session = aiohttp.ClientSession()
+        senders = build_senders(self._session, self._config)
+        # Routing only chooses channels that have a sender here; others are skipped with
+        # reason channel_unavailable in the decision.
+        router = OutboundRouter(
+            self._redis,
+            self._keys,
+            shard,
+            self._config.shards,
+            policy=load_policy(self._config.routing_policy or None),
+            channels=frozenset(senders),
+        )
+        self._processor = IngestProcessor(self._redis, self._keys, shard, self._config.shards, router=router)
         self._sender = OutboxSender(
             self._redis,
             self._keys,
             shard,
-            build_senders(self._session, self._config),
+            senders,
             self._callback_url,
             concurrency=self._config.send_concurrency,
         )

@@ -21,23 +21,22 @@ from conversations import timers
 from conversations.codec import decode_ingest, decode_message, encode
 from conversations.ids import new_customer_id, new_message_id
 from conversations.models import (
-    Channel,
     Direction,
     Forwarded,
     Identifier,
-    IdentifierKind,
     InboundMessage,
     IngestEntry,
     MessageLogged,
     MessageRecord,
     MessageStatus,
     OutboundRequest,
-    OutboxJob,
+    RoutingTimer,
     SendOutcome,
     StatusChange,
     StatusLogged,
     StatusUpdate,
 )
+from conversations.outbound import OutboundRouter, RoutingBatch
 from conversations.sharding import shard_for_customer
 from conversations.status import advances
 from conversations.store import CONSUMER_GROUP, INGEST_FIELD, Keys
@@ -78,8 +77,10 @@ class IngestProcessor:
         shard: int,
         shards: int,
         clock: Callable[[], float] = time.time,
+        router: OutboundRouter | None = None,
     ) -> None:
         self._redis = redis
+        self._router = router or OutboundRouter(redis, keys, shard, shards)
         self._keys = keys
         self._shard = shard
         self._shards = shards
@@ -105,7 +106,7 @@ class IngestProcessor:
                 continue
             if isinstance(entry, Forwarded):
                 work.append(_Work(stream_id, entry.entry, entry.customer_id))
-            elif isinstance(entry, StatusUpdate | SendOutcome):
+            elif isinstance(entry, StatusUpdate | SendOutcome | RoutingTimer):
                 work.append(_Work(stream_id, entry, entry.customer_id))  # "" until matched
             else:
                 work.append(_Work(stream_id, entry))
@@ -120,6 +121,7 @@ class IngestProcessor:
                 item.entry = msgspec.structs.replace(entry, customer_id=item.customer_id)
 
         now = self._clock()
+        routing = await self._router.prepare([(item.customer_id, item.entry) for item in work], records, now)
         pipe = self._redis.pipeline(transaction=True)
         for item in work:
             home = shard_for_customer(item.customer_id, self._shards)
@@ -136,15 +138,20 @@ class IngestProcessor:
             if isinstance(entry, InboundMessage):
                 self._write_inbound(pipe, item.customer_id, entry, now)
             elif isinstance(entry, OutboundRequest):
-                self._write_outbound(pipe, item.customer_id, entry, now)
+                self._write_outbound(pipe, routing, item.customer_id, entry, now)
                 result.sends_queued += 1
             elif isinstance(entry, StatusUpdate):
                 if entry.message_id not in records:
                     self._park_status(pipe, entry, now)
                     continue
                 self._write_status(pipe, records, entry)
+                self._router.after_update(pipe, routing, records[entry.message_id], now)
             elif isinstance(entry, SendOutcome):
                 self._write_send_outcome(pipe, records, entry)
+                if entry.message_id in records:
+                    self._router.after_update(pipe, routing, records[entry.message_id], now)
+            elif isinstance(entry, RoutingTimer):
+                self._router.on_timer(pipe, routing, entry, now)
             result.applied += 1
             result.touched_customers.add(item.customer_id)
         for stream_id, payload in dead:
@@ -267,27 +274,13 @@ class IngestProcessor:
         if entry.profile_name:
             fields["profile_name"] = entry.profile_name
         pipe.hset(self._keys.customer(customer_id), mapping=fields)
+        self._router.record_reply(pipe, customer_id, entry.channel, entry.received_at)
 
-    def _write_outbound(self, pipe, customer_id: str, entry: OutboundRequest, now: float) -> None:
-        channel = entry.channel or _default_channel(entry.recipient)
-        record = MessageRecord(
-            id=entry.message_id,
-            customer_id=customer_id,
-            channel=channel,
-            direction=Direction.OUTBOUND,
-            body=entry.body,
-            status=MessageStatus.ACCEPTED,
-            created_at=entry.requested_at,
-            updated_at=now,
-            message_type=entry.message_type,
-            address=entry.recipient.value,
-            history=[StatusChange(MessageStatus.ACCEPTED, now)],
-        )
-        pipe.set(self._keys.message(entry.message_id), encode(record))
-        logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at)
-        pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
-        job = OutboxJob(entry.message_id, customer_id, channel, entry.recipient.value, entry.body)
-        pipe.xadd(self._keys.outbox(self._shard), {INGEST_FIELD: encode(job)})
+    def _write_outbound(
+        self, pipe, routing: RoutingBatch, customer_id: str, entry: OutboundRequest, now: float
+    ) -> None:
+        """Routing decides the channel chain and queues the first attempt (conversations.outbound)."""
+        self._router.request(pipe, routing, customer_id, entry, now)
         fields = self._touch_customer(pipe, customer_id, entry.recipient, now)
         pipe.hset(self._keys.customer(customer_id), mapping=fields)
 
@@ -348,7 +341,3 @@ def _identifier_of(entry: IngestEntry) -> Identifier | None:
     if isinstance(entry, OutboundRequest):
         return entry.recipient
     return None
-
-
-def _default_channel(identifier: Identifier) -> Channel:
-    return Channel.EMAIL if identifier.kind is IdentifierKind.EMAIL else Channel.SMS

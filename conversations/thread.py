@@ -16,6 +16,8 @@ from conversations.models import (
     MessageLogged,
     MessageRecord,
     MessageStatus,
+    RoutingDecision,
+    RoutingLogged,
     StatusLogged,
 )
 from conversations.store import INGEST_FIELD, Keys
@@ -27,7 +29,7 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One thread entry as the API shows it; ``cursor`` resumes a page after this entry."""
 
     cursor: str
-    kind: str  # "message" or "status"
+    kind: str  # "message", "status" or "routing"
     at: float
     message_id: str
     channel: Channel
@@ -42,6 +44,10 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     segments: int = 0
     created_at: float | None = None
     updated_at: float | None = None
+    event: str = ""  # routing: decided, deferred, refused, attempt, timeout, fallback, succeeded, …
+    attempt_id: str = ""
+    detail: str = ""
+    decision: RoutingDecision | None = None
 
 
 class ThreadPage(msgspec.Struct):
@@ -106,7 +112,21 @@ class ThreadReader:
         )
 
 
-def _view(cursor: str, event: MessageLogged | StatusLogged, record: MessageRecord | None) -> ThreadEntryView:
+def _view(
+    cursor: str, event: MessageLogged | StatusLogged | RoutingLogged, record: MessageRecord | None
+) -> ThreadEntryView:
+    if isinstance(event, RoutingLogged):
+        return ThreadEntryView(
+            cursor=cursor,
+            kind="routing",
+            at=event.at,
+            message_id=event.message_id,
+            channel=event.channel,
+            event=event.event,
+            attempt_id=event.attempt_id,
+            detail=event.detail,
+            decision=event.decision,
+        )
     if isinstance(event, StatusLogged):
         return ThreadEntryView(
             cursor=cursor,

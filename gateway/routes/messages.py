@@ -26,6 +26,13 @@ class Recipient(msgspec.Struct, forbid_unknown_fields=True):
     phone: str
 
 
+class Campaign(msgspec.Struct, forbid_unknown_fields=True):
+    """The campaign a message belongs to; ``budget`` caps its total spend (price-table currency)."""
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    budget: Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+
 class SendMessage(msgspec.Struct, forbid_unknown_fields=True):
     """Body of ``POST /v1/messages``."""
 
@@ -33,6 +40,7 @@ class SendMessage(msgspec.Struct, forbid_unknown_fields=True):
     body: Annotated[str, msgspec.Meta(min_length=1, max_length=1600)]
     type: MessageType = "service"
     channel: Channel | None = None
+    campaign: Campaign | None = None
 
 
 class Accepted(msgspec.Struct):
@@ -65,6 +73,8 @@ async def send_message(request: web.Request) -> web.Response:
         message_type=command.type,
         requested_at=services.clock(),
         channel=command.channel,
+        campaign_id=command.campaign.id if command.campaign else "",
+        budget=command.campaign.budget if command.campaign else None,
     )
     shard = shard_for_identifier(recipient, services.config.shards)
     await services.ingest.submit(shard, encode(entry))
@@ -73,7 +83,7 @@ async def send_message(request: web.Request) -> web.Response:
 
 @routes.get("/v1/messages/{message_id}")
 async def get_message(request: web.Request) -> web.Response:
-    """One message with its current status and status history."""
+    """One message with its status history and, for outbound ones, the routing decision and attempts."""
     services = request.app[SERVICES]
     services.api_keys.require(request)
     record: MessageRecord | None = await services.reader.message(request.match_info["message_id"])
