@@ -21,7 +21,7 @@ from conversations.models import Channel, MessageStatus
 DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.toml")
 
 SuccessCondition = Literal["queued", "sent", "delivered", "read"]
-_HH_MM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+HHMM = Annotated[str, msgspec.Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 _FIELD_PATH = re.compile(r"at `\$\.?([^`]*)`")
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]*)`")
 
@@ -87,13 +87,10 @@ class TypeRules(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class QuietHours(msgspec.Struct, forbid_unknown_fields=True):
     """A daily window, ``HH:MM`` in the customer's time zone; it may wrap past midnight."""
 
-    start: str = "21:00"
-    end: str = "08:00"
+    start: HHMM = "21:00"
+    end: HHMM = "08:00"
 
     def __post_init__(self) -> None:
-        for name in ("start", "end"):
-            if not _HH_MM.match(getattr(self, name)):
-                raise ValueError(f"{name} must be HH:MM (00:00-23:59), got {getattr(self, name)!r}")
         if self.start == self.end:
             raise ValueError("start and end are equal (an empty window)")
 
