@@ -117,10 +117,10 @@ def _consider(
     """One channel: a step of the chain, or the reason it is left out (first reason wins)."""
     channel_rules = policy.channel(channel)
     step_rules = rules.steps.get(channel) or StepRules()
+    if not context.preferences.allows(channel, message_type):
+        return SkippedChannel(channel, SkipReason.OPTED_OUT)  # consent first: it is what audits ask
     if available is not None and channel not in available:
         return SkippedChannel(channel, SkipReason.CHANNEL_UNAVAILABLE, "no sender configured")
-    if not context.preferences.allows(channel, message_type):
-        return SkippedChannel(channel, SkipReason.OPTED_OUT)
     address = context.address_for(channel)
     if address is None:
         return SkippedChannel(channel, SkipReason.UNREACHABLE, "no address known for this channel")
