@@ -229,3 +229,56 @@ async def test_a_pending_fallback_timer_fires_once_after_the_actor_restarts(stac
         assert len(await stack.sent_to(phone)) == 1
     finally:
         await redis.aclose()
+
+
+async def test_a_campaign_budget_caps_spend(stack: Stack) -> None:
+    phone = unique_phone()
+    campaign = f"spring-{unique_phone()[-6:]}"
+
+    async def send(budget: float) -> str:
+        status, accepted = await stack.api(
+            "POST",
+            "/v1/messages",
+            json={
+                "to": {"phone": phone},
+                "body": "Sale",
+                "type": "transactional",
+                "campaign": {"id": campaign, "budget": budget},
+            },
+        )
+        assert status == 202, accepted
+        return accepted["id"]
+
+    first = await send(0.01)  # one US SMS (0.0079) fits
+
+    async def sent() -> dict | None:
+        record = await _record(stack, first)
+        return record if record and record["routing"]["attempts"] else None
+
+    await eventually(sent)
+    second = await send(0.01)  # the second would take the campaign past its cap
+
+    async def refused() -> dict | None:
+        record = await _record(stack, second)
+        return record if record and record["status"] == "failed" else None
+
+    record = await eventually(refused)
+    skipped = {s["channel"]: s["reason"] for s in record["routing"]["decision"]["skipped"]}
+    assert skipped["sms"] == "too_expensive"
+    redis = Redis.from_url(stack.config.redis_url)
+    try:
+        spent = float(await redis.hget(Keys(stack.config.key_prefix).campaign(campaign), "spent"))
+    finally:
+        await redis.aclose()
+    assert abs(spent - 0.0079) < 1e-9
+    assert len(await stack.sent_to(phone)) == 1
+
+
+async def test_a_negative_campaign_budget_is_a_422_naming_the_field(stack: Stack) -> None:
+    status, body = await stack.api(
+        "POST",
+        "/v1/messages",
+        json={"to": {"phone": unique_phone()}, "body": "x", "campaign": {"id": "c", "budget": -1}},
+    )
+    assert status == 422
+    assert body["error"]["field"] == "campaign.budget"

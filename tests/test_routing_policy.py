@@ -73,3 +73,8 @@ def test_a_step_for_a_channel_outside_the_chain_is_refused() -> None:
 def test_a_missing_policy_file_is_one_line(tmp_path) -> None:
     with pytest.raises(PolicyError, match="cannot read"):
         load_policy(tmp_path / "nope.toml")
+
+
+def test_the_docs_show_the_shipped_policy() -> None:
+    docs = (DEFAULT_POLICY_PATH.parents[2] / "docs" / "routing.md").read_text()
+    assert f"```toml\n{DEFAULT_TEXT}```" in docs
