@@ -22,6 +22,8 @@ from conversations.config import Config
 from conversations.console import ConsoleBatchHook
 from conversations.ingest import IngestProcessor
 from conversations.models import OutboxJob
+from conversations.outbound import OutboundRouter
+from conversations.routing.policy import load_policy
 from conversations.sharding import shard_for_customer
 from conversations.store import Keys
 from conversations.timers import TimerWheel
@@ -61,6 +63,22 @@ class ShardActor:
         self._shard = shard
         self._keys = Keys(self._config.key_prefix)
         self._redis = Redis.from_url(self._config.redis_url)
+        self._session = aiohttp.ClientSession()
+        self._capabilities = CapabilityCache(self._redis, self._keys, self._config.rbm.capability_ttl_seconds)
+        senders = build_senders(self._session, self._config, self._capabilities)
+        prepare = OutboundPreparer.from_config(self._config)
+        # Routing only chooses channels that have a sender here; others are skipped with
+        # reason channel_unavailable in the decision.
+        router = OutboundRouter(
+            self._redis,
+            self._keys,
+            shard,
+            self._config.shards,
+            policy=load_policy(self._config.routing_policy or None),
+            channels=frozenset(senders),
+            prepare=prepare,
+            whatsapp_templates=self._config.whatsapp.templates,
+        )
         self._processor = IngestProcessor(
             self._redis,
             self._keys,
@@ -69,16 +87,15 @@ class ShardActor:
             keyword_replies=self._config.keyword_replies,
             session_idle_seconds=self._config.session_idle_seconds,
             whatsapp_templates=self._config.whatsapp.templates,
-            prepare=OutboundPreparer.from_config(self._config),
+            prepare=prepare,
             on_commit=ConsoleBatchHook(self._keys, self._config.console_events_maxlen),
+            router=router,
         )
-        self._session = aiohttp.ClientSession()
-        self._capabilities = CapabilityCache(self._redis, self._keys, self._config.rbm.capability_ttl_seconds)
         self._sender = OutboxSender(
             self._redis,
             self._keys,
             shard,
-            build_senders(self._session, self._config, self._capabilities),
+            senders,
             self._callback_url,
             concurrency=self._config.send_concurrency,
         )

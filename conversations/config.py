@@ -133,6 +133,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     simulator_port: int = 8081
     data_dir: str = ".threadline"
     ray_namespace: str = "threadline"
+    routing_policy: str = ""  # a routing policy TOML file; empty: conversations/routing/default_policy.toml
     twilio: TwilioConfig = msgspec.field(default_factory=TwilioConfig)
     whatsapp: WhatsAppConfig = msgspec.field(default_factory=WhatsAppConfig)
     keyword_replies: KeywordReplies = msgspec.field(default_factory=KeywordReplies)

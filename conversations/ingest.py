@@ -33,27 +33,24 @@ from conversations.models import (
     EngagementLogged,
     Forwarded,
     Identifier,
-    IdentifierKind,
     InboundMessage,
     IngestEntry,
     MessageLogged,
     MessageRecord,
     MessageStatus,
-    OutboundContent,
     OutboundRequest,
-    OutboxJob,
+    RoutingTimer,
     SendOutcome,
     StatusChange,
     StatusLogged,
     StatusUpdate,
-    TemplateRef,
 )
+from conversations.outbound import OutboundRouter, RoutingBatch
 from conversations.preferences import ConsentChange, ConsentState, Preferences
 from conversations.sessions import SESSION_FIELDS, Session, parse_session, session_for
 from conversations.sharding import shard_for_customer
 from conversations.status import advances
 from conversations.store import CONSUMER_GROUP, INGEST_FIELD, Keys
-from conversations.whatsapp_window import WhatsAppSendPlan, plan_whatsapp_send
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +59,7 @@ MAX_STATUS_PARKING = 8  # ~1 minute of retries for a status that arrives before 
 
 # Channel-specific preparation of an outbound message once its customer is known (link
 # tracking, SMS segments, cost); see channels.outbound.OutboundPreparer.
-OutboundPreparer = Callable[[OutboundRequest, str, Channel], OutboundContent]
+from conversations.outbound import OutboundPreparer  # noqa: E402  (re-exported for channels.outbound)
 
 
 @dataclass(slots=True)
@@ -87,7 +84,7 @@ class _Work:
     """One decoded entry with the customer it belongs to once resolved."""
 
     stream_id: bytes
-    entry: InboundMessage | OutboundRequest | StatusUpdate | SendOutcome | Engagement
+    entry: InboundMessage | OutboundRequest | StatusUpdate | SendOutcome | Engagement | RoutingTimer
     customer_id: str = ""
 
 
@@ -106,13 +103,15 @@ class IngestProcessor:
         whatsapp_templates: Mapping[str, WhatsAppTemplate] | None = None,
         prepare: OutboundPreparer | None = None,
         on_commit: BatchHook | None = None,
+        router: OutboundRouter | None = None,
     ) -> None:
-        self._whatsapp_templates = dict(whatsapp_templates or {})
         self._session_idle = session_idle_seconds
         self._sessions: dict[str, Session | None] = {}  # this batch's customers' sessions
         self._keyword_replies = keyword_replies or KeywordReplies()
         self._redis = redis
-        self._prepare = prepare
+        self._router = router or OutboundRouter(
+            redis, keys, shard, shards, prepare=prepare, whatsapp_templates=whatsapp_templates
+        )
         self._keys = keys
         self._shard = shard
         self._shards = shards
@@ -139,7 +138,7 @@ class IngestProcessor:
                 continue
             if isinstance(entry, Forwarded):
                 work.append(_Work(stream_id, entry.entry, entry.customer_id))
-            elif isinstance(entry, StatusUpdate | SendOutcome | Engagement):
+            elif isinstance(entry, StatusUpdate | SendOutcome | Engagement | RoutingTimer):
                 work.append(_Work(stream_id, entry, entry.customer_id))  # "" until matched
             else:
                 work.append(_Work(stream_id, entry))
@@ -156,8 +155,8 @@ class IngestProcessor:
 
         preferences = await self._load_preferences(work)
         await self._load_sessions(work)
-        last_whatsapp = await self._last_whatsapp_inbound(work)
         now = self._clock()
+        routing = await self._router.prepare([(item.customer_id, item.entry) for item in work], records, now)
         pipe = self._redis.pipeline(transaction=True)
         for item in work:
             home = shard_for_customer(item.customer_id, self._shards)
@@ -169,26 +168,29 @@ class IngestProcessor:
                 continue
             if isinstance(entry, InboundMessage):
                 self._write_inbound(pipe, item.customer_id, entry, now)
-                if entry.channel is Channel.WHATSAPP:  # opens the window for sends later in this batch
-                    seen = last_whatsapp.get(item.customer_id, entry.received_at)
-                    last_whatsapp[item.customer_id] = max(seen, entry.received_at)
+                self._router.saw_inbound(routing, item.customer_id, entry.channel, entry.received_at)
                 result.inbound[item.customer_id] = result.inbound.get(item.customer_id, 0) + 1
                 if entry.channel is Channel.SMS:
-                    self._handle_keyword(pipe, item.customer_id, entry, preferences, now)
+                    self._handle_keyword(pipe, routing, item.customer_id, entry, preferences, now)
             elif isinstance(entry, OutboundRequest):
-                last = last_whatsapp.get(item.customer_id)
-                if self._write_outbound(pipe, item.customer_id, entry, preferences, now, last):
-                    result.sends_queued += 1
+                session_id = self._session_id(item.customer_id, entry.requested_at)
+                self._write_outbound(pipe, routing, item.customer_id, entry, now, session_id)
+                result.sends_queued += 1
                 result.outbound.add(item.customer_id)
             elif isinstance(entry, StatusUpdate):
                 if entry.message_id not in records:
                     self._park_status(pipe, entry, now)
                     continue
                 self._write_status(pipe, records, entry)
+                self._router.after_update(pipe, routing, records[entry.message_id], now)
             elif isinstance(entry, SendOutcome):
                 self._write_send_outcome(pipe, records, entry)
+                if entry.message_id in records:
+                    self._router.after_update(pipe, routing, records[entry.message_id], now)
+            elif isinstance(entry, RoutingTimer):
+                self._router.on_timer(pipe, routing, entry, now)
             elif isinstance(entry, Engagement):
-                self._write_engagement(pipe, records, entry)
+                self._write_engagement(pipe, records, routing, entry)
             result.applied += 1
             result.touched_customers.add(item.customer_id)
         for customer_id, session in self._sessions.items():
@@ -260,6 +262,7 @@ class IngestProcessor:
     def _handle_keyword(
         self,
         pipe,
+        routing: RoutingBatch,
         customer_id: str,
         entry: InboundMessage,
         preferences: dict[str, Preferences],
@@ -281,26 +284,7 @@ class IngestProcessor:
         reply = self._keyword_replies.for_keyword(keyword)
         # Keyword confirmations are transactional: they go out even to a number that just opted out.
         request = OutboundRequest(new_message_id(), entry.sender, reply, "transactional", now, Channel.SMS)
-        self._queue_send(pipe, customer_id, request, Channel.SMS, now)
-
-    async def _last_whatsapp_inbound(self, work: list[_Work]) -> dict[str, float]:
-        """When each customer with a WhatsApp send in this batch last wrote on WhatsApp."""
-        wanted = sorted(
-            {
-                item.customer_id
-                for item in work
-                if isinstance(item.entry, OutboundRequest)
-                and item.entry.channel is Channel.WHATSAPP
-                and item.customer_id
-            }
-        )
-        if not wanted:
-            return {}
-        pipe = self._redis.pipeline(transaction=False)
-        for customer_id in wanted:
-            pipe.hget(self._keys.customer(customer_id), f"last_inbound_at:{Channel.WHATSAPP.value}")
-        found = await pipe.execute()
-        return {cid: float(at) for cid, at in zip(wanted, found, strict=True) if at}
+        self._router.request(pipe, routing, customer_id, request, now, self._session_id(customer_id, now))
 
     async def _load_sessions(self, work: list[_Work]) -> None:
         wanted = sorted(
@@ -428,133 +412,21 @@ class IngestProcessor:
         if entry.profile_name:
             fields["profile_name"] = entry.profile_name
         pipe.hset(self._keys.customer(customer_id), mapping=fields)
+        self._router.record_reply(pipe, customer_id, entry.channel, entry.received_at)
 
     def _write_outbound(
         self,
         pipe,
+        routing: RoutingBatch,
         customer_id: str,
         entry: OutboundRequest,
-        preferences: dict[str, Preferences],
         now: float,
-        last_whatsapp: float | None = None,
-    ) -> bool:
-        """Queue the send, or refuse it (recorded as failed) when consent or the WhatsApp window forbids it."""
-        channel = entry.channel or _default_channel(entry.recipient)
+        session_id: str = "",
+    ) -> None:
+        """Routing decides the channel chain and queues the first attempt (conversations.outbound)."""
+        self._router.request(pipe, routing, customer_id, entry, now, session_id)
         fields = self._touch_customer(pipe, customer_id, entry.recipient, now)
         pipe.hset(self._keys.customer(customer_id), mapping=fields)
-        consent = preferences.get(customer_id)
-        if consent is not None and not consent.allows(channel, entry.message_type):
-            opt_out = consent.channel_opt_outs.get(channel)
-            how = f" ({opt_out.source})" if opt_out else ""
-            reason = f"customer opted out of {entry.message_type} on {channel.value}{how}"
-            self._refuse(pipe, customer_id, entry, channel, now, "opted_out", reason)
-            return False
-        plan = WhatsAppSendPlan(template=entry.template)
-        if channel is Channel.WHATSAPP:
-            plan = plan_whatsapp_send(
-                body=entry.body,
-                requested_template=entry.template,
-                configured_template=self._whatsapp_templates.get(entry.message_type),
-                last_inbound_at=last_whatsapp,
-                now=now,
-            )
-        if plan.refused:
-            self._refuse(pipe, customer_id, entry, channel, now, plan.refused, plan.reason)
-            return False
-        self._queue_send(pipe, customer_id, entry, channel, now, plan.template)
-        return True
-
-    def _refuse(
-        self,
-        pipe,
-        customer_id: str,
-        entry: OutboundRequest,
-        channel: Channel,
-        now: float,
-        code: str,
-        reason: str,
-    ) -> None:
-        """Record a send we will not make: failed with ``code`` in the thread, nothing queued."""
-        record = self._outbound_record(
-            customer_id, entry, channel, now, OutboundContent(entry.body, entry.html)
-        )
-        record.status = MessageStatus.FAILED
-        record.error_code = code
-        record.error_message = reason
-        record.history.append(StatusChange(MessageStatus.FAILED, now, "", code))
-        pipe.set(self._keys.message(entry.message_id), encode(record))
-        session_id = self._session_id(customer_id, entry.requested_at)
-        logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at, session_id)
-        pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
-        failed = StatusLogged(entry.message_id, channel, MessageStatus.FAILED, now, code)
-        pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(failed)})
-
-    def _outbound_record(
-        self,
-        customer_id: str,
-        entry: OutboundRequest,
-        channel: Channel,
-        now: float,
-        content: OutboundContent,
-    ) -> MessageRecord:
-        return MessageRecord(
-            id=entry.message_id,
-            customer_id=customer_id,
-            channel=channel,
-            direction=Direction.OUTBOUND,
-            body=content.body,
-            status=MessageStatus.ACCEPTED,
-            created_at=entry.requested_at,
-            updated_at=now,
-            message_type=entry.message_type,
-            address=entry.recipient.value,
-            history=[StatusChange(MessageStatus.ACCEPTED, now)],
-            rich_card=entry.rich_card,
-            template=entry.template,
-            subject=entry.subject,
-            html=content.html,
-            template_kind=entry.template_kind,
-            segments=content.segments,
-            encoding=content.encoding,
-            cost=content.cost,
-        )
-
-    def _queue_send(
-        self,
-        pipe,
-        customer_id: str,
-        entry: OutboundRequest,
-        channel: Channel,
-        now: float,
-        template: TemplateRef | None = None,
-    ) -> None:
-        """Record an outbound message in the thread and hand it to the shard's sender.
-
-        ``template`` is the WhatsApp template actually used (the window may have substituted one).
-        """
-        content = (
-            self._prepare(entry, customer_id, channel)
-            if self._prepare is not None
-            else OutboundContent(body=entry.body, html=entry.html)
-        )
-        record = self._outbound_record(customer_id, entry, channel, now, content)
-        record.template = template
-        pipe.set(self._keys.message(entry.message_id), encode(record))
-        session_id = self._session_id(customer_id, entry.requested_at)
-        logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at, session_id)
-        pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
-        job = OutboxJob(
-            entry.message_id,
-            customer_id,
-            channel,
-            entry.recipient.value,
-            content.body,
-            rich_card=entry.rich_card,
-            template=template,
-            subject=entry.subject,
-            html=content.html,
-        )
-        pipe.xadd(self._keys.outbox(self._shard), {INGEST_FIELD: encode(job)})
 
     def _apply_status(
         self,
@@ -571,7 +443,7 @@ class IngestProcessor:
             record.status = status
             if error_code:
                 record.error_code = error_code
-        logged = StatusLogged(record.id, record.channel, status, at, error_code)
+        logged = StatusLogged(record.parent_id or record.id, record.channel, status, at, error_code)
         pipe.xadd(self._keys.thread(record.customer_id), {INGEST_FIELD: encode(logged)})
 
     def _write_status(self, pipe, records: dict[str, MessageRecord], entry: StatusUpdate) -> None:
@@ -614,18 +486,27 @@ class IngestProcessor:
         self._apply_status(pipe, record, entry.status, entry.at, "", entry.error_code)
         pipe.set(self._keys.message(record.id), encode(record))
 
-    def _write_engagement(self, pipe, records: dict[str, MessageRecord], entry: Engagement) -> None:
+    def _write_engagement(
+        self, pipe, records: dict[str, MessageRecord], routing: RoutingBatch, entry: Engagement
+    ) -> None:
         record = records.get(entry.message_id)
         if record is None or record.customer_id != entry.customer_id:
             log.warning("engagement for unknown message %s", entry.message_id)
             return
-        if record.opened_at is None:  # a click proves the message was opened too
-            record.opened_at = entry.at
-        if entry.kind is EngagementKind.CLICKED:
-            record.clicks += 1
-        logged = EngagementLogged(record.id, record.channel, entry.kind, entry.at, entry.url)
+        # The attempt that carried the link, and the message it carried, both count it.
+        parent = routing.parents.get(record.parent_id) if record.parent_id else None
+        for target in (record, parent):
+            if target is None:
+                continue
+            if target.opened_at is None:  # a click proves the message was opened too
+                target.opened_at = entry.at
+            if entry.kind is EngagementKind.CLICKED:
+                target.clicks += 1
+            pipe.set(self._keys.message(target.id), encode(target))
+        logged = EngagementLogged(
+            record.parent_id or record.id, record.channel, entry.kind, entry.at, entry.url
+        )
         pipe.xadd(self._keys.thread(record.customer_id), {INGEST_FIELD: encode(logged)})
-        pipe.set(self._keys.message(record.id), encode(record))
 
 
 def _identifier_of(entry: IngestEntry) -> Identifier | None:
@@ -634,7 +515,3 @@ def _identifier_of(entry: IngestEntry) -> Identifier | None:
     if isinstance(entry, OutboundRequest):
         return entry.recipient
     return None
-
-
-def _default_channel(identifier: Identifier) -> Channel:
-    return Channel.EMAIL if identifier.kind is IdentifierKind.EMAIL else Channel.SMS

@@ -156,6 +156,8 @@ class OutboundRequest(msgspec.Struct, tag="outbound", frozen=True):
     subject: str = ""  # email
     html: str = ""  # email: the HTML part; ``body`` is the text part
     template_kind: str = ""  # the message kind the content was rendered from, if any
+    campaign_id: str = ""
+    budget: float | None = None  # the campaign's total spend cap, in the price table's currency
     track: bool = False  # rewrite links (and add an open pixel to HTML) for engagement tracking
 
 
@@ -190,7 +192,7 @@ class Forwarded(msgspec.Struct, tag="forwarded", frozen=True):
     """An entry that arrived on one shard but belongs to a customer homed on another."""
 
     customer_id: str
-    entry: InboundMessage | OutboundRequest | StatusUpdate | SendOutcome | Engagement
+    entry: InboundMessage | OutboundRequest | StatusUpdate | SendOutcome | Engagement | RoutingTimer
 
 
 class SendOutcome(msgspec.Struct, tag="sent", frozen=True):
@@ -214,7 +216,19 @@ class SendOutcome(msgspec.Struct, tag="sent", frozen=True):
     body: str = ""
 
 
-IngestEntry = InboundMessage | StatusUpdate | OutboundRequest | Forwarded | SendOutcome | Engagement
+class RoutingTimer(msgspec.Struct, tag="route_timer", frozen=True):
+    """A routing timer came due: a deferred send, a step timeout, or a delayed follow-up step."""
+
+    message_id: str
+    customer_id: str
+    kind: str  # "deferred" | "timeout" | "follow_up"
+    attempt_id: str = ""
+    step: int = 0
+
+
+IngestEntry = (
+    InboundMessage | StatusUpdate | OutboundRequest | Forwarded | SendOutcome | Engagement | RoutingTimer
+)
 
 
 # --- stored records -------------------------------------------------------------------
@@ -264,6 +278,8 @@ class MessageRecord(msgspec.Struct, kw_only=True):
     cost: float | None = None  # our estimate from the price table (``price`` is what the provider says)
     opened_at: float | None = None
     clicks: int = 0
+    routing: Routing | None = None  # outbound messages: the decision and its attempts
+    parent_id: str = ""  # an attempt: the message it carries
 
 
 class Customer(msgspec.Struct, kw_only=True):
@@ -286,6 +302,105 @@ class OutboxJob(msgspec.Struct, frozen=True):
     template: TemplateRef | None = None
     subject: str = ""  # email
     html: str = ""  # email
+
+
+# --- routing: why a channel was chosen, and how the fallback chain went -------------------
+
+
+class SkipReason(enum.StrEnum):
+    """Why routing left a channel out (or held the whole send)."""
+
+    OPTED_OUT = "opted_out"
+    OUTSIDE_WINDOW = "outside_window"
+    NOT_CAPABLE = "not_capable"
+    UNREACHABLE = "unreachable"
+    QUIET_HOURS = "quiet_hours"
+    TOO_EXPENSIVE = "too_expensive"
+    FREQUENCY_CAP = "frequency_cap"
+    CHANNEL_UNAVAILABLE = "channel_unavailable"
+    NOT_ENGAGED = "not_engaged"
+    SEND_TIME = "send_time"
+
+
+class DecisionOutcome(enum.StrEnum):
+    SEND = "send"
+    DEFER = "defer"
+    REFUSE = "refuse"
+
+
+class SkippedChannel(msgspec.Struct, frozen=True):
+    """A channel routing did not use, and why."""
+
+    channel: Channel
+    reason: SkipReason
+    detail: str = ""
+
+
+class RouteStep(msgspec.Struct, frozen=True, kw_only=True):
+    """One step of a chain: where to send, what counts as success, how long to wait for it."""
+
+    channel: Channel
+    address: str
+    success: MessageStatus
+    timeout: float
+    price: float | None = None
+    template: str = ""
+    adapt: bool = False
+    delay: float = 0.0  # mode "all": start this long after the decision
+
+
+class RoutingDecision(msgspec.Struct, frozen=True, kw_only=True):
+    """What routing decided for one message, with a reason for every channel it left out."""
+
+    message_type: str
+    outcome: DecisionOutcome
+    chosen: Channel | None
+    chain: tuple[RouteStep, ...]
+    skipped: tuple[SkippedChannel, ...] = ()
+    mode: str = "fallback"  # "fallback": next step on failure/timeout; "all": every step is sent
+    order: str = "pinned"  # "pinned" or "cheapest"
+    hold: SkipReason | None = None  # why the whole send waits or is dropped (quiet hours, cap)
+    deferred_until: float | None = None
+    country: str = ""
+    currency: str = ""
+    decided_at: float = 0.0
+
+
+class RouteRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """What routing needs to know about the message itself."""
+
+    message_id: str
+    message_type: str
+    body: str
+    recipient: Identifier
+    channel: Channel | None = None  # the caller pinned one channel
+    media: tuple[Media, ...] = ()
+    campaign_id: str = ""
+    budget: float | None = None
+    track: bool = False  # rewrite links for click tracking when the attempt is rendered
+    whatsapp_template: str = ""  # an approved template for this message (the caller's or its type's)
+
+
+class RouteAttempt(msgspec.Struct, kw_only=True):
+    """One send of the message on one channel (its own outbox job and message record)."""
+
+    id: str
+    step: int
+    channel: Channel
+    started_at: float
+    status: MessageStatus = MessageStatus.ACCEPTED
+    outcome: str = "pending"  # pending | succeeded | failed | timed_out | late_success
+    error_code: str = ""
+
+
+class Routing(msgspec.Struct, kw_only=True):
+    """A message's routing: the request, the latest decision, the attempts so far."""
+
+    request: RouteRequest
+    decision: RoutingDecision
+    state: str = "active"  # deferred | active | succeeded | exhausted | refused
+    attempts: list[RouteAttempt] = msgspec.field(default_factory=list)
+    next_step: int = 0
 
 
 # --- thread events: the customer's history stream ---------------------------------------
@@ -330,4 +445,16 @@ class NoteLogged(msgspec.Struct, tag="note", frozen=True):
     at: float
 
 
-ThreadEvent = MessageLogged | StatusLogged | EngagementLogged | NoteLogged
+class RoutingLogged(msgspec.Struct, tag="routing", frozen=True, kw_only=True):
+    """Routing did something for a message: decided, deferred, started an attempt, fell back, …"""
+
+    message_id: str
+    channel: Channel
+    at: float
+    event: str
+    attempt_id: str = ""
+    detail: str = ""
+    decision: RoutingDecision | None = None
+
+
+ThreadEvent = MessageLogged | StatusLogged | EngagementLogged | NoteLogged | RoutingLogged

@@ -120,6 +120,18 @@ class Keys:
         """Pub/sub channel (not a key) for ephemeral "agent is typing" signals."""
         return f"{self.prefix}:console:typing"
 
+    def engagement(self, customer_id: str) -> str:
+        """Hash ``<channel>:score`` / ``<channel>:at``: decayed engagement per channel."""
+        return f"{self.prefix}:engage:{customer_id}"
+
+    def recent_sends(self, customer_id: str, message_type: str) -> str:
+        """Sorted set of message ids by send time, for frequency caps."""
+        return f"{self.prefix}:sends:{customer_id}:{message_type}"
+
+    def campaign(self, campaign_id: str) -> str:
+        """Hash with the campaign's ``spent`` so far, for its budget cap."""
+        return f"{self.prefix}:campaign:{campaign_id}"
+
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix (used by test cleanup)."""
         return f"{self.prefix}:*"

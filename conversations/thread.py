@@ -21,6 +21,8 @@ from conversations.models import (
     MessageStatus,
     NoteLogged,
     RichCard,
+    RoutingDecision,
+    RoutingLogged,
     StatusLogged,
     ThreadEvent,
 )
@@ -33,7 +35,7 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One thread entry as the API shows it; ``cursor`` resumes a page after this entry."""
 
     cursor: str
-    kind: str  # "message", "status", "engagement" or "note"
+    kind: str  # "message", "status", "engagement", "note" or "routing"
     at: float
     message_id: str  # for a note: the note's id
     channel: Channel | None = None  # None only for notes, which go out on no channel
@@ -61,6 +63,10 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     engagement: EngagementKind | None = None  # opened / clicked
     url: str = ""  # the clicked link
     agent: str = ""  # who wrote a note (or, in the console, sent a reply)
+    event: str = ""  # routing: decided, deferred, refused, attempt, timeout, fallback, succeeded, …
+    attempt_id: str = ""
+    detail: str = ""
+    decision: RoutingDecision | None = None
 
 
 class ThreadFilter(msgspec.Struct, frozen=True):
@@ -171,9 +177,21 @@ class ThreadReader:
 
 def _view(
     cursor: str,
-    event: MessageLogged | StatusLogged | EngagementLogged | NoteLogged,
+    event: MessageLogged | StatusLogged | EngagementLogged | NoteLogged | RoutingLogged,
     record: MessageRecord | None,
 ) -> ThreadEntryView:
+    if isinstance(event, RoutingLogged):
+        return ThreadEntryView(
+            cursor=cursor,
+            kind="routing",
+            at=event.at,
+            message_id=event.message_id,
+            channel=event.channel,
+            event=event.event,
+            attempt_id=event.attempt_id,
+            detail=event.detail,
+            decision=event.decision,
+        )
     if isinstance(event, NoteLogged):
         return ThreadEntryView(
             cursor=cursor,

@@ -18,6 +18,7 @@ from channels.simulator.app import SimulatorSettings, create_simulator_app
 from channels.simulator.whatsapp import WhatsAppSimulatorSettings
 from channels.twilio_signature import compute_signature
 from conversations.config import Config, ConfigError, load_config
+from conversations.routing.policy import PolicyError, load_policy
 from gateway.app import create_app
 
 log = logging.getLogger("threadline")
@@ -47,8 +48,10 @@ def _use_uvloop() -> None:
 
 def _load(path: str | None) -> Config:
     try:
-        return load_config(path)
-    except ConfigError as exc:
+        config = load_config(path)
+        load_policy(config.routing_policy or None)  # fail here, in one line, not in every shard actor
+        return config
+    except (ConfigError, PolicyError) as exc:
         print(f"threadline: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 

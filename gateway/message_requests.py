@@ -65,6 +65,13 @@ class ContentTemplate(msgspec.Struct, forbid_unknown_fields=True):
     variables: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+class Campaign(msgspec.Struct, forbid_unknown_fields=True):
+    """The campaign a message belongs to; ``budget`` caps its total spend (price-table currency)."""
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    budget: Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+
 class SendMessage(msgspec.Struct, forbid_unknown_fields=True):
     """Body of ``POST /v1/messages``: exactly one of ``body`` and ``template`` (a message kind),
     except that a WhatsApp ``whatsapp_template`` may stand alone."""
@@ -78,6 +85,7 @@ class SendMessage(msgspec.Struct, forbid_unknown_fields=True):
     rich_card: RichCardIn | None = None
     whatsapp_template: WhatsAppTemplateIn | None = None
     track: bool | None = None  # None: the config's tracking.channels decide
+    campaign: Campaign | None = None
 
 
 def recipient_and_channel(command: SendMessage, config: Config) -> tuple[Identifier, Channel]:

@@ -37,7 +37,9 @@ async def test_stop_opts_out_confirms_and_refuses_later_sends(stack: Stack) -> N
     assert (change["channel"], change["state"], change["source"]) == ("sms", "opted_out", "sms_keyword:STOP")
 
     _, marketing = await stack.api(
-        "POST", "/v1/messages", json={"to": {"phone": phone}, "body": "50% off!", "type": "marketing"}
+        "POST",
+        "/v1/messages",
+        json={"to": {"phone": phone}, "channel": "sms", "body": "50% off!", "type": "marketing"},
     )
     record = await _record_when(stack, marketing["id"], "failed")
     assert record["error_code"] == "opted_out"
@@ -45,7 +47,7 @@ async def test_stop_opts_out_confirms_and_refuses_later_sends(stack: Stack) -> N
     _, otp = await stack.api(
         "POST",
         "/v1/messages",
-        json={"to": {"phone": phone}, "body": "Your code is 1234", "type": "transactional"},
+        json={"to": {"phone": phone}, "channel": "sms", "body": "Your code is 1234", "type": "transactional"},
     )
     await _record_when(stack, otp["id"], "delivered")
     bodies = [m["body"] for m in await stack.sent_to(phone)]
@@ -70,7 +72,9 @@ async def test_start_opts_back_in_and_help_changes_nothing(stack: Stack) -> None
         ("opted_in", "sms_keyword:START"),
     ]
     _, promo = await stack.api(
-        "POST", "/v1/messages", json={"to": {"phone": phone}, "body": "welcome back", "type": "marketing"}
+        "POST",
+        "/v1/messages",
+        json={"to": {"phone": phone}, "channel": "sms", "body": "welcome back", "type": "service"},
     )
     await _record_when(stack, promo["id"], "delivered")
 
@@ -108,7 +112,9 @@ async def test_preferences_api_audits_opt_outs_and_counts_adoption(stack: Stack)
     first = lambda stats, t, c: stats["by_type"].get(t, {}).get(c, {}).get("first", 0)  # noqa: E731
     assert first(after, "marketing", "email") == first(before, "marketing", "email") + 1
     _, promo = await stack.api(
-        "POST", "/v1/messages", json={"to": {"phone": phone}, "body": "sale", "type": "marketing"}
+        "POST",
+        "/v1/messages",
+        json={"to": {"phone": phone}, "channel": "sms", "body": "sale", "type": "marketing"},
     )
     record = await _record_when(stack, promo["id"], "failed")
     assert record["error_code"] == "opted_out"

@@ -88,6 +88,8 @@ async def test_status_before_its_send_outcome_is_parked_then_applied(env: tuple[
     request = OutboundRequest(message_id, phone_identifier(phone), "hi", "service", 1000.0)
     await processor.process(await _feed(redis, keys, request))
     record = decode_message(await redis.get(keys.message(message_id)))
+    assert record.routing is not None
+    attempt_id = record.routing.attempts[0].id  # the provider send is the message's first attempt
     # The provider reports "delivered" by its own id before our sender recorded that id.
     early = StatusUpdate(
         Channel.WHATSAPP,
@@ -99,21 +101,24 @@ async def test_status_before_its_send_outcome_is_parked_then_applied(env: tuple[
         recipient=phone_identifier(phone),
     )
     await processor.process(await _feed(redis, keys, early))
-    assert await redis.zcard(keys.timers(0)) == 1
+    parked = "status:meta:wamid.X:delivered"
+    assert await redis.zscore(keys.timers(0), parked) is not None
     outcome = SendOutcome(
-        message_id, record.customer_id, "meta", MessageStatus.SENT, 1000.5, provider_message_id="wamid.X"
+        attempt_id, record.customer_id, "meta", MessageStatus.SENT, 1000.5, provider_message_id="wamid.X"
     )
     await processor.process(await _feed(redis, keys, outcome))
-    assert await TimerWheel(redis, keys, 0).fire_due(2000.0) == 1
+    # Only the parked status is due yet (the WhatsApp step's 60 s timeout is not).
+    assert await TimerWheel(redis, keys, 0).fire_due(1010.0) == 1
     await processor.process(await new_batch(redis, keys.ingest(0), "shard-0", 100, 100))
-    record = decode_message(await redis.get(keys.message(message_id)))
-    assert record.status is MessageStatus.DELIVERED
-    assert record.provider_message_id == "wamid.X"
-    assert [h.status for h in record.history] == [
-        MessageStatus.ACCEPTED,
-        MessageStatus.SENT,
-        MessageStatus.DELIVERED,
-    ]
+    for mid in (attempt_id, message_id):
+        record = decode_message(await redis.get(keys.message(mid)))
+        assert record.status is MessageStatus.DELIVERED
+        assert record.provider_message_id == "wamid.X"
+        assert [h.status for h in record.history] == [
+            MessageStatus.ACCEPTED,
+            MessageStatus.SENT,
+            MessageStatus.DELIVERED,
+        ]
 
 
 async def test_entries_for_a_customer_homed_elsewhere_are_forwarded(env: tuple[Redis, Keys]) -> None:

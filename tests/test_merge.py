@@ -114,7 +114,9 @@ async def test_outbound_statuses_of_the_loser_follow_it_to_the_winner(stack: Sta
     a = await _customer(stack, phone=phone_a)
     b = await _customer(stack, phone=phone_b)
     await stack.api("POST", f"/v1/customers/{a}/merge", json={"other": b})
-    _, accepted = await stack.api("POST", "/v1/messages", json={"to": {"phone": phone_b}, "body": "hi b"})
+    _, accepted = await stack.api(
+        "POST", "/v1/messages", json={"to": {"phone": phone_b}, "channel": "sms", "body": "hi b"}
+    )
 
     async def delivered() -> dict | None:
         status, record = await stack.api("GET", f"/v1/messages/{accepted['id']}")

@@ -17,7 +17,9 @@ async def _message(stack: Stack, message_id: str) -> dict:
 async def test_outbound_reaches_the_provider_and_ends_delivered(stack: Stack) -> None:
     phone = unique_phone()
     status, accepted = await stack.api(
-        "POST", "/v1/messages", json={"to": {"phone": phone}, "body": "Your order shipped", "type": "service"}
+        "POST",
+        "/v1/messages",
+        json={"to": {"phone": phone}, "channel": "sms", "body": "Your order shipped", "type": "service"},
     )
     assert status == 202, accepted
     assert accepted["status"] == "accepted"
@@ -51,7 +53,7 @@ async def test_simulated_30003_shows_failed_with_the_code(stack: Stack) -> None:
         "POST", "/simulator/fail", json={"error_code": 30003, "status": "undelivered", "to": phone}
     )
     status, accepted = await stack.api(
-        "POST", "/v1/messages", json={"to": {"phone": phone}, "body": "Are you there?"}
+        "POST", "/v1/messages", json={"to": {"phone": phone}, "channel": "sms", "body": "Are you there?"}
     )
     assert status == 202
 
@@ -68,7 +70,9 @@ async def test_provider_refusal_is_recorded_as_failed(stack: Stack) -> None:
     await stack.simulator(
         "POST", "/simulator/fail", json={"error_code": 21610, "http_status": 400, "to": phone}
     )
-    _, accepted = await stack.api("POST", "/v1/messages", json={"to": {"phone": phone}, "body": "promo"})
+    _, accepted = await stack.api(
+        "POST", "/v1/messages", json={"to": {"phone": phone}, "channel": "sms", "body": "promo"}
+    )
 
     async def failed() -> dict | None:
         record = await _message(stack, accepted["id"])
@@ -84,7 +88,9 @@ async def test_provider_5xx_is_retried_and_then_sent_once(stack: Stack) -> None:
     await stack.simulator(
         "POST", "/simulator/fail", json={"error_code": 20500, "http_status": 503, "count": 2, "to": phone}
     )
-    _, accepted = await stack.api("POST", "/v1/messages", json={"to": {"phone": phone}, "body": "retry"})
+    _, accepted = await stack.api(
+        "POST", "/v1/messages", json={"to": {"phone": phone}, "channel": "sms", "body": "retry"}
+    )
 
     async def delivered() -> dict | None:
         record = await _message(stack, accepted["id"])
@@ -102,7 +108,7 @@ async def test_reply_joins_the_same_thread_as_the_inbound(stack: Stack) -> None:
     assert result["gateway_status"] == 200
     customer_id = await eventually(lambda: stack.customer_id(phone))
     _, accepted = await stack.api(
-        "POST", "/v1/messages", json={"to": {"phone": phone}, "body": "On its way!"}
+        "POST", "/v1/messages", json={"to": {"phone": phone}, "channel": "sms", "body": "On its way!"}
     )
 
     async def both() -> list | None:

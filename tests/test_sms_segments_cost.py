@@ -74,7 +74,7 @@ async def test_outbound_sms_records_segments_encoding_and_cost(
     stack: Stack, body: str, segments: int, encoding: str, cost: float
 ) -> None:
     status, accepted = await stack.api(
-        "POST", "/v1/messages", json={"to": {"phone": unique_phone()}, "body": body}
+        "POST", "/v1/messages", json={"to": {"phone": unique_phone()}, "channel": "sms", "body": body}
     )
     assert status == 202, accepted
     record = await eventually(lambda: _sent(stack, accepted["id"]))

@@ -138,7 +138,11 @@ async def test_api_template_renders_the_sms(stack: Stack) -> None:
     status, accepted = await stack.api(
         "POST",
         "/v1/messages",
-        json={"to": {"phone": phone}, "template": {"kind": "otp", "variables": {"code": "482913"}}},
+        json={
+            "to": {"phone": phone},
+            "channel": "sms",
+            "template": {"kind": "otp", "variables": {"code": "482913"}},
+        },
     )
     assert status == 202, accepted
     (sent,) = await eventually(lambda: stack.sent_to(phone))

@@ -17,7 +17,9 @@ async def _conversation(stack: Stack) -> tuple[str, float]:
     await eventually(lambda: _count(stack, customer_id, 1))
     await asyncio.sleep(0.05)
     mark = time.time()
-    _, sent = await stack.api("POST", "/v1/messages", json={"to": {"phone": phone}, "body": "reply"})
+    _, sent = await stack.api(
+        "POST", "/v1/messages", json={"to": {"phone": phone}, "channel": "sms", "body": "reply"}
+    )
 
     async def delivered() -> bool:
         status, record = await stack.api("GET", f"/v1/messages/{sent['id']}")
@@ -25,7 +27,12 @@ async def _conversation(stack: Stack) -> tuple[str, float]:
 
     await eventually(delivered)
     await stack.post_twilio("/webhooks/twilio/sms", twilio_inbound_form(phone, "second"))
-    await eventually(lambda: _count(stack, customer_id, 6))  # 3 messages + queued/sent/delivered
+
+    async def second_arrived() -> bool:
+        inbound = await stack.thread(customer_id, direction="inbound")
+        return len(inbound["entries"]) == 2
+
+    await eventually(second_arrived)
     return customer_id, mark
 
 

@@ -136,7 +136,7 @@ async def test_sms_links_are_tracked_when_asked(stack: Stack) -> None:
     status, accepted = await stack.api(
         "POST",
         "/v1/messages",
-        json={"to": {"phone": phone}, "body": f"Your cart: {LINK}", "track": True},
+        json={"to": {"phone": phone}, "channel": "sms", "body": f"Your cart: {LINK}", "track": True},
     )
     assert status == 202, accepted
     (sent,) = await eventually(lambda: stack.sent_to(phone))

@@ -71,13 +71,16 @@ async def test_free_form_outside_the_window_is_refused_by_us(stack: Stack) -> No
     # The customer texted by SMS: that opens no WhatsApp window.
     assert (await stack.post_twilio("/webhooks/twilio/sms", twilio_inbound_form(phone, "hi"))).status == 200
     customer_id = await eventually(lambda: stack.customer_id(phone))
-    message_id = await _send(stack, phone, body="Our summer sale starts now", type="marketing")
+    message_id = await _send(stack, phone, body="Your parcel is on its way", type="service")
 
     record = await _reaches(stack, message_id, "failed")
-    assert record["error_code"] == "outside_whatsapp_window"
+    assert record["error_code"] == "outside_window"
     assert "24-hour window" in record["error_message"]
     entries = (await stack.thread(customer_id))["entries"]
-    assert any(e["kind"] == "status" and e["error_code"] == "outside_whatsapp_window" for e in entries)
+    assert any(
+        e["kind"] == "routing" and e["event"] == "refused" and "24-hour window" in e["detail"]
+        for e in entries
+    )
     # Later sends did reach the simulator, so "nothing sent" here is not just slowness.
     marker = unique_phone()
     await _customer_writes(stack, marker)
@@ -94,7 +97,7 @@ async def test_after_24_hours_the_configured_template_stands_in(stack: Stack) ->
     refused = await _send(stack, phone, body="Anything else?", type="service")  # no template for "service"
     templated = await _send(stack, phone, body="Order A-123 shipped", type="transactional")
 
-    assert (await _reaches(stack, refused, "failed"))["error_code"] == "outside_whatsapp_window"
+    assert (await _reaches(stack, refused, "failed"))["error_code"] == "outside_window"
     record = await _reaches(stack, templated, "read")
     assert record["template"] == {
         "name": "order_update",

@@ -140,7 +140,7 @@ async def test_the_processor_sends_inside_and_refuses_outside_the_window(env: tu
         m.body: m for m in [await reader.message(s.message_id) for s in (inside, outside, templated)] if m
     }
     assert records["in"].status is MessageStatus.ACCEPTED and records["in"].template is None
-    assert (records["out"].status, records["out"].error_code) == (MessageStatus.FAILED, OUTSIDE_WINDOW)
+    assert (records["out"].status, records["out"].error_code) == (MessageStatus.FAILED, "outside_window")
     assert records["tpl"].template == TemplateRef("order_update", "en_US", ("tpl",))
     jobs = [decode_outbox_job(fields[INGEST_FIELD]) for _, fields in await redis.xrange(keys.outbox(0))]
     assert [(job.body, job.template) for job in jobs] == [("in", None), ("tpl", records["tpl"].template)]

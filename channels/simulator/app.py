@@ -56,6 +56,7 @@ class FailureScript(msgspec.Struct, forbid_unknown_fields=True):
     status: str = "undelivered"  # how the callback reports it: undelivered or failed
     http_status: int | None = None  # refuse at the API with this HTTP status instead
     to: str | None = None  # only sends to this number
+    silent: bool = False  # accept the send, then never call back (a provider that goes quiet)
 
 
 class InboundScript(msgspec.Struct, forbid_unknown_fields=True):
@@ -158,7 +159,7 @@ async def create_message(request: web.Request) -> web.Response:
     }
     state.sent.append({**record, "status_callback": form.get("StatusCallback")})
     callback = form.get("StatusCallback")
-    if callback and not settings.sink:
+    if callback and not settings.sink and not (failure is not None and failure.silent):
         task = asyncio.create_task(_post_statuses(state, str(callback), record, failure))
         state.tasks.add(task)
         task.add_done_callback(state.tasks.discard)

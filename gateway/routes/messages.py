@@ -7,7 +7,7 @@ from aiohttp import web
 
 from conversations.codec import encode
 from conversations.ids import new_message_id
-from conversations.models import MessageRecord, MessageStatus, OutboundRequest
+from conversations.models import Channel, MessageRecord, MessageStatus, OutboundRequest
 from conversations.sharding import shard_for_identifier
 from gateway.compose import compose
 from gateway.errors import ApiError, decode_json_body
@@ -63,13 +63,16 @@ async def send_message(request: web.Request) -> web.Response:
         body=body,
         message_type=command.type,
         requested_at=services.clock(),
-        channel=command.channel,
+        # A phone number leaves the channel to routing unless pinned; an email address is email.
+        channel=command.channel or (channel if channel is Channel.EMAIL else None),
         rich_card=command.rich_card.to_domain() if command.rich_card else None,
         template=whatsapp_template,
         subject=subject,
         html=html,
         template_kind=template.kind if template else "",
         track=track and bool(services.config.tracking.secret),
+        campaign_id=command.campaign.id if command.campaign else "",
+        budget=command.campaign.budget if command.campaign else None,
     )
     shard = shard_for_identifier(recipient, services.config.shards)
     await services.ingest.submit(shard, encode(entry))
@@ -78,7 +81,7 @@ async def send_message(request: web.Request) -> web.Response:
 
 @routes.get("/v1/messages/{message_id}")
 async def get_message(request: web.Request) -> web.Response:
-    """One message with its current status and status history."""
+    """One message with its status history and, for outbound ones, the routing decision and attempts."""
     services = request.app[SERVICES]
     services.api_keys.require(request)
     record: MessageRecord | None = await services.reader.message(request.match_info["message_id"])

@@ -1,0 +1,1 @@
+"""Routing: which channel carries a message, the fallback chain, and why (plain domain code)."""

@@ -1,0 +1,251 @@
+"""``decide``: a pure function from a message, its customer and the policy to a RoutingDecision.
+
+No I/O and no clock of its own: the processor passes ``now``, so a decision can be replayed
+and tested at any hour. The decision names every channel it left out and why.
+"""
+
+from __future__ import annotations
+
+import math
+import zoneinfo
+from collections.abc import Collection
+from datetime import datetime, timedelta
+
+import phonenumbers
+
+from conversations.models import (
+    Channel,
+    DecisionOutcome,
+    IdentifierKind,
+    MessageStatus,
+    RouteRequest,
+    RouteStep,
+    RoutingDecision,
+    SkippedChannel,
+    SkipReason,
+)
+from conversations.routing.content import Content, adapt_for
+from conversations.routing.context import CustomerContext
+from conversations.routing.engagement import SendTimeOptimiser
+from conversations.routing.policy import QuietHours, RoutingPolicy, StepRules, TypeRules
+from conversations.routing.prices import PriceTable
+
+__all__ = ["RoutingDecision", "decide", "destination_country", "quiet_hours_end"]
+
+
+def decide(
+    request: RouteRequest,
+    context: CustomerContext,
+    policy: RoutingPolicy,
+    prices: PriceTable,
+    now: float,
+    *,
+    available: Collection[Channel] | None = None,
+    send_time: SendTimeOptimiser | None = None,
+) -> RoutingDecision:
+    """Choose the channel chain for ``request``; ``available`` are the channels with a sender."""
+    message_type, rules = policy.rules_for(request.message_type)
+    country = destination_country(_phone_of(request, context), policy.default_country)
+    preferred = _preferred(request, context, message_type, rules)
+    candidates = [*preferred, *(c for c in rules.chain if c not in preferred)]
+    if request.channel is not None:
+        candidates = [request.channel]
+    steps: list[RouteStep] = []
+    skipped: list[SkippedChannel] = []
+    for channel in candidates:
+        considered = _consider(
+            channel, request, context, policy, rules, message_type, prices, country, now, available
+        )
+        if isinstance(considered, SkippedChannel):
+            skipped.append(considered)
+        else:
+            steps.append(considered)
+    if rules.order == "cheapest" and request.channel is None:
+        steps.sort(key=lambda s: _cost_rank(s, preferred, rules.chain))
+
+    outcome, hold, deferred_until = DecisionOutcome.SEND, None, None
+    if not steps:
+        outcome = DecisionOutcome.REFUSE
+    else:
+        outcome, hold, deferred_until = _gates(rules, message_type, context, policy, steps, now, send_time)
+    return RoutingDecision(
+        message_type=message_type,
+        outcome=outcome,
+        chosen=steps[0].channel if outcome is DecisionOutcome.SEND else None,
+        chain=tuple(steps),
+        skipped=tuple(skipped),
+        mode=rules.mode,
+        order="pinned" if request.channel is not None else rules.order,
+        hold=hold,
+        deferred_until=deferred_until,
+        country=country,
+        currency=prices.currency,
+        decided_at=now,
+    )
+
+
+def _preferred(
+    request: RouteRequest, context: CustomerContext, message_type: str, rules: TypeRules
+) -> list[Channel]:
+    """The customer's own order for this type; it overrides the policy's."""
+    order = list(dict.fromkeys(context.preferences.preferred_order(message_type)))
+    if not rules.allow_preferred_outside_chain:
+        order = [c for c in order if c in rules.chain]
+    return order
+
+
+def _cost_rank(step: RouteStep, preferred: list[Channel], chain: list[Channel]) -> tuple:
+    if step.channel in preferred:
+        return (0, preferred.index(step.channel), 0.0)
+    price = math.inf if step.price is None else step.price
+    position = chain.index(step.channel) if step.channel in chain else len(chain)
+    return (1, price, position)
+
+
+def _consider(
+    channel: Channel,
+    request: RouteRequest,
+    context: CustomerContext,
+    policy: RoutingPolicy,
+    rules: TypeRules,
+    message_type: str,
+    prices: PriceTable,
+    country: str,
+    now: float,
+    available: Collection[Channel] | None,
+) -> RouteStep | SkippedChannel:
+    """One channel: a step of the chain, or the reason it is left out (first reason wins)."""
+    channel_rules = policy.channel(channel)
+    step_rules = rules.steps.get(channel) or StepRules()
+    if not context.preferences.allows(channel, message_type):  # consent first: it is what audits ask
+        opt_out = context.preferences.channel_opt_outs.get(channel)
+        detail = f"{opt_out.source} at {opt_out.at:.0f}" if opt_out else f"opted out of {message_type}"
+        return SkippedChannel(channel, SkipReason.OPTED_OUT, detail)
+    if available is not None and channel not in available:
+        return SkippedChannel(channel, SkipReason.CHANNEL_UNAVAILABLE, "no sender configured")
+    address = context.address_for(channel)
+    if address is None:
+        return SkippedChannel(channel, SkipReason.UNREACHABLE, "no address known for this channel")
+    since = context.unreachable_since.get(channel)
+    if since is not None and now - since < channel_rules.unreachable_days * 86400:
+        reason = SkipReason.NOT_CAPABLE if channel is Channel.RCS else SkipReason.UNREACHABLE
+        return SkippedChannel(channel, reason, "the provider reported it at " + _iso(since))
+    if request.media and not channel_rules.rich and not step_rules.adapt:
+        return SkippedChannel(channel, SkipReason.NOT_CAPABLE, "cannot carry media")
+    template = ""
+    if channel_rules.window_hours > 0:
+        last = context.last_inbound_at.get(channel)
+        if last is None or now - last > channel_rules.window_hours * 3600:
+            # An approved template named for this message (or its type) comes first; the
+            # policy's generic one only stands in for sends routing chose, never for a
+            # free-form message the caller pinned to this channel.
+            generic = "" if request.channel is channel else channel_rules.template
+            name = request.whatsapp_template or (
+                step_rules.template if step_rules.template is not None else generic
+            )
+            if channel_rules.outside_window == "template" and name:
+                template = name
+            else:
+                return SkippedChannel(
+                    channel,
+                    SkipReason.OUTSIDE_WINDOW,
+                    f"no customer message in the {channel_rules.window_hours:g}-hour window;"
+                    " a free-form message needs an approved template",
+                )
+    score = context.engagement.get(channel, 0.0)
+    if step_rules.min_engagement > 0 and score < step_rules.min_engagement and request.channel is None:
+        return SkippedChannel(
+            channel, SkipReason.NOT_ENGAGED, f"engagement {score:.2f} < {step_rules.min_engagement:g}"
+        )
+    adapted = adapt_for(channel, Content(request.body, request.media, template))
+    price = prices.price(channel, country, message_type, adapted.body)
+    if price is not None:
+        if rules.max_price is not None and price > rules.max_price:
+            return SkippedChannel(
+                channel, SkipReason.TOO_EXPENSIVE, f"{price:.4f} > max_price {rules.max_price:g}"
+            )
+        if request.budget is not None:
+            remaining = request.budget - context.campaign_spent.get(request.campaign_id, 0.0)
+            if price > remaining + 1e-9:
+                return SkippedChannel(
+                    channel, SkipReason.TOO_EXPENSIVE, f"{price:.4f} > campaign budget left {remaining:.4f}"
+                )
+    return RouteStep(
+        channel=channel,
+        address=address,
+        success=MessageStatus(step_rules.success or channel_rules.success),
+        timeout=step_rules.timeout_seconds or channel_rules.timeout_seconds,
+        price=price,
+        template=template,
+        adapt=step_rules.adapt,
+        delay=step_rules.delay_seconds,
+    )
+
+
+def _gates(
+    rules: TypeRules,
+    message_type: str,
+    context: CustomerContext,
+    policy: RoutingPolicy,
+    steps: list[RouteStep],
+    now: float,
+    send_time: SendTimeOptimiser | None,
+) -> tuple[DecisionOutcome, SkipReason | None, float | None]:
+    """Type-wide holds, in order: frequency cap, quiet hours, send-time optimisation."""
+    cap = rules.frequency_cap
+    if cap is not None:
+        window = cap.window_seconds
+        recent = sorted(t for t in context.recent_sends.get(message_type, ()) if t > now - window)
+        if len(recent) >= cap.max:
+            if cap.action == "drop":
+                return DecisionOutcome.REFUSE, SkipReason.FREQUENCY_CAP, None
+            # Deferred until enough of the window's sends have aged out of it.
+            return DecisionOutcome.DEFER, SkipReason.FREQUENCY_CAP, recent[len(recent) - cap.max] + window
+    if rules.quiet_hours:
+        until = quiet_hours_end(policy.quiet_hours, context.timezone or policy.default_timezone, now)
+        if until is not None:
+            return DecisionOutcome.DEFER, SkipReason.QUIET_HOURS, until
+    if rules.optimise_send_time and send_time is not None:
+        best = send_time.best_time(context, steps[0].channel, now)
+        if best is not None and best > now:
+            return DecisionOutcome.DEFER, SkipReason.SEND_TIME, best
+    return DecisionOutcome.SEND, None, None
+
+
+def quiet_hours_end(window: QuietHours, timezone: str, now: float) -> float | None:
+    """When quiet hours end if ``now`` is inside them (the next allowed minute), else None."""
+    try:
+        zone = zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = zoneinfo.ZoneInfo("UTC")  # a bad attribute must not block sends
+    local = datetime.fromtimestamp(now, zone)
+    at = local.time().replace(tzinfo=None)
+    start, end = window.start_time, window.end_time
+    wraps = start > end  # e.g. 21:00-08:00
+    inside = (at >= start or at < end) if wraps else (start <= at < end)
+    if not inside:
+        return None
+    day = local.date() + timedelta(days=1) if wraps and at >= start else local.date()
+    return datetime.combine(day, end, tzinfo=zone).timestamp()
+
+
+def destination_country(phone: str | None, default: str) -> str:
+    """ISO country of an E.164 number, or ``default``."""
+    if phone and phone.startswith("+"):
+        try:
+            region = phonenumbers.region_code_for_number(phonenumbers.parse(phone, None))
+        except phonenumbers.NumberParseException:
+            region = None
+        if region and region != "ZZ":
+            return region
+    return default
+
+
+def _phone_of(request: RouteRequest, context: CustomerContext) -> str | None:
+    if request.recipient.kind is IdentifierKind.PHONE:
+        return request.recipient.value
+    return context.address_for(Channel.SMS)
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, zoneinfo.ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ")
