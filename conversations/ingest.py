@@ -22,15 +22,20 @@ from conversations import timers
 from conversations.codec import decode_ingest, decode_message, decode_preferences, encode
 from conversations.consent import write_preferences
 from conversations.ids import new_customer_id, new_message_id
+from conversations.journeys.runner import JourneyRunner
 from conversations.keywords import Keyword, KeywordReplies, classify
 from conversations.models import (
     Channel,
     Direction,
+    EventLogged,
+    EventReceived,
     Forwarded,
     Identifier,
     IdentifierKind,
     InboundMessage,
     IngestEntry,
+    JourneyHandback,
+    JourneyTimer,
     MessageLogged,
     MessageRecord,
     MessageStatus,
@@ -69,7 +74,15 @@ class _Work:
     """One decoded entry with the customer it belongs to once resolved."""
 
     stream_id: bytes
-    entry: InboundMessage | OutboundRequest | StatusUpdate | SendOutcome
+    entry: (
+        InboundMessage
+        | OutboundRequest
+        | StatusUpdate
+        | SendOutcome
+        | EventReceived
+        | JourneyTimer
+        | JourneyHandback
+    )
     customer_id: str = ""
 
 
@@ -95,6 +108,7 @@ class IngestProcessor:
         self._shards = shards
         self._clock = clock
         self._ingest_key = keys.ingest(shard)
+        self._journeys = JourneyRunner(redis, keys, shard)
 
     async def process(self, raw_batch: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> BatchResult:
         """Apply a batch read from the ingest stream; acks it in the same transaction."""
@@ -115,7 +129,7 @@ class IngestProcessor:
                 continue
             if isinstance(entry, Forwarded):
                 work.append(_Work(stream_id, entry.entry, entry.customer_id))
-            elif isinstance(entry, StatusUpdate | SendOutcome):
+            elif isinstance(entry, StatusUpdate | SendOutcome | JourneyTimer | JourneyHandback):
                 work.append(_Work(stream_id, entry, entry.customer_id))  # "" until matched
             else:
                 work.append(_Work(stream_id, entry))
@@ -132,6 +146,7 @@ class IngestProcessor:
 
         preferences = await self._load_preferences(work)
         await self._load_sessions(work)
+        await self._journeys.prepare([(item.customer_id, item.entry) for item in work if item.customer_id])
         now = self._clock()
         pipe = self._redis.pipeline(transaction=True)
         for item in work:
@@ -146,9 +161,12 @@ class IngestProcessor:
                 self._write_inbound(pipe, item.customer_id, entry, now)
                 if entry.channel is Channel.SMS:
                     self._handle_keyword(pipe, item.customer_id, entry, preferences, now)
-            elif isinstance(entry, OutboundRequest):
+            refused = False
+            if isinstance(entry, OutboundRequest):
                 if self._write_outbound(pipe, item.customer_id, entry, preferences, now):
                     result.sends_queued += 1
+                else:
+                    refused = True
             elif isinstance(entry, StatusUpdate):
                 if entry.message_id not in records:
                     self._park_status(pipe, entry, now)
@@ -156,6 +174,10 @@ class IngestProcessor:
                 self._write_status(pipe, records, entry)
             elif isinstance(entry, SendOutcome):
                 self._write_send_outcome(pipe, records, entry)
+            elif isinstance(entry, EventReceived):
+                self._write_event(pipe, item.customer_id, entry, now)
+            # Journeys see every applied entry (events, replies, statuses, their timers).
+            self._journeys.observe(pipe, item.customer_id, entry, now, refused)
             result.applied += 1
             result.touched_customers.add(item.customer_id)
         for customer_id, session in self._sessions.items():
@@ -164,6 +186,7 @@ class IngestProcessor:
                     self._keys.customer(customer_id),
                     mapping={"session_id": session.id, "session_last_at": repr(session.last_at)},
                 )
+        self._journeys.flush(pipe)
         for stream_id, payload in dead:
             pipe.xadd(self._keys.dead_letters(self._shard), {INGEST_FIELD: payload, b"id": stream_id})
         result.dead = len(dead)
@@ -378,6 +401,15 @@ class IngestProcessor:
             fields["profile_name"] = entry.profile_name
         pipe.hset(self._keys.customer(customer_id), mapping=fields)
 
+    def _write_event(self, pipe, customer_id: str, entry: EventReceived, now: float) -> None:
+        """A backend event joins the customer's history (journeys see it right after)."""
+        if entry.customer is not None:
+            fields = self._touch_customer(pipe, customer_id, entry.customer, now)
+            pipe.hset(self._keys.customer(customer_id), mapping=fields)
+        # Readers assume an entry's time is never after its write (``since`` scans by stream id).
+        logged = EventLogged(entry.event_id, entry.name, min(entry.occurred_at, now), entry.properties)
+        pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
+
     def _write_outbound(
         self,
         pipe,
@@ -534,6 +566,8 @@ def _identifier_of(entry: IngestEntry) -> Identifier | None:
         return entry.sender
     if isinstance(entry, OutboundRequest):
         return entry.recipient
+    if isinstance(entry, EventReceived):
+        return entry.customer
     return None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from redis.asyncio import Redis
 
@@ -10,10 +12,10 @@ from conversations.models import (
     Channel,
     Customer,
     Direction,
+    EventLogged,
     Identifier,
     IdentifierKind,
     Media,
-    MessageLogged,
     MessageRecord,
     MessageStatus,
     StatusLogged,
@@ -28,10 +30,13 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One thread entry as the API shows it; ``cursor`` resumes a page after this entry."""
 
     cursor: str
-    kind: str  # "message" or "status"
+    kind: str  # "message", "status" or "event"
     at: float
-    message_id: str
-    channel: Channel
+    message_id: str = ""
+    channel: Channel | None = None
+    event_id: str = ""
+    name: str = ""  # events: what happened, e.g. cart_abandoned
+    properties: dict[str, Any] | None = None
     direction: Direction | None = None
     session_id: str = ""
     status: MessageStatus | None = None
@@ -58,6 +63,8 @@ class ThreadFilter(msgspec.Struct, frozen=True):
         return not self.channels and self.direction is None and self.since is None and self.until is None
 
     def matches(self, event: ThreadEvent) -> bool:
+        if isinstance(event, EventLogged) and (self.channels or self.direction is not None):
+            return False  # backend events have neither a channel nor a direction
         channel = getattr(event, "channel", None)
         if self.channels and channel not in self.channels:
             return False
@@ -116,12 +123,15 @@ class ThreadReader:
             start = f"({raw[-1][0].decode()}"
         more = len(matched) > limit
         events = matched[:limit]
-        message_ids = sorted({event.message_id for _, event in events})
+        message_ids = sorted({e.message_id for _, e in events if not isinstance(e, EventLogged)})
         records: dict[str, MessageRecord] = {}
         if message_ids:
             blobs = await self._redis.mget([self._keys.message(mid) for mid in message_ids])
             records = {mid: decode_message(b) for mid, b in zip(message_ids, blobs, strict=True) if b}
-        entries = [_view(sid, event, records.get(event.message_id)) for sid, event in events]
+        entries = [
+            _view(sid, event, None if isinstance(event, EventLogged) else records.get(event.message_id))
+            for sid, event in events
+        ]
         return ThreadPage(customer_id, entries, entries[-1].cursor if more and entries else None)
 
     async def message(self, message_id: str) -> MessageRecord | None:
@@ -149,7 +159,16 @@ class ThreadReader:
         )
 
 
-def _view(cursor: str, event: MessageLogged | StatusLogged, record: MessageRecord | None) -> ThreadEntryView:
+def _view(cursor: str, event: ThreadEvent, record: MessageRecord | None) -> ThreadEntryView:
+    if isinstance(event, EventLogged):
+        return ThreadEntryView(
+            cursor=cursor,
+            kind="event",
+            at=event.at,
+            event_id=event.event_id,
+            name=event.name,
+            properties=event.properties,
+        )
     if isinstance(event, StatusLogged):
         return ThreadEntryView(
             cursor=cursor,

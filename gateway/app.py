@@ -12,12 +12,13 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from conversations.config import Config
+from conversations.journeys.registry import publish_directory
 from conversations.store import Keys
 from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
 from gateway.errors import error_middleware
 from gateway.ingest import IngestWriter
-from gateway.routes import customers, health, messages, preference_page, twilio_webhooks
+from gateway.routes import customers, events, health, journeys, messages, preference_page, twilio_webhooks
 from gateway.services import SERVICES, Services
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -33,12 +34,14 @@ def create_app(
     if not config.secret_key:
         # Links signed with a throw-away key stop working on restart; `serve` persists one.
         config = msgspec.structs.replace(config, secret_key=secrets.token_urlsafe(32))
-    for module in (health, twilio_webhooks, messages, customers, preference_page):
+    for module in (health, twilio_webhooks, messages, customers, preference_page, events, journeys):
         app.add_routes(module.routes)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         redis = Redis.from_url(config.redis_url, health_check_interval=30)
         keys = Keys(config.key_prefix)
+        # Journey files become their journeys' current versions (unchanged files keep theirs).
+        await publish_directory(redis, keys, config.journeys_dir, config.message_types, clock())
         ingest = IngestWriter(
             redis,
             keys,

@@ -139,7 +139,9 @@ async def test_sessions_span_channels_and_reopen_after_an_idle_gap(env: tuple[Re
     processor = IngestProcessor(redis, keys, 0, 1, session_idle_seconds=3600)
     whatsapp = InboundMessage(Channel.WHATSAPP, "meta", "wamid.1", phone_identifier(phone), "", "hi", 1000.0)
     sms_reply = InboundMessage(Channel.SMS, "twilio", "SMs1", phone_identifier(phone), "", "me again", 1500.0)
-    days_later = InboundMessage(Channel.SMS, "twilio", "SMs2", phone_identifier(phone), "", "hello?", 1000.0 + 86400)
+    days_later = InboundMessage(
+        Channel.SMS, "twilio", "SMs2", phone_identifier(phone), "", "hello?", 1000.0 + 86400
+    )
     await processor.process(await _feed(redis, keys, whatsapp, sms_reply))
     await processor.process(await _feed(redis, keys, days_later))
     customer_id = await ThreadReader(redis, keys).find_customer_id(phone_identifier(phone))
