@@ -208,7 +208,8 @@ def test_send_statuses_are_counted_once_per_outcome() -> None:
     effects += drive.step(StatusSeen(message_id, "delivered", T0 + 2), T0 + 2)
     effects += drive.step(StatusSeen(message_id, "read", T0 + 3), T0 + 3)
     assert of_type(effects, Count) == [Count("sms_code", "delivered"), Count("sms_code", "read")]
-    assert drive.current.sends[0].outcomes == ["delivered", "read"]
+    assert drive.current.sends[0].outcomes == ["sent", "delivered", "read"]
+    assert of_type(drive.step(StatusSeen(message_id, "sent", T0 + 4), T0 + 4), Count) == []
 
 
 def test_branch_on_outcome_attribute_and_update_step() -> None:

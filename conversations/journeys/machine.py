@@ -310,7 +310,7 @@ class _Run:
             return
         channel = Channel(channel_name) if channel_name else None
         self.effects.append(SendMessage(message_id, step.id, recipient, body, step.message_type, channel))
-        self.effects.append(Count(step.id, "sent"))
+        self.mark(record, "sent")  # "sent" means the journey emitted it; a provider's "sent" adds nothing
         self.log(step.id, f"sent {message_id} via {channel_name or 'routing'}")
 
     def fail_send(self, record: SendRecord, error: str) -> None:
