@@ -281,3 +281,30 @@ def test_stop_exits_and_cancels_the_wait() -> None:
     assert stopped.status is InstanceStatus.EXITED and stopped.reason == "restarted"
     assert CancelTimer(1) in effects
     assert advance(stopped, journey, TimerFired(1), T0 + 4 * HOUR, drive.customer)[1] == []
+
+
+def test_a_handoff_timeout_hands_back_by_itself() -> None:
+    from conversations.journeys.definition import compile_journey, parse_definition
+
+    journey = compile_journey(
+        parse_definition(
+            {
+                "name": "escalate",
+                "trigger": {"event": "complaint"},
+                "steps": [
+                    {"id": "agents", "type": "handoff", "queue": "tier2", "timeout": "2h"},
+                    {"id": "sorry", "type": "send", "channel": "sms", "body": "Sorry for the wait"},
+                ],
+            }
+        ),
+        1,
+    )
+    drive = Drive(journey)
+    effects = drive.start("complaint", {})
+    assert of_type(effects, HandOff) == [HandOff("tier2", "")]
+    assert of_type(effects, ScheduleTimer) == [ScheduleTimer(1, T0 + 2 * HOUR)]
+    effects = drive.step(TimerFired(1), T0 + 2 * HOUR)
+    assert of_type(effects, HandBack) == [HandBack()] and of_type(effects, CancelTimer) == []
+    assert [s.body for s in of_type(effects, SendMessage)] == ["Sorry for the wait"]
+    assert ("agents", "timed out") in [(entry.step, entry.what) for entry in drive.current.log]
+    assert drive.current.status is InstanceStatus.COMPLETED

@@ -251,6 +251,7 @@ async def test_handoff_pauses_until_the_console_hands_back(env: Env) -> None:
     (instance,) = await env.instances(customer_id)
     assert instance.status is InstanceStatus.WAITING and instance.wait is not None
     assert instance.wait.step == "wait_for_answer"
+    assert "handed back by agent-7" in [entry.what for entry in instance.log]
     assert await handoff.paused_journeys(env.redis, env.keys, customer_id) == []
     bodies = [body for _, body in await env.outbox_bodies()]
     assert bodies[-1] == "Is your issue (ticket T-9) resolved? Reply YES or NO."

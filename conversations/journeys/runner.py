@@ -172,6 +172,9 @@ class JourneyRunner:
         state = self._batch.get(customer_id)
         if state is None:
             return
+        if isinstance(entry, JourneyHandback):
+            self._deliver(pipe, state, HandedBack(entry.at, entry.agent), now)
+            return
         self._notice_handbacks(pipe, state, now)
         # This batch may have just linked the handle (a new customer): journeys can use it already.
         handle = entry.customer if isinstance(entry, EventReceived) else None
@@ -199,8 +202,6 @@ class JourneyRunner:
             instance = state.instances.get(entry.instance_id)
             if instance is not None:
                 self._advance(pipe, state, instance, TimerFired(entry.token), now)
-        elif isinstance(entry, JourneyHandback):
-            self._deliver(pipe, state, HandedBack(entry.at, entry.agent), now)
 
     def flush(self, pipe: Pipeline) -> None:
         """Write every instance this batch changed; call once, before EXEC."""
