@@ -403,6 +403,9 @@ class IngestProcessor:
 
     def _write_event(self, pipe, customer_id: str, entry: EventReceived, now: float) -> None:
         """A backend event joins the customer's history (journeys see it right after)."""
+        if not customer_id:  # neither an identifier nor a customer id: nobody to attach it to
+            log.warning("shard %s: event %s names no customer; dropped", self._shard, entry.event_id)
+            return
         if entry.customer is not None:
             fields = self._touch_customer(pipe, customer_id, entry.customer, now)
             pipe.hset(self._keys.customer(customer_id), mapping=fields)

@@ -196,7 +196,7 @@ class JourneyRunner:
                 self._deliver(pipe, state, stimulus, now, message_id=entry.message_id)
         elif isinstance(entry, OutboundRequest):
             if refused:
-                stimulus = StatusSeen(entry.message_id, "failed", now, "refused")
+                stimulus = StatusSeen(entry.message_id, "failed", now, "opted_out")  # consent refused it
                 self._deliver(pipe, state, stimulus, now, message_id=entry.message_id)
         elif isinstance(entry, JourneyTimer):
             instance = state.instances.get(entry.instance_id)
