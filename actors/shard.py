@@ -14,9 +14,12 @@ from redis.exceptions import RedisError
 
 from actors.outbox import OutboxSender
 from actors.streams import ensure_group, new_batch, pending_batches
+from channels.outbound import OutboundPreparer
 from channels.registry import build_senders, status_callback_url
 from conversations import commands, merge
+from conversations.capabilities import CapabilityCache
 from conversations.config import Config
+from conversations.console import ConsoleBatchHook
 from conversations.ingest import IngestProcessor
 from conversations.models import OutboxJob
 from conversations.sharding import shard_for_customer
@@ -65,13 +68,17 @@ class ShardActor:
             self._config.shards,
             keyword_replies=self._config.keyword_replies,
             session_idle_seconds=self._config.session_idle_seconds,
+            whatsapp_templates=self._config.whatsapp.templates,
+            prepare=OutboundPreparer.from_config(self._config),
+            on_commit=ConsoleBatchHook(self._keys, self._config.console_events_maxlen),
         )
         self._session = aiohttp.ClientSession()
+        self._capabilities = CapabilityCache(self._redis, self._keys, self._config.rbm.capability_ttl_seconds)
         self._sender = OutboxSender(
             self._redis,
             self._keys,
             shard,
-            build_senders(self._session, self._config),
+            build_senders(self._session, self._config, self._capabilities),
             self._callback_url,
             concurrency=self._config.send_concurrency,
         )

@@ -12,14 +12,16 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
 
 from conversations import timers
 from conversations.codec import decode_ingest, decode_message, decode_preferences, encode
+from conversations.config import WhatsAppTemplate
 from conversations.consent import write_preferences
 from conversations.ids import new_customer_id, new_message_id
 from conversations.journeys.runner import JourneyRunner
@@ -27,6 +29,9 @@ from conversations.keywords import Keyword, KeywordReplies, classify
 from conversations.models import (
     Channel,
     Direction,
+    Engagement,
+    EngagementKind,
+    EngagementLogged,
     EventLogged,
     EventReceived,
     Forwarded,
@@ -39,23 +44,30 @@ from conversations.models import (
     MessageLogged,
     MessageRecord,
     MessageStatus,
+    OutboundContent,
     OutboundRequest,
     OutboxJob,
     SendOutcome,
     StatusChange,
     StatusLogged,
     StatusUpdate,
+    TemplateRef,
 )
 from conversations.preferences import ConsentChange, ConsentState, Preferences
 from conversations.sessions import SESSION_FIELDS, Session, parse_session, session_for
 from conversations.sharding import shard_for_customer
 from conversations.status import advances
 from conversations.store import CONSUMER_GROUP, INGEST_FIELD, Keys
+from conversations.whatsapp_window import WhatsAppSendPlan, plan_whatsapp_send
 
 log = logging.getLogger(__name__)
 
 PROVIDER_ID_TTL = 90 * 24 * 3600
 MAX_STATUS_PARKING = 8  # ~1 minute of retries for a status that arrives before its send outcome
+
+# Channel-specific preparation of an outbound message once its customer is known (link
+# tracking, SMS segments, cost); see channels.outbound.OutboundPreparer.
+OutboundPreparer = Callable[[OutboundRequest, str, Channel], OutboundContent]
 
 
 @dataclass(slots=True)
@@ -67,6 +79,12 @@ class BatchResult:
     dead: int = 0
     sends_queued: int = 0
     touched_customers: set[str] = field(default_factory=set)
+    inbound: dict[str, int] = field(default_factory=dict)  # customer id -> inbound messages applied
+    outbound: set[str] = field(default_factory=set)  # customers who were sent a new message
+
+
+BatchHook = Callable[[Any, BatchResult, float], None]
+"""Adds writes to a batch's transaction once it is applied: ``hook(pipeline, result, now)``."""
 
 
 @dataclass(slots=True)
@@ -79,6 +97,7 @@ class _Work:
         | OutboundRequest
         | StatusUpdate
         | SendOutcome
+        | Engagement
         | EventReceived
         | JourneyTimer
         | JourneyHandback
@@ -98,16 +117,22 @@ class IngestProcessor:
         clock: Callable[[], float] = time.time,
         keyword_replies: KeywordReplies | None = None,
         session_idle_seconds: float = 24 * 3600,
+        whatsapp_templates: Mapping[str, WhatsAppTemplate] | None = None,
+        prepare: OutboundPreparer | None = None,
+        on_commit: BatchHook | None = None,
     ) -> None:
+        self._whatsapp_templates = dict(whatsapp_templates or {})
         self._session_idle = session_idle_seconds
         self._sessions: dict[str, Session | None] = {}  # this batch's customers' sessions
         self._keyword_replies = keyword_replies or KeywordReplies()
         self._redis = redis
+        self._prepare = prepare
         self._keys = keys
         self._shard = shard
         self._shards = shards
         self._clock = clock
         self._ingest_key = keys.ingest(shard)
+        self._on_commit = on_commit
         self._journeys = JourneyRunner(redis, keys, shard)
 
     async def process(self, raw_batch: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> BatchResult:
@@ -129,7 +154,7 @@ class IngestProcessor:
                 continue
             if isinstance(entry, Forwarded):
                 work.append(_Work(stream_id, entry.entry, entry.customer_id))
-            elif isinstance(entry, StatusUpdate | SendOutcome | JourneyTimer | JourneyHandback):
+            elif isinstance(entry, StatusUpdate | SendOutcome | Engagement | JourneyTimer | JourneyHandback):
                 work.append(_Work(stream_id, entry, entry.customer_id))  # "" until matched
             else:
                 work.append(_Work(stream_id, entry))
@@ -146,6 +171,7 @@ class IngestProcessor:
 
         preferences = await self._load_preferences(work)
         await self._load_sessions(work)
+        last_whatsapp = await self._last_whatsapp_inbound(work)
         await self._journeys.prepare([(item.customer_id, item.entry) for item in work if item.customer_id])
         now = self._clock()
         pipe = self._redis.pipeline(transaction=True)
@@ -157,16 +183,22 @@ class IngestProcessor:
                 pipe.xadd(self._keys.ingest(home), {INGEST_FIELD: encode(forwarded)})
                 result.forwarded += 1
                 continue
+            refused = False
             if isinstance(entry, InboundMessage):
                 self._write_inbound(pipe, item.customer_id, entry, now)
+                if entry.channel is Channel.WHATSAPP:  # opens the window for sends later in this batch
+                    seen = last_whatsapp.get(item.customer_id, entry.received_at)
+                    last_whatsapp[item.customer_id] = max(seen, entry.received_at)
+                result.inbound[item.customer_id] = result.inbound.get(item.customer_id, 0) + 1
                 if entry.channel is Channel.SMS:
                     self._handle_keyword(pipe, item.customer_id, entry, preferences, now)
-            refused = False
-            if isinstance(entry, OutboundRequest):
-                if self._write_outbound(pipe, item.customer_id, entry, preferences, now):
+            elif isinstance(entry, OutboundRequest):
+                last = last_whatsapp.get(item.customer_id)
+                if self._write_outbound(pipe, item.customer_id, entry, preferences, now, last):
                     result.sends_queued += 1
                 else:
                     refused = True
+                result.outbound.add(item.customer_id)
             elif isinstance(entry, StatusUpdate):
                 if entry.message_id not in records:
                     self._park_status(pipe, entry, now)
@@ -174,6 +206,8 @@ class IngestProcessor:
                 self._write_status(pipe, records, entry)
             elif isinstance(entry, SendOutcome):
                 self._write_send_outcome(pipe, records, entry)
+            elif isinstance(entry, Engagement):
+                self._write_engagement(pipe, records, entry)
             elif isinstance(entry, EventReceived):
                 self._write_event(pipe, item.customer_id, entry, now)
             # Journeys see every applied entry (events, replies, statuses, their timers).
@@ -190,6 +224,9 @@ class IngestProcessor:
         for stream_id, payload in dead:
             pipe.xadd(self._keys.dead_letters(self._shard), {INGEST_FIELD: payload, b"id": stream_id})
         result.dead = len(dead)
+        if self._on_commit is not None and result.touched_customers:
+            # Inside the same MULTI/EXEC, so an update is published exactly when the batch lands.
+            self._on_commit(pipe, result, now)
         ids = [item.stream_id for item in work] + [sid for sid, _ in dead] + acked_only
         if ids:
             pipe.xack(self._ingest_key, CONSUMER_GROUP, *ids)
@@ -267,17 +304,27 @@ class IngestProcessor:
             preferences[customer_id] = after
         reply = self._keyword_replies.for_keyword(keyword)
         # Keyword confirmations are transactional: they go out even to a number that just opted out.
-        self._queue_send(
-            pipe,
-            customer_id,
-            new_message_id(),
-            Channel.SMS,
-            entry.sender.value,
-            reply,
-            "transactional",
-            now,
-            now,
+        request = OutboundRequest(new_message_id(), entry.sender, reply, "transactional", now, Channel.SMS)
+        self._queue_send(pipe, customer_id, request, Channel.SMS, now)
+
+    async def _last_whatsapp_inbound(self, work: list[_Work]) -> dict[str, float]:
+        """When each customer with a WhatsApp send in this batch last wrote on WhatsApp."""
+        wanted = sorted(
+            {
+                item.customer_id
+                for item in work
+                if isinstance(item.entry, OutboundRequest)
+                and item.entry.channel is Channel.WHATSAPP
+                and item.customer_id
+            }
         )
+        if not wanted:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for customer_id in wanted:
+            pipe.hget(self._keys.customer(customer_id), f"last_inbound_at:{Channel.WHATSAPP.value}")
+        found = await pipe.execute()
+        return {cid: float(at) for cid, at in zip(wanted, found, strict=True) if at}
 
     async def _load_sessions(self, work: list[_Work]) -> None:
         wanted = sorted(
@@ -356,7 +403,7 @@ class IngestProcessor:
             {
                 item.entry.message_id
                 for item in work
-                if isinstance(item.entry, StatusUpdate | SendOutcome) and item.entry.message_id
+                if isinstance(item.entry, StatusUpdate | SendOutcome | Engagement) and item.entry.message_id
             }
         )
         if not wanted:
@@ -384,6 +431,11 @@ class IngestProcessor:
             provider_message_id=entry.provider_message_id,
             address=entry.sender.value,
             media=entry.media,
+            attributes=dict(entry.attributes),
+            location=entry.location,
+            reply_payload=entry.reply_payload,
+            subject=entry.subject,
+            html=entry.html,
         )
         pipe.set(self._keys.message(message_id), encode(record))
         pipe.set(
@@ -420,8 +472,9 @@ class IngestProcessor:
         entry: OutboundRequest,
         preferences: dict[str, Preferences],
         now: float,
+        last_whatsapp: float | None = None,
     ) -> bool:
-        """Queue the send, or refuse it (recorded as failed) when consent forbids it."""
+        """Queue the send, or refuse it (recorded as failed) when consent or the WhatsApp window forbids it."""
         channel = entry.channel or _default_channel(entry.recipient)
         fields = self._touch_customer(pipe, customer_id, entry.recipient, now)
         pipe.hset(self._keys.customer(customer_id), mapping=fields)
@@ -429,88 +482,114 @@ class IngestProcessor:
         if consent is not None and not consent.allows(channel, entry.message_type):
             opt_out = consent.channel_opt_outs.get(channel)
             how = f" ({opt_out.source})" if opt_out else ""
-            record = self._outbound_record(
-                customer_id,
-                entry.message_id,
-                channel,
-                entry.recipient.value,
-                entry.body,
-                entry.message_type,
-                entry.requested_at,
-                now,
-            )
-            record.status = MessageStatus.FAILED
-            record.error_code = "opted_out"
-            record.error_message = f"customer opted out of {entry.message_type} on {channel.value}{how}"
-            record.history.append(StatusChange(MessageStatus.FAILED, now, "", "opted_out"))
-            pipe.set(self._keys.message(entry.message_id), encode(record))
-            session_id = self._session_id(customer_id, entry.requested_at)
-            logged = MessageLogged(
-                entry.message_id, channel, Direction.OUTBOUND, entry.requested_at, session_id
-            )
-            pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
-            failed = StatusLogged(entry.message_id, channel, MessageStatus.FAILED, now, "opted_out")
-            pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(failed)})
+            reason = f"customer opted out of {entry.message_type} on {channel.value}{how}"
+            self._refuse(pipe, customer_id, entry, channel, now, "opted_out", reason)
             return False
-        self._queue_send(
-            pipe,
-            customer_id,
-            entry.message_id,
-            channel,
-            entry.recipient.value,
-            entry.body,
-            entry.message_type,
-            entry.requested_at,
-            now,
-        )
+        plan = WhatsAppSendPlan(template=entry.template)
+        if channel is Channel.WHATSAPP:
+            plan = plan_whatsapp_send(
+                body=entry.body,
+                requested_template=entry.template,
+                configured_template=self._whatsapp_templates.get(entry.message_type),
+                last_inbound_at=last_whatsapp,
+                now=now,
+            )
+        if plan.refused:
+            self._refuse(pipe, customer_id, entry, channel, now, plan.refused, plan.reason)
+            return False
+        self._queue_send(pipe, customer_id, entry, channel, now, plan.template)
         return True
+
+    def _refuse(
+        self,
+        pipe,
+        customer_id: str,
+        entry: OutboundRequest,
+        channel: Channel,
+        now: float,
+        code: str,
+        reason: str,
+    ) -> None:
+        """Record a send we will not make: failed with ``code`` in the thread, nothing queued."""
+        record = self._outbound_record(
+            customer_id, entry, channel, now, OutboundContent(entry.body, entry.html)
+        )
+        record.status = MessageStatus.FAILED
+        record.error_code = code
+        record.error_message = reason
+        record.history.append(StatusChange(MessageStatus.FAILED, now, "", code))
+        pipe.set(self._keys.message(entry.message_id), encode(record))
+        session_id = self._session_id(customer_id, entry.requested_at)
+        logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at, session_id)
+        pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
+        failed = StatusLogged(entry.message_id, channel, MessageStatus.FAILED, now, code)
+        pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(failed)})
 
     def _outbound_record(
         self,
         customer_id: str,
-        message_id: str,
+        entry: OutboundRequest,
         channel: Channel,
-        address: str,
-        body: str,
-        message_type: str,
-        requested_at: float,
         now: float,
+        content: OutboundContent,
     ) -> MessageRecord:
         return MessageRecord(
-            id=message_id,
+            id=entry.message_id,
             customer_id=customer_id,
             channel=channel,
             direction=Direction.OUTBOUND,
-            body=body,
+            body=content.body,
             status=MessageStatus.ACCEPTED,
-            created_at=requested_at,
+            created_at=entry.requested_at,
             updated_at=now,
-            message_type=message_type,
-            address=address,
+            message_type=entry.message_type,
+            address=entry.recipient.value,
             history=[StatusChange(MessageStatus.ACCEPTED, now)],
+            rich_card=entry.rich_card,
+            template=entry.template,
+            subject=entry.subject,
+            html=content.html,
+            template_kind=entry.template_kind,
+            segments=content.segments,
+            encoding=content.encoding,
+            cost=content.cost,
         )
 
     def _queue_send(
         self,
         pipe,
         customer_id: str,
-        message_id: str,
+        entry: OutboundRequest,
         channel: Channel,
-        address: str,
-        body: str,
-        message_type: str,
-        requested_at: float,
         now: float,
+        template: TemplateRef | None = None,
     ) -> None:
-        """Record an outbound message in the thread and hand it to the shard's sender."""
-        record = self._outbound_record(
-            customer_id, message_id, channel, address, body, message_type, requested_at, now
+        """Record an outbound message in the thread and hand it to the shard's sender.
+
+        ``template`` is the WhatsApp template actually used (the window may have substituted one).
+        """
+        content = (
+            self._prepare(entry, customer_id, channel)
+            if self._prepare is not None
+            else OutboundContent(body=entry.body, html=entry.html)
         )
-        pipe.set(self._keys.message(message_id), encode(record))
-        session_id = self._session_id(customer_id, requested_at)
-        logged = MessageLogged(message_id, channel, Direction.OUTBOUND, requested_at, session_id)
+        record = self._outbound_record(customer_id, entry, channel, now, content)
+        record.template = template
+        pipe.set(self._keys.message(entry.message_id), encode(record))
+        session_id = self._session_id(customer_id, entry.requested_at)
+        logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at, session_id)
         pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
-        job = OutboxJob(message_id, customer_id, channel, address, body)
+        job = OutboxJob(
+            entry.message_id,
+            customer_id,
+            channel,
+            entry.recipient.value,
+            content.body,
+            rich_card=entry.rich_card,
+            template=template,
+            subject=entry.subject,
+            html=content.html,
+        )
         pipe.xadd(self._keys.outbox(self._shard), {INGEST_FIELD: encode(job)})
 
     def _apply_status(
@@ -547,6 +626,14 @@ class IngestProcessor:
             log.warning("send outcome for unknown message %s", entry.message_id)
             return
         record.provider = entry.provider
+        if entry.channel is not None and entry.channel != record.channel:
+            # The sender adapted the message to another channel: the record shows what the
+            # customer actually got, and why.
+            record.fallback_from = entry.fallback_from or record.channel
+            record.fallback_reason = entry.fallback_reason
+            record.channel = entry.channel
+            if entry.body:
+                record.body = entry.body
         if entry.provider_message_id:
             record.provider_message_id = entry.provider_message_id
             pipe.set(
@@ -561,6 +648,19 @@ class IngestProcessor:
         if entry.error_message:
             record.error_message = entry.error_message
         self._apply_status(pipe, record, entry.status, entry.at, "", entry.error_code)
+        pipe.set(self._keys.message(record.id), encode(record))
+
+    def _write_engagement(self, pipe, records: dict[str, MessageRecord], entry: Engagement) -> None:
+        record = records.get(entry.message_id)
+        if record is None or record.customer_id != entry.customer_id:
+            log.warning("engagement for unknown message %s", entry.message_id)
+            return
+        if record.opened_at is None:  # a click proves the message was opened too
+            record.opened_at = entry.at
+        if entry.kind is EngagementKind.CLICKED:
+            record.clicks += 1
+        logged = EngagementLogged(record.id, record.channel, entry.kind, entry.at, entry.url)
+        pipe.xadd(self._keys.thread(record.customer_id), {INGEST_FIELD: encode(logged)})
         pipe.set(self._keys.message(record.id), encode(record))
 
 

@@ -56,11 +56,46 @@ class Identifier(msgspec.Struct, frozen=True):
     value: str
 
 
-class Media(msgspec.Struct, frozen=True):
+class Media(msgspec.Struct, frozen=True, omit_defaults=True):
     """An attachment carried by a message (MMS, WhatsApp image, …)."""
 
     url: str
     content_type: str = ""
+    id: str = ""  # the provider's media id, when it hands out ids instead of URLs (WhatsApp)
+
+
+class Location(msgspec.Struct, frozen=True):
+    """A place a customer shared (WhatsApp location message)."""
+
+    latitude: float
+    longitude: float
+    name: str = ""
+    address: str = ""
+
+
+class TemplateRef(msgspec.Struct, frozen=True):
+    """An approved provider template (WhatsApp) and the values of its body variables, in order."""
+
+    name: str
+    language: str = "en_US"
+    variables: tuple[str, ...] = ()
+
+
+class Suggestion(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A tappable chip on a rich card: a reply (``postback_data``) or, with ``url``, an open-URL action."""
+
+    text: str
+    postback_data: str = ""
+    url: str = ""
+
+
+class RichCard(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Channel-neutral rich content (an RCS standalone card; adapted to text elsewhere)."""
+
+    title: str = ""
+    description: str = ""
+    media_url: str = ""
+    suggestions: tuple[Suggestion, ...] = ()
 
 
 # --- ingest entries: what the gateway writes to a shard's ingest stream ---------------
@@ -78,6 +113,12 @@ class InboundMessage(msgspec.Struct, tag="inbound", frozen=True):
     received_at: float
     media: tuple[Media, ...] = ()
     profile_name: str = ""
+    # Provider extras that are not the text: RCS postback data, a location, speech confidence.
+    attributes: dict[str, str] = msgspec.field(default_factory=dict)
+    location: Location | None = None
+    reply_payload: str = ""  # the id/payload of the button or list row the customer chose
+    subject: str = ""  # email
+    html: str = ""  # email
 
 
 class StatusUpdate(msgspec.Struct, tag="status", frozen=True):
@@ -111,6 +152,39 @@ class OutboundRequest(msgspec.Struct, tag="outbound", frozen=True):
     message_type: str
     requested_at: float
     channel: Channel | None = None
+    rich_card: RichCard | None = None
+    template: TemplateRef | None = None
+    subject: str = ""  # email
+    html: str = ""  # email: the HTML part; ``body`` is the text part
+    template_kind: str = ""  # the message kind the content was rendered from, if any
+    track: bool = False  # rewrite links (and add an open pixel to HTML) for engagement tracking
+
+
+class EngagementKind(enum.StrEnum):
+    """What a customer did with a message we sent."""
+
+    OPENED = "opened"
+    CLICKED = "clicked"
+
+
+class Engagement(msgspec.Struct, tag="engagement", frozen=True):
+    """A customer opened (tracking pixel) or clicked a tracked link of one of our messages."""
+
+    message_id: str
+    customer_id: str
+    kind: EngagementKind
+    at: float
+    url: str = ""
+
+
+class OutboundContent(msgspec.Struct, frozen=True):
+    """An outbound message's content as it will be sent, with what it costs to send."""
+
+    body: str
+    html: str = ""
+    segments: int = 0
+    encoding: str = ""
+    cost: float | None = None
 
 
 class EventReceived(msgspec.Struct, tag="event", frozen=True):
@@ -154,6 +228,7 @@ class Forwarded(msgspec.Struct, tag="forwarded", frozen=True):
         | OutboundRequest
         | StatusUpdate
         | SendOutcome
+        | Engagement
         | EventReceived
         | JourneyTimer
         | JourneyHandback
@@ -173,6 +248,12 @@ class SendOutcome(msgspec.Struct, tag="sent", frozen=True):
     error_message: str = ""
     segments: int = 0
     price: float | None = None
+    # Set when the sender had to use another channel (e.g. RCS not capable → SMS): what was
+    # actually sent, on which channel, and why.
+    channel: Channel | None = None
+    fallback_from: Channel | None = None
+    fallback_reason: str = ""
+    body: str = ""
 
 
 IngestEntry = (
@@ -181,6 +262,7 @@ IngestEntry = (
     | OutboundRequest
     | Forwarded
     | SendOutcome
+    | Engagement
     | EventReceived
     | JourneyTimer
     | JourneyHandback
@@ -219,7 +301,21 @@ class MessageRecord(msgspec.Struct, kw_only=True):
     price: float | None = None
     address: str = ""  # the customer's address on this channel
     media: tuple[Media, ...] = ()
+    location: Location | None = None
+    reply_payload: str = ""
+    template: TemplateRef | None = None
     history: list[StatusChange] = msgspec.field(default_factory=list)
+    attributes: dict[str, str] = msgspec.field(default_factory=dict)
+    rich_card: RichCard | None = None
+    fallback_from: Channel | None = None  # the channel asked for, when it was adapted to ``channel``
+    fallback_reason: str = ""
+    subject: str = ""  # email
+    html: str = ""  # email
+    template_kind: str = ""
+    encoding: str = ""  # SMS: GSM-7 or UCS-2
+    cost: float | None = None  # our estimate from the price table (``price`` is what the provider says)
+    opened_at: float | None = None
+    clicks: int = 0
 
 
 class Customer(msgspec.Struct, kw_only=True):
@@ -238,6 +334,10 @@ class OutboxJob(msgspec.Struct, frozen=True):
     channel: Channel
     address: str
     body: str
+    rich_card: RichCard | None = None
+    template: TemplateRef | None = None
+    subject: str = ""  # email
+    html: str = ""  # email
 
 
 # --- thread events: the customer's history stream ---------------------------------------
@@ -263,6 +363,25 @@ class StatusLogged(msgspec.Struct, tag="status", frozen=True):
     error_code: str = ""
 
 
+class EngagementLogged(msgspec.Struct, tag="engagement", frozen=True):
+    """The customer opened a message or clicked one of its links."""
+
+    message_id: str
+    channel: Channel
+    kind: EngagementKind
+    at: float
+    url: str = ""
+
+
+class NoteLogged(msgspec.Struct, tag="note", frozen=True):
+    """An agent's internal note on the thread: shown to agents, never sent to the customer."""
+
+    note_id: str
+    agent: str
+    body: str
+    at: float
+
+
 class EventLogged(msgspec.Struct, tag="event", frozen=True):
     """A backend event (``cart_abandoned``, …) joined the customer's history."""
 
@@ -272,4 +391,4 @@ class EventLogged(msgspec.Struct, tag="event", frozen=True):
     properties: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-ThreadEvent = MessageLogged | StatusLogged | EventLogged
+ThreadEvent = MessageLogged | StatusLogged | EngagementLogged | NoteLogged | EventLogged

@@ -17,7 +17,6 @@ class InvalidIdentifier(ValueError):
         self.field = field
 
 
-_EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$")
 _EXTERNAL_ID = re.compile(r"^[A-Za-z0-9._:@/+-]{1,128}$")
 
 
@@ -36,12 +35,46 @@ def normalize_phone(raw: str, default_region: str = "US") -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+_EMAIL_FORBIDDEN = frozenset(' \t\r\n<>()[],;:"\\')
+MAX_EMAIL_LENGTH = 254
+
+
 def normalize_email(raw: str) -> str:
-    """Lower-cased, trimmed address; raise InvalidIdentifier when it is not one."""
-    text = raw.strip().lower()
-    if len(text) > 254 or not _EMAIL.match(text):
+    """Return the lower-cased form of an email address, or raise InvalidIdentifier.
+
+    The whole address is lower-cased (local parts are case-sensitive in theory, never in
+    practice), so ``Ann@Example.com`` and ``ann@example.com`` are one customer.
+    """
+    text = raw.strip()
+    if text.lower().startswith("mailto:"):
+        text = text[len("mailto:") :]
+    address = text.lower()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
         raise InvalidIdentifier("email", f"not an email address: {raw!r}")
-    return text
+    if len(address) > MAX_EMAIL_LENGTH or len(local) > 64:
+        raise InvalidIdentifier("email", f"email address too long: {raw!r}")
+    if any(ch in _EMAIL_FORBIDDEN or ord(ch) < 32 for ch in address) or "@" in local:
+        raise InvalidIdentifier("email", f"not an email address: {raw!r}")
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        raise InvalidIdentifier("email", f"not an email address: {raw!r}")
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(_valid_label(label) for label in labels):
+        raise InvalidIdentifier("email", f"not a valid email domain: {raw!r}")
+    return address
+
+
+def _valid_label(label: str) -> bool:
+    try:
+        ascii_label = label.encode("idna").decode("ascii") if not label.isascii() else label
+    except UnicodeError:
+        return False
+    return (
+        0 < len(ascii_label) <= 63
+        and not ascii_label.startswith("-")
+        and not ascii_label.endswith("-")
+        and all(ch.isalnum() or ch == "-" for ch in ascii_label)
+    )
 
 
 def normalize_wa_id(raw: str) -> str:

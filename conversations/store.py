@@ -82,6 +82,44 @@ class Keys:
     def provider_message(self, provider: str, provider_message_id: str) -> str:
         return f"{self.prefix}:prov:{provider}:{provider_message_id}"
 
+    def capability(self, channel: str, address: str) -> str:
+        """Cached answer to "can this address receive ``channel``?" (e.g. RBM capability check)."""
+        return f"{self.prefix}:cap:{channel}:{address}"
+
+    # --- agent console -------------------------------------------------------------------
+
+    def agents(self) -> str:
+        """Hash: agent name -> agent record (agents created through the API)."""
+        return f"{self.prefix}:agents"
+
+    def agent_tokens(self) -> str:
+        """Hash: SHA-256 (hex) of an agent token -> agent name."""
+        return f"{self.prefix}:agents:tokens"
+
+    def conversation(self, customer_id: str) -> str:
+        """Hash: the console state of a customer's conversation (status, assignee, unread…)."""
+        return f"{self.prefix}:conv:{customer_id}"
+
+    def reply_authors(self, customer_id: str) -> str:
+        """Hash: outbound message id -> the agent who sent it from the console."""
+        return f"{self.prefix}:conv:{customer_id}:authors"
+
+    def console_events(self) -> str:
+        """Stream of conversation updates that every gateway fans out to its agents."""
+        return f"{self.prefix}:console:events"
+
+    def console_recent(self) -> str:
+        """Zset: customer id scored by the time of the conversation's last message."""
+        return f"{self.prefix}:console:recent"
+
+    def console_assigned(self, agent: str) -> str:
+        """Zset: the conversations assigned to one agent, scored by assignment time."""
+        return f"{self.prefix}:console:assigned:{agent}"
+
+    def console_typing(self) -> str:
+        """Pub/sub channel (not a key) for ephemeral "agent is typing" signals."""
+        return f"{self.prefix}:console:typing"
+
     # --- journeys ------------------------------------------------------------------------
 
     def journeys(self) -> str:
@@ -111,10 +149,6 @@ class Keys:
     def journey_entered(self, customer_id: str) -> str:
         """Hash: journey name -> when the customer last entered it (for entry rules)."""
         return f"{self.prefix}:jentered:{customer_id}"
-
-    def journey_handoff(self, customer_id: str) -> str:
-        """Hash: journey name -> "paused" while an agent has the customer; the console flips it."""
-        return f"{self.prefix}:handoff:{customer_id}"
 
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix (used by test cleanup)."""

@@ -12,12 +12,17 @@ from conversations.models import (
     Channel,
     Customer,
     Direction,
+    EngagementKind,
+    EngagementLogged,
     EventLogged,
     Identifier,
     IdentifierKind,
+    Location,
     Media,
     MessageRecord,
     MessageStatus,
+    NoteLogged,
+    RichCard,
     StatusLogged,
     ThreadEvent,
 )
@@ -30,10 +35,10 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One thread entry as the API shows it; ``cursor`` resumes a page after this entry."""
 
     cursor: str
-    kind: str  # "message", "status" or "event"
+    kind: str  # "message", "status", "engagement", "note" or "event"
     at: float
-    message_id: str = ""
-    channel: Channel | None = None
+    message_id: str = ""  # for a note: the note's id; empty for an event
+    channel: Channel | None = None  # None for notes and events, which go out on no channel
     event_id: str = ""
     name: str = ""  # events: what happened, e.g. cart_abandoned
     properties: dict[str, Any] | None = None
@@ -46,9 +51,21 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     provider_message_id: str = ""
     address: str = ""
     media: tuple[Media, ...] = ()
+    location: Location | None = None
+    reply_payload: str = ""
     segments: int = 0
     created_at: float | None = None
     updated_at: float | None = None
+    attributes: dict[str, str] = msgspec.field(default_factory=dict)
+    rich_card: RichCard | None = None
+    fallback_from: Channel | None = None
+    fallback_reason: str = ""
+    subject: str = ""
+    encoding: str = ""
+    cost: float | None = None
+    engagement: EngagementKind | None = None  # opened / clicked
+    url: str = ""  # the clicked link
+    agent: str = ""  # who wrote a note (or, in the console, sent a reply)
 
 
 class ThreadFilter(msgspec.Struct, frozen=True):
@@ -123,13 +140,17 @@ class ThreadReader:
             start = f"({raw[-1][0].decode()}"
         more = len(matched) > limit
         events = matched[:limit]
-        message_ids = sorted({e.message_id for _, e in events if not isinstance(e, EventLogged)})
+        message_ids = sorted({e.message_id for _, e in events if not isinstance(e, NoteLogged | EventLogged)})
         records: dict[str, MessageRecord] = {}
         if message_ids:
             blobs = await self._redis.mget([self._keys.message(mid) for mid in message_ids])
             records = {mid: decode_message(b) for mid, b in zip(message_ids, blobs, strict=True) if b}
         entries = [
-            _view(sid, event, None if isinstance(event, EventLogged) else records.get(event.message_id))
+            _view(
+                sid,
+                event,
+                None if isinstance(event, NoteLogged | EventLogged) else records.get(event.message_id),
+            )
             for sid, event in events
         ]
         return ThreadPage(customer_id, entries, entries[-1].cursor if more and entries else None)
@@ -169,6 +190,25 @@ def _view(cursor: str, event: ThreadEvent, record: MessageRecord | None) -> Thre
             name=event.name,
             properties=event.properties,
         )
+    if isinstance(event, NoteLogged):
+        return ThreadEntryView(
+            cursor=cursor,
+            kind="note",
+            at=event.at,
+            message_id=event.note_id,
+            body=event.body,
+            agent=event.agent,
+        )
+    if isinstance(event, EngagementLogged):
+        return ThreadEntryView(
+            cursor=cursor,
+            kind="engagement",
+            at=event.at,
+            message_id=event.message_id,
+            channel=event.channel,
+            engagement=event.kind,
+            url=event.url,
+        )
     if isinstance(event, StatusLogged):
         return ThreadEntryView(
             cursor=cursor,
@@ -196,7 +236,17 @@ def _view(cursor: str, event: ThreadEvent, record: MessageRecord | None) -> Thre
         view.provider_message_id = record.provider_message_id
         view.address = record.address
         view.media = record.media
+        view.location = record.location
+        view.reply_payload = record.reply_payload
         view.segments = record.segments
+        view.subject = record.subject
+        view.encoding = record.encoding
+        view.cost = record.cost
         view.created_at = record.created_at
         view.updated_at = record.updated_at
+        view.channel = record.channel  # differs from the logged one when the send was adapted
+        view.attributes = record.attributes
+        view.rich_card = record.rich_card
+        view.fallback_from = record.fallback_from
+        view.fallback_reason = record.fallback_reason
     return view

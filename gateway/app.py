@@ -16,9 +16,24 @@ from conversations.journeys.registry import publish_directory
 from conversations.store import Keys
 from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
+from gateway.console import setup_console
 from gateway.errors import error_middleware
 from gateway.ingest import IngestWriter
-from gateway.routes import customers, events, health, journeys, messages, preference_page, twilio_webhooks
+from gateway.routes import (
+    console,
+    customers,
+    email_webhooks,
+    events,
+    health,
+    journeys,
+    messages,
+    preference_page,
+    rcs_webhooks,
+    tracking,
+    twilio_voice_webhooks,
+    twilio_webhooks,
+    whatsapp_webhooks,
+)
 from gateway.services import SERVICES, Services
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -34,7 +49,22 @@ def create_app(
     if not config.secret_key:
         # Links signed with a throw-away key stop working on restart; `serve` persists one.
         config = msgspec.structs.replace(config, secret_key=secrets.token_urlsafe(32))
-    for module in (health, twilio_webhooks, messages, customers, preference_page, events, journeys):
+    route_modules = (
+        health,
+        twilio_webhooks,
+        twilio_voice_webhooks,
+        whatsapp_webhooks,
+        rcs_webhooks,
+        email_webhooks,
+        tracking,
+        messages,
+        customers,
+        preference_page,
+        console,
+        events,
+        journeys,
+    )
+    for module in route_modules:
         app.add_routes(module.routes)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -64,4 +94,5 @@ def create_app(
         await redis.aclose()
 
     app.cleanup_ctx.append(resources)
+    setup_console(app, config)
     return app

@@ -10,6 +10,7 @@ import jinja2
 from aiohttp import web
 from redis.asyncio import Redis
 
+from channels.templates import TemplateRenderer
 from conversations.config import Config
 from conversations.store import Keys
 from conversations.thread import ThreadReader
@@ -30,7 +31,8 @@ class Services:
     api_keys: ApiKeys
     clock: Callable[[], float]
     shard_actors: list[Any] = field(default_factory=list)
-    templates: jinja2.Environment = field(default_factory=page_environment)
+    pages: jinja2.Environment = field(default_factory=page_environment)
+    templates: TemplateRenderer = field(default_factory=TemplateRenderer)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -54,6 +54,7 @@ def test_cart_abandonment_whatsapp_then_sms_coupon_then_email() -> None:
     effects = drive.step(TimerFired(2), T0 + 28 * HOUR)
     (email,) = of_type(effects, SendMessage)
     assert email.channel is Channel.EMAIL and email.recipient.value == "ada@example.com"
+    assert email.subject == "Your cart is about to expire" and email.track and sms.track
     assert "59.5 USD" in email.body
     assert of_type(effects, Finish) == [Finish(InstanceStatus.COMPLETED, "completed")]
     assert [s.channel for s in drive.current.sends] == ["whatsapp", "sms", "email"]

@@ -86,6 +86,8 @@ class SendStep(StepBase, tag="send"):
     message_type: str = "service"
     channel: str | None = None
     kind: Literal["text"] = "text"
+    subject: str = ""  # email subject (a template)
+    track: bool = False  # rewrite links for click tracking (clicks become the "clicked" outcome)
     variables: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
@@ -308,6 +310,7 @@ def _check_send(
     if not step.body.strip():
         raise fail(f"{path}.body", "the message body is empty")
     _check_template(templates, step.body, f"{path}.body", fail)
+    _check_template(templates, step.subject, f"{path}.subject", fail)
     for name, value in step.variables.items():
         if isinstance(value, str):
             _check_template(templates, value, f"{path}.variables.{name}", fail)

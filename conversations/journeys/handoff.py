@@ -1,16 +1,18 @@
-"""The journey side of agent handoff, for the console: who is paused, and how to hand back.
+"""The journey side of agent handoff: one switch shared with the agent console.
 
-A journey's ``handoff`` step pauses the instance and sets, in the customer's handoff hash
-(``Keys.journey_handoff(customer_id)``), the field ``<journey name>`` to ``"paused"``.
-While any field is ``"paused"``, automation is waiting for an agent.
+The switch is the console's conversation hash (``Keys.conversation(customer_id)``), field
+``automation``: ``"paused"`` or ``"active"`` (the values of ``conversations.console.Automation``).
 
-To hand back, the console either
+- A journey's ``handoff`` step sets it to ``"paused"``. The instance then waits for an agent.
+- The console's ``handback`` sets it to ``"active"``, and also submits a ``JourneyHandback``
+  entry (``handback_entry``) to the customer's home shard. The shard resumes every journey
+  paused at a handoff step in its next batch.
+- A writer that only flips the field (no entry) resumes them too, at the customer's next
+  stimulus (a message, a status or an event). ``release`` does both, for code outside the
+  console.
 
-- calls ``release`` (outside a batch) or ``release_in`` (inside its own batch pipeline): the key
-  is cleared and a ``JourneyHandback`` entry wakes the customer's home shard, which resumes
-  every paused journey of the customer in its next batch; or
-- just flips the key (HDEL the fields, DEL the key, or set them to anything but ``"paused"``):
-  the paused journeys then resume at the customer's next stimulus (a message, status or event).
+When a journey ends or its handoff times out, it sets ``"active"`` again unless an agent holds
+the conversation (``assignee`` is set).
 """
 
 from __future__ import annotations
@@ -23,28 +25,36 @@ from conversations.models import JourneyHandback
 from conversations.sharding import shard_for_customer
 from conversations.store import INGEST_FIELD, Keys
 
+AUTOMATION_FIELD = "automation"
+ASSIGNEE_FIELD = "assignee"
 PAUSED = "paused"
+ACTIVE = "active"
 
 
-async def paused_journeys(redis: Redis, keys: Keys, customer_id: str) -> list[str]:
-    """Names of the customer's journeys waiting for an agent to hand back."""
-    fields = await redis.hgetall(keys.journey_handoff(customer_id))
-    return sorted(name.decode() for name, value in fields.items() if value.decode() == PAUSED)
+def handback_entry(customer_id: str, at: float, agent: str = "") -> JourneyHandback:
+    """The ingest entry that wakes the customer's paused journeys (submit it to the home shard)."""
+    return JourneyHandback(customer_id, at, agent)
+
+
+async def automation_paused(redis: Redis, keys: Keys, customer_id: str) -> bool:
+    """Whether automation for the customer waits for an agent."""
+    value = await redis.hget(keys.conversation(customer_id), AUTOMATION_FIELD)
+    return value is not None and value.decode() == PAUSED
 
 
 def release_in(pipe: Pipeline, keys: Keys, shards: int, customer_id: str, at: float, agent: str = "") -> None:
-    """Queue the handback on ``pipe`` (a console running inside a shard batch uses this)."""
+    """Queue a handback on ``pipe``: automation active, and the home shard woken."""
     home = shard_for_customer(customer_id, shards)
     if home is None:
         raise ValueError(f"not a customer id: {customer_id!r}")
-    pipe.delete(keys.journey_handoff(customer_id))
-    pipe.xadd(keys.ingest(home), {INGEST_FIELD: encode(JourneyHandback(customer_id, at, agent))})
+    pipe.hset(keys.conversation(customer_id), AUTOMATION_FIELD, ACTIVE)
+    pipe.xadd(keys.ingest(home), {INGEST_FIELD: encode(handback_entry(customer_id, at, agent))})
 
 
 async def release(
     redis: Redis, keys: Keys, shards: int, customer_id: str, at: float, agent: str = ""
 ) -> None:
-    """Hand the customer back to automation now: clear the key and wake the home shard, atomically."""
+    """Hand the customer back to automation now (atomically: the switch and the wake-up)."""
     pipe = redis.pipeline(transaction=True)
     release_in(pipe, keys, shards, customer_id, at, agent)
     await pipe.execute()

@@ -163,6 +163,8 @@ class SendMessage(msgspec.Struct, frozen=True):
     body: str
     message_type: str
     channel: Channel | None = None
+    subject: str = ""  # email
+    track: bool = False  # tracked links, so opens and clicks come back as outcomes
 
 
 class ScheduleTimer(msgspec.Struct, frozen=True):

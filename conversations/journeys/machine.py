@@ -60,7 +60,6 @@ from conversations.models import Channel, Identifier, IdentifierKind
 MAX_STEPS_PER_ADVANCE = 100  # a branch loop without a wait would otherwise spin forever
 MAX_LOG = 50
 SEND_OUTCOMES = ("sent", "delivered", "read", "replied", "clicked", "failed")
-CLICK_EVENT = "link_clicked"  # an event with properties.message_id marks that send clicked
 
 # Which of the customer's handles can carry each channel, best first.
 _ADDRESSES: dict[str | None, tuple[IdentifierKind, ...]] = {
@@ -189,10 +188,6 @@ class _Run:
                 self.instance.last_event = event
                 self.finish(InstanceStatus.EXITED, f"exit event {event.name}")
                 return
-        if event.name == CLICK_EVENT:
-            clicked = event.properties.get("message_id")
-            if isinstance(clicked, str):
-                self.on_status(clicked, "clicked", "")
         wait = self.instance.wait
         if wait is None or wait.handoff or not wait.event or wait.event != event.name:
             return
@@ -299,6 +294,7 @@ class _Run:
                 for name, value in step.variables.items()
             }
             body = self.render(step.body, {**context, **variables}).strip()
+            subject = self.render(step.subject, {**context, **variables}).strip() if step.subject else ""
         except TemplateProblem as exc:
             self.fail_send(record, str(exc))
             return
@@ -309,7 +305,9 @@ class _Run:
             self.fail_send(record, "the message rendered empty")
             return
         channel = Channel(channel_name) if channel_name else None
-        self.effects.append(SendMessage(message_id, step.id, recipient, body, step.message_type, channel))
+        self.effects.append(
+            SendMessage(message_id, step.id, recipient, body, step.message_type, channel, subject, step.track)
+        )
         self.mark(record, "sent")  # "sent" means the journey emitted it; a provider's "sent" adds nothing
         self.log(step.id, f"sent {message_id} via {channel_name or 'routing'}")
 

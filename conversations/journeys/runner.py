@@ -25,7 +25,7 @@ from conversations import timers
 from conversations.codec import encode
 from conversations.ids import ulid
 from conversations.journeys.definition import DefinitionError, Journey
-from conversations.journeys.handoff import PAUSED
+from conversations.journeys.handoff import ACTIVE, ASSIGNEE_FIELD, AUTOMATION_FIELD, PAUSED
 from conversations.journeys.instance import (
     CancelTimer,
     Count,
@@ -52,6 +52,8 @@ from conversations.journeys.machine import advance, may_enter, new_instance, sto
 from conversations.journeys.registry import StoredVersion, compile_stored
 from conversations.models import (
     Channel,
+    Engagement,
+    EngagementKind,
     EventReceived,
     Forwarded,
     Identifier,
@@ -94,7 +96,8 @@ class _Customer:
     context: CustomerContext
     instances: dict[str, Instance] = field(default_factory=dict)  # running (and finished this batch)
     entered: dict[str, float] = field(default_factory=dict)
-    handoff: dict[str, str] = field(default_factory=dict)
+    automation: str = ""  # the console's switch: "paused" while an agent has the customer
+    assignee: str = ""
     dirty: set[str] = field(default_factory=set)
 
 
@@ -141,18 +144,19 @@ class JourneyRunner:
         for customer_id in wanted:
             pipe.hgetall(self._keys.customer(customer_id))
             pipe.hgetall(self._keys.journey_entered(customer_id))
-            pipe.hgetall(self._keys.journey_handoff(customer_id))
+            pipe.hmget(self._keys.conversation(customer_id), [AUTOMATION_FIELD, ASSIGNEE_FIELD])
             for instance_id in active[customer_id]:
                 pipe.get(self._keys.journey_instance(instance_id))
         for name, version in missing:
             pipe.hget(self._keys.journey_versions(name), str(version))
         replies = iter(await pipe.execute())
         for customer_id in wanted:
-            profile, entered, handoff = next(replies), next(replies), next(replies)
+            profile, entered, (automation, assignee) = next(replies), next(replies), next(replies)
             state = _Customer(
                 context=_context(customer_id, profile),
                 entered={k.decode(): float(v) for k, v in entered.items()},
-                handoff={k.decode(): v.decode() for k, v in handoff.items()},
+                automation=automation.decode() if automation else "",
+                assignee=assignee.decode() if assignee else "",
             )
             for instance_id in active[customer_id]:
                 blob = next(replies)
@@ -194,9 +198,16 @@ class JourneyRunner:
             if outcome is not None:
                 stimulus = StatusSeen(entry.message_id, outcome, entry.at, entry.error_code)
                 self._deliver(pipe, state, stimulus, now, message_id=entry.message_id)
+        elif isinstance(entry, Engagement):
+            # An email open is its read receipt; a click on a tracked link is a click.
+            outcome = "clicked" if entry.kind is EngagementKind.CLICKED else "read"
+            stimulus = StatusSeen(entry.message_id, outcome, entry.at)
+            self._deliver(pipe, state, stimulus, now, message_id=entry.message_id)
         elif isinstance(entry, OutboundRequest):
             if refused:
-                stimulus = StatusSeen(entry.message_id, "failed", now, "opted_out")  # consent refused it
+                stimulus = StatusSeen(
+                    entry.message_id, "failed", now, "refused"
+                )  # consent or WhatsApp window
                 self._deliver(pipe, state, stimulus, now, message_id=entry.message_id)
         elif isinstance(entry, JourneyTimer):
             instance = state.instances.get(entry.instance_id)
@@ -282,10 +293,12 @@ class JourneyRunner:
             self._commit(pipe, state, instance, changed, effects, now, new=True)
 
     def _notice_handbacks(self, pipe: Pipeline, state: _Customer, now: float) -> None:
-        """A console that only flipped the handoff key (no handback entry) still resumes us."""
+        """A switch flipped back to active without a handback entry still resumes paused journeys."""
+        if state.automation == PAUSED:
+            return
         for instance in list(state.instances.values()):
             wait = instance.wait
-            if wait is not None and wait.handoff and state.handoff.get(instance.journey) != PAUSED:
+            if wait is not None and wait.handoff:
                 self._advance(pipe, state, instance, HandedBack(now, "console"), now)
 
     def _commit(
@@ -312,6 +325,8 @@ class JourneyRunner:
                     message_type=effect.message_type,
                     requested_at=now,
                     channel=effect.channel,
+                    subject=effect.subject,
+                    track=effect.track,
                 )
                 forwarded = Forwarded(customer_id=customer_id, entry=request)
                 pipe.xadd(self._keys.ingest(self._shard), {INGEST_FIELD: encode(forwarded)})
@@ -329,16 +344,18 @@ class JourneyRunner:
                 pipe.hset(self._keys.customer(customer_id), mapping={**fields, "updated_at": repr(now)})
                 state.context.attributes.update(effect.values)
             elif isinstance(effect, HandOff):
-                state.handoff[after.journey] = PAUSED
-                pipe.hset(self._keys.journey_handoff(customer_id), after.journey, PAUSED)
+                state.automation = PAUSED
+                pipe.hset(self._keys.conversation(customer_id), AUTOMATION_FIELD, PAUSED)
             elif isinstance(effect, HandBack):
+                # Leave the switch alone while an agent holds the conversation or another
+                # journey of the customer still waits for one.
                 still = any(
-                    i.id != after.id and i.journey == after.journey and i.wait is not None and i.wait.handoff
+                    i.id != after.id and i.wait is not None and i.wait.handoff
                     for i in state.instances.values()
                 )
-                if not still:
-                    state.handoff.pop(after.journey, None)
-                    pipe.hdel(self._keys.journey_handoff(customer_id), after.journey)
+                if not still and not state.assignee and state.automation == PAUSED:
+                    state.automation = ACTIVE
+                    pipe.hset(self._keys.conversation(customer_id), AUTOMATION_FIELD, ACTIVE)
             elif isinstance(effect, Finish):
                 pipe.hincrby(stats, effect.status.value, 1)
                 pipe.hincrby(stats, "active", -1)

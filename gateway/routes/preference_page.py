@@ -63,7 +63,7 @@ async def _customer_from_token(services: Services, token: str) -> str:
 async def _render(services: Services, customer_id: str, saved: bool) -> web.Response:
     blob = await services.redis.get(services.keys.preferences(customer_id))
     preferences = decode_preferences(blob) if blob else Preferences()
-    html = services.templates.get_template("preferences.html.j2").render(
+    html = services.pages.get_template("preferences.html.j2").render(
         channels=[c.value for c in CHANNEL_LABELS],
         channel_labels={c.value: label for c, label in CHANNEL_LABELS.items()},
         message_types=services.config.message_types,
