@@ -7,8 +7,8 @@ Every change, whether a shard applied a message or an agent claimed a conversati
 a reconnecting agent replays that stream from the last event id it saw.
 
 State changes made by agents run as one Lua script each, so two agents racing for a claim
-cannot both win. Journeys do not exist yet: ``automation`` records whether they may act
-(``paused`` once an agent claims, ``active`` again after a handback) for them to read later.
+cannot both win. ``automation`` is shared with journeys (conversations/journeys/handoff.py):
+``paused`` once an agent claims or a journey hands off, ``active`` again after a handback.
 """
 
 from __future__ import annotations
