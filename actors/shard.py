@@ -148,12 +148,37 @@ class ShardActor:
             await asyncio.sleep(interval)
 
     async def _apply(self, batch) -> None:
-        async with self._lock:
-            result = await self._processor.process(batch)
+        try:
+            async with self._lock:
+                result = await self._processor.process(batch)
+        except RedisError:
+            raise
+        except Exception:
+            # A bug or an entry no code path expected must not stall the whole shard: apply the
+            # entries one by one, and set aside (dead-letter, logged) only those that fail alone.
+            log.exception(
+                "shard %s: batch of %d failed; applying its entries one by one", self._shard, len(batch)
+            )
+            for entry in batch:
+                await self._apply_alone(entry)
+            return
         self._stats.batches += 1
         self._stats.entries += result.applied
         self._stats.forwarded += result.forwarded
         self._stats.dead += result.dead
+
+    async def _apply_alone(self, entry) -> None:
+        async with self._lock:
+            try:
+                result = await self._processor.process([entry])
+            except RedisError:
+                raise
+            except Exception:
+                log.exception("shard %s: entry %r dead-lettered", self._shard, entry[0])
+                await self._processor.dead_letter(entry)
+                self._stats.dead += 1
+                return
+        self._stats.entries += result.applied
 
     async def upsert_profile(self, request: bytes) -> bytes:
         """Create or update a customer homed here; see conversations.commands."""

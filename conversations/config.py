@@ -132,6 +132,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     simulator: bool | None = None  # None: on unless real provider credentials are set
     simulator_port: int = 8081
     data_dir: str = ".threadline"
+    journeys_dir: str = "journeys"  # journey files (*.yaml, *.json) published at start
     ray_namespace: str = "threadline"
     routing_policy: str = ""  # a routing policy TOML file; empty: conversations/routing/default_policy.toml
     twilio: TwilioConfig = msgspec.field(default_factory=TwilioConfig)

@@ -7,8 +7,8 @@ Every change, whether a shard applied a message or an agent claimed a conversati
 a reconnecting agent replays that stream from the last event id it saw.
 
 State changes made by agents run as one Lua script each, so two agents racing for a claim
-cannot both win. Journeys do not exist yet: ``automation`` records whether they may act
-(``paused`` once an agent claims, ``active`` again after a handback) for them to read later.
+cannot both win. ``automation`` is shared with journeys (conversations/journeys/handoff.py):
+``paused`` once an agent claims or a journey hands off, ``active`` again after a handback.
 """
 
 from __future__ import annotations
@@ -245,8 +245,7 @@ class ConsoleStore:
 
     async def customer_fields(self, customer_id: str) -> dict[str, str]:
         """The customer's profile hash, decoded (empty when there is no such customer)."""
-        raw = await self._redis.hgetall(self._keys.customer(customer_id))
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return _decoded(await self._redis.hgetall(self._keys.customer(customer_id)))
 
     async def apply(self, op: Operation, customer_id: str, agent: str, target: str = "") -> str:
         """Change the conversation's state; returns the update's event id or raises TransitionRefused."""
@@ -397,7 +396,8 @@ class ConsoleStore:
 
 
 def _decoded(raw: dict[bytes, bytes]) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in raw.items()}
+    # Attribute fields (attr:*) hold msgpack, not text: decoding must not fail on them.
+    return {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
 
 
 def summarize(

@@ -24,6 +24,7 @@ from conversations.codec import decode_ingest, decode_message, decode_preference
 from conversations.config import WhatsAppTemplate
 from conversations.consent import write_preferences
 from conversations.ids import new_customer_id, new_message_id
+from conversations.journeys.runner import JourneyRunner
 from conversations.keywords import Keyword, KeywordReplies, classify
 from conversations.models import (
     Channel,
@@ -31,10 +32,14 @@ from conversations.models import (
     Engagement,
     EngagementKind,
     EngagementLogged,
+    EventLogged,
+    EventReceived,
     Forwarded,
     Identifier,
     InboundMessage,
     IngestEntry,
+    JourneyHandback,
+    JourneyTimer,
     MessageLogged,
     MessageRecord,
     MessageStatus,
@@ -84,7 +89,17 @@ class _Work:
     """One decoded entry with the customer it belongs to once resolved."""
 
     stream_id: bytes
-    entry: InboundMessage | OutboundRequest | StatusUpdate | SendOutcome | Engagement | RoutingTimer
+    entry: (
+        InboundMessage
+        | OutboundRequest
+        | StatusUpdate
+        | SendOutcome
+        | Engagement
+        | RoutingTimer
+        | EventReceived
+        | JourneyTimer
+        | JourneyHandback
+    )
     customer_id: str = ""
 
 
@@ -118,6 +133,7 @@ class IngestProcessor:
         self._clock = clock
         self._ingest_key = keys.ingest(shard)
         self._on_commit = on_commit
+        self._journeys = JourneyRunner(redis, keys, shard)
 
     async def process(self, raw_batch: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> BatchResult:
         """Apply a batch read from the ingest stream; acks it in the same transaction."""
@@ -138,7 +154,9 @@ class IngestProcessor:
                 continue
             if isinstance(entry, Forwarded):
                 work.append(_Work(stream_id, entry.entry, entry.customer_id))
-            elif isinstance(entry, StatusUpdate | SendOutcome | Engagement | RoutingTimer):
+            elif isinstance(
+                entry, StatusUpdate | SendOutcome | Engagement | RoutingTimer | JourneyTimer | JourneyHandback
+            ):
                 work.append(_Work(stream_id, entry, entry.customer_id))  # "" until matched
             else:
                 work.append(_Work(stream_id, entry))
@@ -155,6 +173,7 @@ class IngestProcessor:
 
         preferences = await self._load_preferences(work)
         await self._load_sessions(work)
+        await self._journeys.prepare([(item.customer_id, item.entry) for item in work if item.customer_id])
         now = self._clock()
         routing = await self._router.prepare([(item.customer_id, item.entry) for item in work], records, now)
         pipe = self._redis.pipeline(transaction=True)
@@ -166,6 +185,7 @@ class IngestProcessor:
                 pipe.xadd(self._keys.ingest(home), {INGEST_FIELD: encode(forwarded)})
                 result.forwarded += 1
                 continue
+            refused = False
             if isinstance(entry, InboundMessage):
                 self._write_inbound(pipe, item.customer_id, entry, now)
                 self._router.saw_inbound(routing, item.customer_id, entry.channel, entry.received_at)
@@ -174,8 +194,10 @@ class IngestProcessor:
                     self._handle_keyword(pipe, routing, item.customer_id, entry, preferences, now)
             elif isinstance(entry, OutboundRequest):
                 session_id = self._session_id(item.customer_id, entry.requested_at)
-                self._write_outbound(pipe, routing, item.customer_id, entry, now, session_id)
-                result.sends_queued += 1
+                if self._write_outbound(pipe, routing, item.customer_id, entry, now, session_id):
+                    result.sends_queued += 1
+                else:
+                    refused = True
                 result.outbound.add(item.customer_id)
             elif isinstance(entry, StatusUpdate):
                 if entry.message_id not in records:
@@ -191,6 +213,10 @@ class IngestProcessor:
                 self._router.on_timer(pipe, routing, entry, now)
             elif isinstance(entry, Engagement):
                 self._write_engagement(pipe, records, routing, entry)
+            elif isinstance(entry, EventReceived):
+                self._write_event(pipe, item.customer_id, entry, now)
+            # Journeys see every applied entry (events, replies, statuses, their timers).
+            self._journeys.observe(pipe, item.customer_id, _as_message(entry, records), now, refused)
             result.applied += 1
             result.touched_customers.add(item.customer_id)
         for customer_id, session in self._sessions.items():
@@ -199,6 +225,7 @@ class IngestProcessor:
                     self._keys.customer(customer_id),
                     mapping={"session_id": session.id, "session_last_at": repr(session.last_at)},
                 )
+        self._journeys.flush(pipe)
         for stream_id, payload in dead:
             pipe.xadd(self._keys.dead_letters(self._shard), {INGEST_FIELD: payload, b"id": stream_id})
         result.dead = len(dead)
@@ -240,6 +267,18 @@ class IngestProcessor:
                 identifier = _identifier_of(item.entry)
                 if identifier is not None:
                     item.customer_id = resolved[identifier]
+
+    async def dead_letter(self, entry: tuple[bytes, dict[bytes, bytes]]) -> None:
+        """Set one entry aside on the shard's dead-letter stream and ack it (nothing is lost)."""
+        stream_id, fields = entry
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.xadd(
+            self._keys.dead_letters(self._shard),
+            {INGEST_FIELD: (fields or {}).get(INGEST_FIELD, b""), b"id": stream_id},
+        )
+        pipe.xack(self._ingest_key, CONSUMER_GROUP, stream_id)
+        pipe.xdel(self._ingest_key, stream_id)
+        await pipe.execute()
 
     async def _load_preferences(self, work: list[_Work]) -> dict[str, Preferences]:
         """Preferences of the customers whose consent this batch checks or changes."""
@@ -414,6 +453,18 @@ class IngestProcessor:
         pipe.hset(self._keys.customer(customer_id), mapping=fields)
         self._router.record_reply(pipe, customer_id, entry.channel, entry.received_at)
 
+    def _write_event(self, pipe, customer_id: str, entry: EventReceived, now: float) -> None:
+        """A backend event joins the customer's history (journeys see it right after)."""
+        if not customer_id:  # neither an identifier nor a customer id: nobody to attach it to
+            log.warning("shard %s: event %s names no customer; dropped", self._shard, entry.event_id)
+            return
+        if entry.customer is not None:
+            fields = self._touch_customer(pipe, customer_id, entry.customer, now)
+            pipe.hset(self._keys.customer(customer_id), mapping=fields)
+        # Readers assume an entry's time is never after its write (``since`` scans by stream id).
+        logged = EventLogged(entry.event_id, entry.name, min(entry.occurred_at, now), entry.properties)
+        pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
+
     def _write_outbound(
         self,
         pipe,
@@ -422,11 +473,14 @@ class IngestProcessor:
         entry: OutboundRequest,
         now: float,
         session_id: str = "",
-    ) -> None:
-        """Routing decides the channel chain and queues the first attempt (conversations.outbound)."""
+    ) -> bool:
+        """Routing decides the channel chain and queues the first attempt (conversations.outbound);
+        False when routing refused the message outright."""
         self._router.request(pipe, routing, customer_id, entry, now, session_id)
         fields = self._touch_customer(pipe, customer_id, entry.recipient, now)
         pipe.hset(self._keys.customer(customer_id), mapping=fields)
+        parent = routing.parents.get(entry.message_id)
+        return not (parent is not None and parent.routing is not None and parent.routing.state == "refused")
 
     def _apply_status(
         self,
@@ -509,9 +563,21 @@ class IngestProcessor:
         pipe.xadd(self._keys.thread(record.customer_id), {INGEST_FIELD: encode(logged)})
 
 
+def _as_message(entry, records: dict[str, MessageRecord]):
+    """A provider report on a routing attempt, as a report on the message the attempt carries
+    (what journeys and other observers know)."""
+    if isinstance(entry, StatusUpdate | SendOutcome | Engagement):
+        record = records.get(entry.message_id)
+        if record is not None and record.parent_id:
+            return msgspec.structs.replace(entry, message_id=record.parent_id)
+    return entry
+
+
 def _identifier_of(entry: IngestEntry) -> Identifier | None:
     if isinstance(entry, InboundMessage):
         return entry.sender
     if isinstance(entry, OutboundRequest):
         return entry.recipient
+    if isinstance(entry, EventReceived):
+        return entry.customer
     return None

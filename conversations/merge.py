@@ -29,7 +29,7 @@ from conversations.codec import (
     encode,
 )
 from conversations.consent import write_preferences
-from conversations.models import Identifier, IdentifierKind, NoteLogged
+from conversations.models import EventLogged, Identifier, IdentifierKind, NoteLogged
 from conversations.preferences import Preferences
 from conversations.profiles import Scalar, decode_attribute
 from conversations.store import INGEST_FIELD, Keys
@@ -198,7 +198,9 @@ async def merge_into(redis: Redis, keys: Keys, winner: str, loser: str, now: flo
     blobs = await redis.mget(keys.preferences(winner), keys.preferences(loser))
     winner_prefs, loser_prefs = (decode_preferences(b) if b else None for b in blobs)
     loser_events = [decode_thread_event(f[INGEST_FIELD]) for _, f in loser_thread]
-    loser_messages = sorted({e.message_id for e in loser_events if not isinstance(e, NoteLogged)})
+    loser_messages = sorted(
+        {e.message_id for e in loser_events if not isinstance(e, NoteLogged | EventLogged)}
+    )
     records = await redis.mget([keys.message(m) for m in loser_messages]) if loser_messages else []
 
     pipe = redis.pipeline(transaction=True)

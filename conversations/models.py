@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import msgspec
 
@@ -188,11 +189,53 @@ class OutboundContent(msgspec.Struct, frozen=True):
     cost: float | None = None
 
 
+class EventReceived(msgspec.Struct, tag="event", frozen=True):
+    """A backend reported something the customer did (``cart_abandoned``, ``purchase_completed``).
+
+    ``customer`` picks the shard like an inbound sender does; it is None when the backend named
+    the customer by id (the entry then travels inside a Forwarded to the home shard).
+    """
+
+    event_id: str
+    name: str
+    occurred_at: float
+    received_at: float
+    customer: Identifier | None = None
+    properties: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class JourneyTimer(msgspec.Struct, tag="journey_timer", frozen=True):
+    """A journey wait (or handoff timeout) came due; ``token`` tells stale timers apart."""
+
+    customer_id: str
+    journey: str
+    instance_id: str
+    token: int
+
+
+class JourneyHandback(msgspec.Struct, tag="journey_handback", frozen=True):
+    """An agent handed the customer back to automation: paused journeys resume."""
+
+    customer_id: str
+    at: float
+    agent: str = ""
+
+
 class Forwarded(msgspec.Struct, tag="forwarded", frozen=True):
     """An entry that arrived on one shard but belongs to a customer homed on another."""
 
     customer_id: str
-    entry: InboundMessage | OutboundRequest | StatusUpdate | SendOutcome | Engagement | RoutingTimer
+    entry: (
+        InboundMessage
+        | OutboundRequest
+        | StatusUpdate
+        | SendOutcome
+        | Engagement
+        | RoutingTimer
+        | EventReceived
+        | JourneyTimer
+        | JourneyHandback
+    )
 
 
 class SendOutcome(msgspec.Struct, tag="sent", frozen=True):
@@ -227,7 +270,16 @@ class RoutingTimer(msgspec.Struct, tag="route_timer", frozen=True):
 
 
 IngestEntry = (
-    InboundMessage | StatusUpdate | OutboundRequest | Forwarded | SendOutcome | Engagement | RoutingTimer
+    InboundMessage
+    | StatusUpdate
+    | OutboundRequest
+    | Forwarded
+    | SendOutcome
+    | Engagement
+    | RoutingTimer
+    | EventReceived
+    | JourneyTimer
+    | JourneyHandback
 )
 
 
@@ -457,4 +509,13 @@ class RoutingLogged(msgspec.Struct, tag="routing", frozen=True, kw_only=True):
     decision: RoutingDecision | None = None
 
 
-ThreadEvent = MessageLogged | StatusLogged | EngagementLogged | NoteLogged | RoutingLogged
+class EventLogged(msgspec.Struct, tag="event", frozen=True):
+    """A backend event (``cart_abandoned``, …) joined the customer's history."""
+
+    event_id: str
+    name: str
+    at: float
+    properties: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+ThreadEvent = MessageLogged | StatusLogged | EngagementLogged | NoteLogged | RoutingLogged | EventLogged

@@ -132,6 +132,36 @@ class Keys:
         """Hash with the campaign's ``spent`` so far, for its budget cap."""
         return f"{self.prefix}:campaign:{campaign_id}"
 
+    # --- journeys ------------------------------------------------------------------------
+
+    def journeys(self) -> str:
+        """Hash: journey name -> its current version."""
+        return f"{self.prefix}:journeys"
+
+    def journey_versions(self, name: str) -> str:
+        """Hash: version -> the stored definition of that version (versions are never changed)."""
+        return f"{self.prefix}:journey:{name}:versions"
+
+    def journey_stats(self, name: str) -> str:
+        """Hash of counters: entered, active, completed, converted, exited, step:<id>:<metric>."""
+        return f"{self.prefix}:journey:{name}:stats"
+
+    def journey_instance(self, instance_id: str) -> str:
+        """One journey instance (msgpack), written by the customer's home shard only."""
+        return f"{self.prefix}:jinst:{instance_id}"
+
+    def journey_active(self, customer_id: str) -> str:
+        """Hash: journey name -> id of the customer's running instance of it."""
+        return f"{self.prefix}:jactive:{customer_id}"
+
+    def journey_history(self, customer_id: str) -> str:
+        """Sorted set of every instance id of the customer, by start time."""
+        return f"{self.prefix}:jhist:{customer_id}"
+
+    def journey_entered(self, customer_id: str) -> str:
+        """Hash: journey name -> when the customer last entered it (for entry rules)."""
+        return f"{self.prefix}:jentered:{customer_id}"
+
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix (used by test cleanup)."""
         return f"{self.prefix}:*"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from redis.asyncio import Redis
 
@@ -12,11 +14,11 @@ from conversations.models import (
     Direction,
     EngagementKind,
     EngagementLogged,
+    EventLogged,
     Identifier,
     IdentifierKind,
     Location,
     Media,
-    MessageLogged,
     MessageRecord,
     MessageStatus,
     NoteLogged,
@@ -35,10 +37,13 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One thread entry as the API shows it; ``cursor`` resumes a page after this entry."""
 
     cursor: str
-    kind: str  # "message", "status", "engagement", "note" or "routing"
+    kind: str  # "message", "status", "engagement", "note", "routing" or "event"
     at: float
-    message_id: str  # for a note: the note's id
-    channel: Channel | None = None  # None only for notes, which go out on no channel
+    message_id: str = ""  # for a note: the note's id; empty for an event
+    channel: Channel | None = None  # None for notes and events, which go out on no channel
+    event_id: str = ""
+    name: str = ""  # events: what happened, e.g. cart_abandoned
+    properties: dict[str, Any] | None = None
     direction: Direction | None = None
     session_id: str = ""
     status: MessageStatus | None = None
@@ -81,6 +86,8 @@ class ThreadFilter(msgspec.Struct, frozen=True):
         return not self.channels and self.direction is None and self.since is None and self.until is None
 
     def matches(self, event: ThreadEvent) -> bool:
+        if isinstance(event, EventLogged) and (self.channels or self.direction is not None):
+            return False  # backend events have neither a channel nor a direction
         channel = getattr(event, "channel", None)
         if self.channels and channel not in self.channels:
             return False
@@ -139,13 +146,17 @@ class ThreadReader:
             start = f"({raw[-1][0].decode()}"
         more = len(matched) > limit
         events = matched[:limit]
-        message_ids = sorted({event.message_id for _, event in events if not isinstance(event, NoteLogged)})
+        message_ids = sorted({e.message_id for _, e in events if not isinstance(e, NoteLogged | EventLogged)})
         records: dict[str, MessageRecord] = {}
         if message_ids:
             blobs = await self._redis.mget([self._keys.message(mid) for mid in message_ids])
             records = {mid: decode_message(b) for mid, b in zip(message_ids, blobs, strict=True) if b}
         entries = [
-            _view(sid, event, None if isinstance(event, NoteLogged) else records.get(event.message_id))
+            _view(
+                sid,
+                event,
+                None if isinstance(event, NoteLogged | EventLogged) else records.get(event.message_id),
+            )
             for sid, event in events
         ]
         return ThreadPage(customer_id, entries, entries[-1].cursor if more and entries else None)
@@ -162,7 +173,9 @@ class ThreadReader:
         fields = await self._redis.hgetall(self._keys.customer(customer_id))
         if not fields:
             return None
-        decoded = {k.decode(): v.decode() for k, v in fields.items()}
+        decoded = {
+            k.decode(): v.decode(errors="replace") for k, v in fields.items() if not k.startswith(b"attr:")
+        }
         identifiers = []
         for name in decoded:
             if name.startswith("ident:"):
@@ -175,11 +188,7 @@ class ThreadReader:
         )
 
 
-def _view(
-    cursor: str,
-    event: MessageLogged | StatusLogged | EngagementLogged | NoteLogged | RoutingLogged,
-    record: MessageRecord | None,
-) -> ThreadEntryView:
+def _view(cursor: str, event: ThreadEvent, record: MessageRecord | None) -> ThreadEntryView:
     if isinstance(event, RoutingLogged):
         return ThreadEntryView(
             cursor=cursor,
@@ -191,6 +200,15 @@ def _view(
             attempt_id=event.attempt_id,
             detail=event.detail,
             decision=event.decision,
+        )
+    if isinstance(event, EventLogged):
+        return ThreadEntryView(
+            cursor=cursor,
+            kind="event",
+            at=event.at,
+            event_id=event.event_id,
+            name=event.name,
+            properties=event.properties,
         )
     if isinstance(event, NoteLogged):
         return ThreadEntryView(

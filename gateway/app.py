@@ -12,6 +12,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from conversations.config import Config
+from conversations.journeys.registry import publish_directory
 from conversations.store import Keys
 from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
@@ -22,7 +23,9 @@ from gateway.routes import (
     console,
     customers,
     email_webhooks,
+    events,
     health,
+    journeys,
     messages,
     preference_page,
     rcs_webhooks,
@@ -58,6 +61,8 @@ def create_app(
         customers,
         preference_page,
         console,
+        events,
+        journeys,
     )
     for module in route_modules:
         app.add_routes(module.routes)
@@ -65,6 +70,8 @@ def create_app(
     async def resources(app: web.Application) -> AsyncIterator[None]:
         redis = Redis.from_url(config.redis_url, health_check_interval=30)
         keys = Keys(config.key_prefix)
+        # Journey files become their journeys' current versions (unchanged files keep theirs).
+        await publish_directory(redis, keys, config.journeys_dir, config.message_types, clock())
         ingest = IngestWriter(
             redis,
             keys,

@@ -56,6 +56,18 @@ def _load(path: str | None) -> Config:
         raise SystemExit(2) from None
 
 
+def _check_journeys(config: Config) -> None:
+    """A bad journey file stops start-up with one line naming the file, step and field."""
+    from conversations.journeys.definition import DefinitionError
+    from conversations.journeys.registry import read_directory
+
+    try:
+        read_directory(config.journeys_dir, config.message_types)
+    except DefinitionError as exc:
+        print(f"threadline: invalid journey: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def simulator_settings(config: Config) -> SimulatorSettings:
     return SimulatorSettings(
         account_sid=config.twilio.account_sid,
@@ -148,7 +160,9 @@ def serve(args: argparse.Namespace) -> None:
     from actors.supervisor import connect_ray, start_shard_actors
     from gateway.embedded import resolve_embedded
 
-    config, redis_child = resolve_embedded(_load(args.config), args.port)
+    config = _load(args.config)
+    _check_journeys(config)
+    config, redis_child = resolve_embedded(config, args.port)
     try:
         connect_ray(config)
         actors = start_shard_actors(config)

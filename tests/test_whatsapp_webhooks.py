@@ -151,7 +151,7 @@ async def test_a_retried_post_is_deduped_per_wamid_and_status(stack: Stack) -> N
         ttls = [await redis.ttl(key) async for key in redis.scan_iter(match=pattern, count=1000)]
     finally:
         await redis.aclose()
-    assert ttls and min(ttls) > META_RETRY_WINDOW - 60
+    assert ttls and min(ttls) > META_RETRY_WINDOW - 600  # generous: the suite may run for minutes
 
 
 async def test_statuses_of_one_wamid_dedupe_per_status(stack: Stack) -> None:

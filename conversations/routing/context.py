@@ -16,6 +16,7 @@ from redis.asyncio.client import Pipeline
 from conversations.codec import decode_preferences
 from conversations.models import Channel, Identifier, IdentifierKind
 from conversations.preferences import Preferences
+from conversations.profiles import decode_attribute
 from conversations.routing.engagement import scores_from_hash
 from conversations.routing.policy import RoutingPolicy
 from conversations.store import Keys
@@ -94,7 +95,15 @@ def build_context(
     fields: dict[bytes, bytes] = replies[0] or {}
     context = CustomerContext(customer_id=customer_id)
     for raw_name, raw_value in fields.items():
-        name, value = raw_name.decode(), raw_value.decode()
+        name = raw_name.decode()
+        if name == "attr:timezone":  # attributes are msgpack (value, set_at), not text
+            zone, _at = decode_attribute(raw_value)
+            if isinstance(zone, str):
+                context.timezone = zone
+            continue
+        if name.startswith("attr:"):
+            continue
+        value = raw_value.decode(errors="replace")
         kind, _, rest = name.partition(":")
         try:
             if kind == "ident":

@@ -19,6 +19,7 @@ from conversations.console import (
     parse_event_id,
 )
 from conversations.ids import new_message_id
+from conversations.journeys.handoff import handback_entry
 from conversations.models import Channel, Direction, Forwarded, Identifier, IdentifierKind, OutboundRequest
 from conversations.sharding import shard_for_customer
 from conversations.thread import ThreadReader, is_valid_cursor
@@ -145,6 +146,10 @@ class ConsoleCommands:
         self, sock: ConsoleSocket, op: Operation, customer_id: str, ref: str, target: str = ""
     ) -> None:
         event_id = await self.store.apply(op, customer_id, sock.agent, target)
+        home = shard_for_customer(customer_id, self.shards)
+        if op is Operation.HANDBACK and home is not None:
+            # Wake the home shard: journeys paused at a handoff step resume in its next batch.
+            await self.ingest.submit(home, encode(handback_entry(customer_id, self.clock(), sock.agent)))
         sock.send(Ack(op.value, ref, customer_id, event_id=event_id))
 
     async def _require_customer(self, customer_id: str) -> None:

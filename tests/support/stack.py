@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,12 +33,28 @@ from conversations.config import (
     WhatsAppConfig,
     WhatsAppTemplate,
 )
+from conversations.routing.policy import DEFAULT_POLICY_PATH
 
 T = TypeVar("T")
 
 API_KEY = "test-api-key-" + uuid.uuid4().hex[:8]
 EMAIL_INBOUND_SECRET = "test-inbound-" + uuid.uuid4().hex[:8]
 ADMIN_API_KEY = "test-admin-key-" + uuid.uuid4().hex[:8]
+
+
+def wall_clock_free_policy() -> str:
+    """The default routing policy without quiet hours, written to a temp file.
+
+    The shared stack runs on the wall clock; quiet hours (21:00-08:00 for marketing) would make
+    end-to-end results depend on when the suite runs. Quiet hours are tested with an injected
+    clock in tests/test_routing_*.py.
+    """
+    text = DEFAULT_POLICY_PATH.read_text().replace("quiet_hours = true", "quiet_hours = false")
+    assert "quiet_hours = false" in text
+    handle = tempfile.NamedTemporaryFile("w", suffix=".toml", prefix="tl-policy-", delete=False)
+    with handle:
+        handle.write(text)
+    return handle.name
 
 
 def make_config(
@@ -55,6 +72,7 @@ def make_config(
         ray_namespace=prefix,
         batch_max_delay_ms=2.0,
         secret_key="test-secret-" + prefix,
+        routing_policy=wall_clock_free_policy(),
         twilio=TwilioConfig(
             account_sid=SIMULATOR_ACCOUNT_SID,
             auth_token=SIMULATOR_AUTH_TOKEN,

@@ -1,0 +1,1 @@
+"""Journeys: event-triggered, multi-step conversations run by the customer's home shard."""

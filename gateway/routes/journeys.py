@@ -1,0 +1,126 @@
+"""``/v1/journeys``: list, read and publish journey definitions; their stats; a customer's journeys."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from conversations.journeys.definition import DefinitionError, load_source, parse_definition
+from conversations.journeys.registry import current_versions, publish, stored_version, versions_of
+from conversations.journeys.views import JourneyReader
+from gateway.errors import ApiError
+from gateway.routes.customers import resolve_customer_id
+from gateway.routes.messages import json_response
+from gateway.services import SERVICES, Services
+
+routes = web.RouteTableDef()
+
+MAX_DEFINITION_BYTES = 256 * 1024
+
+
+def _reader(services: Services) -> JourneyReader:
+    return JourneyReader(services.redis, services.keys)
+
+
+async def _require_journey(services: Services, name: str) -> int:
+    version = (await current_versions(services.redis, services.keys)).get(name)
+    if version is None:
+        raise ApiError(404, "journey_not_found", f"no journey named {name!r}")
+    return version
+
+
+@routes.get("/v1/journeys")
+async def list_journeys(request: web.Request) -> web.Response:
+    """Every journey with its current version, all versions, and status."""
+    services = request.app[SERVICES]
+    services.api_keys.require(request)
+    return json_response({"data": await _reader(services).summaries()})
+
+
+@routes.get("/v1/journeys/{name}")
+async def get_journey(request: web.Request) -> web.Response:
+    """The current definition (or ``?version=N``) as it was published."""
+    services = request.app[SERVICES]
+    services.api_keys.require(request)
+    name = request.match_info["name"]
+    current = await _require_journey(services, name)
+    raw = request.query.get("version")
+    if raw is not None and not raw.isdigit():
+        raise ApiError(422, "invalid_query", "version is a positive integer", "version")
+    version = int(raw) if raw is not None else current
+    stored = await stored_version(services.redis, services.keys, name, version)
+    if stored is None:
+        raise ApiError(404, "version_not_found", f"journey {name} has no version {version}", "version")
+    return json_response(
+        {
+            "name": name,
+            "version": version,
+            "current_version": current,
+            "versions": await versions_of(services.redis, services.keys, name),
+            "published_at": stored.published_at,
+            "definition": stored.source,
+        }
+    )
+
+
+@routes.put("/v1/journeys/{name}")
+async def put_journey(request: web.Request) -> web.Response:
+    """Publish a definition (JSON, or YAML with a YAML content type) as the journey's next version.
+
+    Running instances keep the version they started on; an unchanged definition keeps its version.
+    """
+    services = request.app[SERVICES]
+    services.api_keys.require(request)
+    name = request.match_info["name"]
+    body = await request.read()
+    if not body:
+        raise ApiError(400, "empty_body", "request body is empty; a journey definition expected")
+    if len(body) > MAX_DEFINITION_BYTES:
+        raise ApiError(
+            413, "payload_too_large", f"a journey definition is at most {MAX_DEFINITION_BYTES} bytes"
+        )
+    fmt = "yaml" if "yaml" in request.content_type else "json"
+    try:
+        source = load_source(body.decode("utf-8", "replace"), fmt)
+    except DefinitionError as exc:
+        raise ApiError(400, f"invalid_{fmt}", exc.message) from exc
+    source.setdefault("name", name)
+    if source["name"] != name:
+        raise ApiError(
+            422, "validation_failed", f"name {source['name']!r} differs from the URL's {name!r}", "name"
+        )
+    try:
+        definition = parse_definition(source, services.config.message_types)
+    except DefinitionError as exc:
+        raise ApiError(422, "invalid_journey", exc.message, exc.field or None) from exc
+    published = await publish(services.redis, services.keys, definition, source, services.clock())
+    created = published.changed and published.version == 1
+    return json_response(
+        {
+            "name": name,
+            "version": published.version,
+            "changed": published.changed,
+            "status": definition.status,
+        },
+        status=201 if created else 200,
+    )
+
+
+@routes.get("/v1/journeys/{name}/stats")
+async def journey_stats(request: web.Request) -> web.Response:
+    """Entered, active, completed, converted, exited; per send step sent/delivered/failed/replied."""
+    services = request.app[SERVICES]
+    services.api_keys.require(request)
+    name = request.match_info["name"]
+    await _require_journey(services, name)
+    stats = await _reader(services).stats(name)
+    return json_response(stats)
+
+
+@routes.get("/v1/customers/{customer_id}/journeys")
+async def customer_journeys(request: web.Request) -> web.Response:
+    """The customer's journey instances, newest first, and where each stands."""
+    services = request.app[SERVICES]
+    services.api_keys.require(request)
+    customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
+    instances = await _reader(services).customer_instances(customer_id)
+    return json_response({"customer_id": customer_id, "data": instances})
