@@ -209,16 +209,20 @@ def wait_port(proc: Proc, port: int, timeout: float = 20) -> None:
 
 
 def run_load(argv: list[str], timeout: float) -> LoadReport:
-    """One load run in its own process; its report comes back as JSON on stdout."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.loadgen", *argv],
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"loadgen failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
-    return msgspec.json.decode(done.stdout, type=LoadReport)
+    """One load run in its own process; its report comes back as a JSON file."""
+    with tempfile.NamedTemporaryFile(prefix="tlbench-load-", suffix=".json") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.loadgen", *argv, "--out", out.name],
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+        report = Path(out.name).read_bytes()
+    if done.returncode != 0 or not report:
+        raise RuntimeError(
+            f"loadgen failed ({done.returncode}): {done.stderr.decode(errors='replace')[-3000:]}"
+        )
+    return msgspec.json.decode(report, type=LoadReport)
 
 
 def sms_load_args(port: int, mode: str, **options: object) -> list[str]:
@@ -285,14 +289,16 @@ _TICK = os.sysconf("SC_CLK_TCK")
 def _role(pid: int, leader: int, cmdline: str) -> str:
     if cmdline.startswith("ray::ShardActor"):
         return "actors"
-    if pid == leader or "gateway.cli" in cmdline or "bench.floor" in cmdline:
+    if "gateway.cli simulator" in cmdline:
+        return "simulator"
+    if pid == leader or any(name in cmdline for name in ("gateway.cli", "bench.floor", "multiprocessing")):
         return "gateway"
     return "ray"
 
 
 def cpu_snapshot(leaders: list[int]) -> dict[str, float]:
     """CPU seconds used so far by the processes of these sessions, by role, plus Redis."""
-    totals: dict[str, float] = {"gateway": 0.0, "actors": 0.0, "ray": 0.0}
+    totals: dict[str, float] = {"gateway": 0.0, "actors": 0.0, "ray": 0.0, "simulator": 0.0}
     wanted = set(leaders)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

@@ -10,7 +10,7 @@ the server on a 2-core machine. Two modes:
 - ``open``: requests are *scheduled* at a fixed ``--rate`` whatever the server does, and
   latency runs from the scheduled time (no coordinated omission).
 
-Prints one JSON document (``LoadReport``) on stdout.
+Writes one JSON document (``LoadReport``) to ``--out`` or stdout.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ class LoadReport(msgspec.Struct):
     target_rate: float
     connections: int
     duration: float
+    started_at: float  # wall clock, when the first request went out
+    elapsed: float  # seconds from the first request to the last answer
     sent: int
     ok: int
     rate: float  # 2xx answers completed inside the measured window, per second
@@ -206,6 +208,7 @@ def _content_length(head: bytes) -> int:
 class Recorder:
     """Latencies and outcomes; only what completes inside the window counts for the rate."""
 
+    started_at: float = 0.0
     window_start: float = 0.0
     window_end: float = float("inf")
     latencies: list[float] = field(default_factory=list)
@@ -247,8 +250,11 @@ async def run_closed(args, requests, recorder: Recorder, host: str, port: int) -
     recorder.window_start = start + args.warmup
     recorder.window_end = stop = recorder.window_start + args.duration
 
+    limit = args.count or float("inf")
+    recorder.started_at = time.time()
+
     async def worker(connection: Connection) -> None:
-        while clock() < stop:
+        while clock() < stop and recorder.sent < limit:
             data, key = requests.next()
             recorder.sent += 1
             started = clock()
@@ -273,6 +279,7 @@ async def run_open(args, requests, recorder: Recorder, host: str, port: int) -> 
     recorder.window_start = start + args.warmup
     recorder.window_end = stop = recorder.window_start + args.duration
     tasks: set[asyncio.Task] = set()
+    recorder.started_at = time.time()
 
     async def one(scheduled: float, data: bytes, key: str) -> None:
         connection = await idle.get()
@@ -345,6 +352,8 @@ async def main_async(args: argparse.Namespace) -> LoadReport:
         target_rate=args.rate if args.mode == "open" else 0.0,
         connections=args.connections,
         duration=args.duration,
+        started_at=recorder.started_at,
+        elapsed=time.time() - recorder.started_at,
         sent=recorder.sent,
         ok=recorder.ok,
         rate=recorder.in_window_ok / args.duration,
@@ -374,8 +383,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds sent but not measured")
+    p.add_argument("--count", type=int, default=0, help="closed mode: stop after this many requests")
     p.add_argument("--phones", type=int, default=5000, help="distinct customers")
     p.add_argument("--phone-base", type=int, default=0)
+    p.add_argument("--out", help="write the JSON report here instead of stdout")
     p.add_argument("--record-ids", action="store_true", help="keep (id, accept time) of each 2xx")
     return p
 
@@ -389,7 +400,12 @@ def main() -> None:
 
         uvloop.install()
     report = asyncio.run(main_async(args))
-    sys.stdout.buffer.write(msgspec.json.encode(report) + b"\n")
+    encoded = msgspec.json.encode(report)
+    if args.out:
+        with open(args.out, "wb") as out:
+            out.write(encoded)
+    else:
+        sys.stdout.buffer.write(encoded + b"\n")
 
 
 if __name__ == "__main__":
