@@ -33,7 +33,7 @@ class PipelineCoalescer:
         self._runner: asyncio.Task | None = None
 
     async def submit(self, add: AddCommands) -> list[Any]:
-        """Queue the commands ``add(pipe)`` adds; returns their replies, or raises the pipeline's error."""
+        """Queue the commands ``add(pipe)`` adds; returns their replies, or raises the first error among them."""
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._queued.append((add, future))
         if self._runner is None:
@@ -63,12 +63,18 @@ class PipelineCoalescer:
             add(pipe)
             spans.append((start, len(pipe.command_stack)))
         try:
-            replies = await pipe.execute()
-        except Exception as exc:
+            replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # the round trip itself failed: nobody's commands are known to have run
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
         for (start, end), (_, future) in zip(spans, batch, strict=True):
-            if not future.done():
-                future.set_result(replies[start:end])
+            mine = replies[start:end]
+            error = next((reply for reply in mine if isinstance(reply, Exception)), None)
+            if future.done():
+                continue
+            if error is not None:  # only the caller whose command failed sees the error
+                future.set_exception(error)
+            else:
+                future.set_result(mine)

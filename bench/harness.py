@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,10 +25,27 @@ from bench.loadgen import LoadReport
 from conversations.config import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN
 from conversations.models import Identifier, IdentifierKind
 from conversations.store import Keys
-from gateway.embedded import free_port
+from gateway.embedded import free_port, port_open
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 API_KEY = "tl_bench_" + uuid.uuid4().hex[:12]
+
+
+def ensure_redis(run: Run) -> None:
+    """Use the Redis on 127.0.0.1:6379 (or BENCH_REDIS_URL); start one there when none answers."""
+    if "BENCH_REDIS_URL" in os.environ or port_open("127.0.0.1", 6379):
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit(
+            "bench: no Redis on 127.0.0.1:6379 and no redis-server (run ./scripts/ensure-redis-server.sh)"
+        )
+    data = run.log_dir / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    argv = [binary, "--bind", "127.0.0.1", "--port", "6379", "--dir", str(data), "--save", ""]
+    run.redis = run.start("redis", [*argv, "--appendonly", "yes", "--appendfsync", "everysec"])
+    run.procs.remove(run.redis)  # stopped last, after the keys are deleted
+    wait_port(run.redis, 6379)
 
 
 class BenchTimeout(Exception):
@@ -116,6 +134,7 @@ class Run:
     prefix: str = field(default_factory=lambda: f"tlbench-{uuid.uuid4().hex[:10]}")
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tlbench-")))
     procs: list[Proc] = field(default_factory=list)
+    redis: Proc | None = None  # a Redis this run started (none answered on 6379)
 
     @property
     def keys(self) -> Keys:
@@ -138,6 +157,15 @@ class Run:
         for proc in reversed(self.procs):
             proc.stop()
         self.procs.clear()
+
+    def finish(self, *prefixes: str) -> int:
+        """Stop what the run started, delete its keys, stop a Redis it started; keys deleted."""
+        self.stop_all()
+        try:
+            return self.delete_keys(*prefixes)
+        finally:
+            if self.redis is not None:
+                self.redis.stop()
 
     def threadline_env(self, port: int, shards: int | None, extra: Mapping[str, str] | None = None) -> dict:
         env = {

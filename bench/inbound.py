@@ -26,6 +26,7 @@ from bench.harness import (
     cpu_delta,
     cpu_per_message,
     cpu_snapshot,
+    ensure_redis,
     machine,
     profiled,
     result_line,
@@ -145,6 +146,7 @@ def main() -> None:
     args = parser().parse_args()
     time_bound(args.timeout)
     run = Run()
+    ensure_redis(run)
     floor_prefix = f"{run.prefix}-floor"
     shards = args.shards or Config().shards
     keys = run.keys
@@ -246,8 +248,7 @@ def main() -> None:
         print(f"bench: {exc}", file=sys.stderr)
         figures["error"] = "timeout"
     finally:
-        run.stop_all()
-        deleted = run.delete_keys(run.prefix, floor_prefix)
+        deleted = run.finish(run.prefix, floor_prefix)
         print(f"cleanup: deleted {deleted} keys under {run.prefix}", flush=True)
     print(result_line(**figures))
     if figures.get("error") or figures.get("mismatched"):

@@ -6,8 +6,10 @@ Starts the provider simulator in sink mode (``threadline simulator --sink``: it 
 Twilio and posts no status callbacks) and ``threadline serve`` pointed at it, then:
 
 1. a timed closed-loop run at the maximum rate: accepted/s, provider sends/s, and the time
-   from the API's 202 to the provider call (p50/p99), per message;
-2. a run of ``--messages`` sends (default 100,000): time until the last reached the provider,
+   from the API's 202 to the provider call (p50/p99), per message; the API outruns the
+   senders here, so that time is mostly queueing;
+2. an open-loop run at a fixed ``--rate`` the senders keep up with: the same time, unqueued;
+3. a run of ``--messages`` sends (default 100,000): time until the last reached the provider,
    and the count check: every accepted message reached the provider exactly once.
 
 The 20% WhatsApp-failure -> SMS fallback mix of issue 9 waits for routing (see README).
@@ -32,6 +34,7 @@ from bench.harness import (
     cpu_delta,
     cpu_per_message,
     cpu_snapshot,
+    ensure_redis,
     machine,
     profiled,
     result_line,
@@ -51,9 +54,11 @@ from gateway.embedded import free_port
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--duration", type=float, default=10.0, help="seconds of the max-rate run")
-    p.add_argument("--messages", type=int, default=100_000, help="messages in the count run")
-    p.add_argument("--quick", action="store_true", help="a short run: 5 s and 10,000 messages")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds of the max-rate run")
+    p.add_argument("--rate", type=float, default=200.0, help="the paced run's rate (msg/s)")
+    p.add_argument("--paced-duration", type=float, default=5.0, help="seconds of the paced run")
+    p.add_argument("--messages", type=int, help="messages in the count run (default 100,000; --quick 10,000)")
+    p.add_argument("--quick", action="store_true", help="a short run: 3 s, 3 s and 10,000 messages")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--workers", type=int, default=1, help="gateway processes")
     p.add_argument("--shards", type=int, default=0, help="Threadline shards (default: the config's)")
@@ -63,9 +68,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def api_load_args(port: int, phone_base: int, **options: object) -> list[str]:
+def api_load_args(port: int, mode: str = "closed", **options: object) -> list[str]:
     argv = ["--target", f"http://127.0.0.1:{port}/v1/messages", "--kind", "api", "--api-key", API_KEY]
-    argv += ["--mode", "closed", "--record-ids", "--phone-base", str(phone_base)]
+    argv += ["--mode", mode, "--record-ids"]
     for name, value in options.items():
         argv += [f"--{name.replace('_', '-')}", str(value)]
     return argv
@@ -90,9 +95,11 @@ def latencies(report: LoadReport, arrived: dict[str, float]) -> list[float]:
 def main() -> None:
     args = parser().parse_args()
     if args.quick:
-        args.duration, args.messages = min(args.duration, 5.0), min(args.messages, 10_000)
+        args.duration, args.paced_duration = min(args.duration, 3.0), min(args.paced_duration, 3.0)
+    args.messages = args.messages or (10_000 if args.quick else 100_000)
     time_bound(args.timeout)
     run = Run()
+    ensure_redis(run)
     shards = args.shards or Config().shards
     print(f"machine: {machine()}", flush=True)
     print(f"run: prefix={run.prefix} logs={run.log_dir}", flush=True)
@@ -135,7 +142,6 @@ def main() -> None:
             at_max = run_load(
                 api_load_args(
                     port,
-                    0,
                     connections=args.connections,
                     duration=args.duration,
                     warmup=0,
@@ -146,11 +152,25 @@ def main() -> None:
         drain_max = wait_drained(run.keys, shards, timeout=120, outbox=True)
         cpu_max = cpu_delta(before, cpu_snapshot(leaders))
 
+        print(f"threadline: paced run, {args.rate:.0f} msg/s for {args.paced_duration:.0f}s", flush=True)
+        paced = run_load(
+            api_load_args(
+                port,
+                "open",
+                rate=args.rate,
+                connections=64,
+                duration=args.paced_duration,
+                warmup=0,
+                phones=args.phones,
+            ),
+            args.paced_duration + 60,
+        )
+        wait_drained(run.keys, shards, timeout=60, outbox=True)
+
         print(f"threadline: count run, {args.messages} messages", flush=True)
         counted = run_load(
             api_load_args(
                 port,
-                0,
                 connections=args.connections,
                 duration=args.timeout,
                 warmup=0,
@@ -165,10 +185,12 @@ def main() -> None:
         arrivals = Counter(mid for mid, _ in receipts)
         arrived = dict(receipts)
         max_ids = {mid for mid, _ in at_max.accepted}
+        paced_ids = {mid for mid, _ in paced.accepted}
         count_ids = {mid for mid, _ in counted.accepted}
-        accepted_ids = max_ids | count_ids
+        accepted_ids = max_ids | paced_ids | count_ids
 
         max_latency = latencies(at_max, arrived)
+        paced_latency = latencies(paced, arrived)
         max_arrivals = sorted(arrived[mid] for mid in max_ids if mid in arrived)
         send_rate = (
             len(max_arrivals) / (max_arrivals[-1] - at_max.started_at) if len(max_arrivals) > 1 else 0.0
@@ -190,6 +212,11 @@ def main() -> None:
         )
         print(f"  CPU: {cpu_per_message(cpu_max, at_max.ok)}")
         print(
+            f"paced run ({args.rate:.0f}/s, open loop): API p50 {paced.p50_ms:.1f} ms, p99 {paced.p99_ms:.1f} ms; "
+            f"202 -> provider call p50 {percentile_ms(paced_latency, 0.5):.1f} ms, "
+            f"p99 {percentile_ms(paced_latency, 0.99):.1f} ms, p99.9 {percentile_ms(paced_latency, 0.999):.1f} ms"
+        )
+        print(
             f"count run: {counted.ok} accepted of {counted.sent} in {counted.elapsed:.1f}s "
             f"({counted.ok / counted.elapsed:.0f}/s); all at the provider {all_sent_s:.1f}s after the "
             f"first request ({len(count_arrivals) / all_sent_s if all_sent_s else 0:.0f} sends/s); "
@@ -199,7 +226,9 @@ def main() -> None:
             f"count check: accepted {len(count_ids)}, reached the provider {len(count_arrivals)}, "
             f"lost {lost}, doubled {doubled}, sends nobody accepted {unknown}"
         )
-        non_ok = {k: v for r in (at_max, counted) for k, v in r.statuses.items() if not k.startswith("2")}
+        non_ok = {
+            k: v for r in (at_max, paced, counted) for k, v in r.statuses.items() if not k.startswith("2")
+        }
         if non_ok or at_max.errors or counted.errors:
             print(f"non-2xx answers: {non_ok}; connection errors: {at_max.errors + counted.errors}")
         if args.profile:
@@ -214,6 +243,9 @@ def main() -> None:
             sends_per_s=send_rate,
             accept_to_provider_p50_ms=percentile_ms(max_latency, 0.5),
             accept_to_provider_p99_ms=percentile_ms(max_latency, 0.99),
+            paced_rate=args.rate,
+            paced_accept_to_provider_p50_ms=percentile_ms(paced_latency, 0.5),
+            paced_accept_to_provider_p99_ms=percentile_ms(paced_latency, 0.99),
             messages=args.messages,
             accepted=len(count_ids),
             at_provider=len(count_arrivals),
@@ -231,8 +263,7 @@ def main() -> None:
         figures["error"] = "timeout"
         failed = True
     finally:
-        run.stop_all()
-        deleted = run.delete_keys()
+        deleted = run.finish()
         print(f"cleanup: deleted {deleted} keys under {run.prefix}", flush=True)
     print(result_line(**figures))
     if failed:
