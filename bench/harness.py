@@ -85,10 +85,13 @@ def machine() -> dict[str, str]:
 
 
 def result_line(**figures: object) -> str:
-    """``RESULT name=value …`` (floats with 1 decimal) for machines to read."""
+    """``RESULT name=value …`` for machines to read (floats: 2 decimals below 10, else 1)."""
     parts = []
     for name, value in figures.items():
-        text = f"{value:.1f}" if isinstance(value, float) else str(value)
+        if isinstance(value, float):
+            text = f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
+        else:
+            text = str(value)
         parts.append(f"{name}={text.replace(' ', '_')}")
     return "RESULT " + " ".join(parts)
 
