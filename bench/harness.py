@@ -161,6 +161,10 @@ class Run:
             proc.stop()
         self.procs.clear()
 
+    def remove_logs(self) -> None:
+        """After a clean run: its process logs are not worth keeping."""
+        shutil.rmtree(self.log_dir, ignore_errors=True)
+
     def finish(self, *prefixes: str) -> int:
         """Stop what the run started, delete its keys, stop a Redis it started; keys deleted."""
         self.stop_all()

@@ -253,6 +253,7 @@ def main() -> None:
     print(result_line(**figures))
     if figures.get("error") or figures.get("mismatched"):
         sys.exit(1)
+    run.remove_logs()
 
 
 if __name__ == "__main__":

@@ -268,6 +268,7 @@ def main() -> None:
     print(result_line(**figures))
     if failed:
         sys.exit(1)
+    run.remove_logs()
 
 
 if __name__ == "__main__":
