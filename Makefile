@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench bench-inbound bench-outbound bench-quick clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -30,6 +30,26 @@ lint: $(BIN)/.installed
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
+
+# Benchmarks (scripts that print figures; see bench/README.md). Each is bounded in time.
+$(BIN)/.bench: $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[test,bench]'
+	@touch $@
+
+bench: bench-inbound bench-outbound
+
+bench-inbound: $(BIN)/.bench
+	@./scripts/ensure-redis-server.sh
+	$(BIN)/python -m bench.inbound
+
+bench-outbound: $(BIN)/.bench
+	@./scripts/ensure-redis-server.sh
+	$(BIN)/python -m bench.outbound
+
+bench-quick: $(BIN)/.bench
+	@./scripts/ensure-redis-server.sh
+	$(BIN)/python -m bench.inbound --duration 4
+	$(BIN)/python -m bench.outbound --quick
 
 clean:
 	rm -rf $(VENV) .threadline .pytest_cache .mypy_cache .ruff_cache

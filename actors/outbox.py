@@ -15,8 +15,10 @@ from collections.abc import Callable, Mapping
 
 import msgspec
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
+from actors.coalesce import PipelineCoalescer
 from actors.streams import ensure_group, new_batch, pending_batches
 from channels.base import ChannelUnreachable, ProviderError, Sender
 from conversations.codec import decode_outbox_job, encode
@@ -66,6 +68,10 @@ class OutboxSender:
         self._stream = keys.outbox(shard)
         self._consumer = f"shard-{shard}"
         self._in_flight: set[asyncio.Task] = set()
+        # The per-job commands around the provider call, coalesced across concurrent sends:
+        # attempt markers in one plain pipeline, acks in one MULTI/EXEC (atomic per job).
+        self._markers = PipelineCoalescer(redis, transaction=False)
+        self._acks = PipelineCoalescer(redis, transaction=True)
         self.sent = 0
         self.failed = 0
 
@@ -112,8 +118,9 @@ class OutboxSender:
             log.error("shard %s: undecodable outbox job %r", self._shard, stream_id)
             await self._ack(stream_id, None)
             return
-        first = await self._redis.set(
-            self._keys.send_attempt(job.message_id), repr(self._clock()), nx=True, ex=ATTEMPT_TTL
+        marker = self._keys.send_attempt(job.message_id)
+        (first,) = await self._markers.submit(
+            lambda pipe: pipe.set(marker, repr(self._clock()), nx=True, ex=ATTEMPT_TTL)
         )
         if not first:
             # A previous incarnation may have reached the provider: never risk a second send.
@@ -218,16 +225,17 @@ class OutboxSender:
             error_message=error_message,
         )
 
+    def _add_ack(self, pipe: Pipeline, stream_id: bytes, outcome: SendOutcome | None) -> None:
+        if outcome is not None:
+            pipe.xadd(self._keys.ingest(self._shard), {INGEST_FIELD: encode(outcome)})
+        pipe.xack(self._stream, CONSUMER_GROUP, stream_id)
+        pipe.xdel(self._stream, stream_id)
+
     async def _ack(self, stream_id: bytes, outcome: SendOutcome | None) -> None:
         """Record the outcome on the ingest stream and ack the job, atomically."""
         while True:
             try:
-                pipe = self._redis.pipeline(transaction=True)
-                if outcome is not None:
-                    pipe.xadd(self._keys.ingest(self._shard), {INGEST_FIELD: encode(outcome)})
-                pipe.xack(self._stream, CONSUMER_GROUP, stream_id)
-                pipe.xdel(self._stream, stream_id)
-                await pipe.execute()
+                await self._acks.submit(lambda pipe: self._add_ack(pipe, stream_id, outcome))
                 return
             except RedisError as exc:
                 log.warning("shard %s outbox ack failed, retrying: %s", self._shard, exc)

@@ -52,6 +52,14 @@ def start_shard_actors(config: Config) -> list[Any]:
     ]
 
 
+def find_shard_actors(config: Config) -> list[Any]:
+    """Handles to the shard actors another process already started (extra gateway workers)."""
+    return [
+        ray.get_actor(shard_actor_name(shard), namespace=config.ray_namespace)
+        for shard in range(config.shards)
+    ]
+
+
 async def wait_until_ready(actors: list, timeout: float = 60.0) -> None:
     """Wait for every shard actor to answer ``ping`` (which also pings Redis)."""
     await asyncio.wait_for(asyncio.gather(*(actor.ping.remote() for actor in actors)), timeout)

@@ -32,10 +32,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--config", help="TOML file; THREADLINE_* environment variables override it")
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gateway processes sharing the port (SO_REUSEPORT); e.g. one per core",
+    )
     sim = commands.add_parser("simulator", help="run the provider simulator on its own")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8081)
     sim.add_argument("--config", help="TOML file (for the Twilio credentials and public URL)")
+    sim.add_argument("--sink", action="store_true", help="benchmark mode: accept sends, post no callbacks")
     return parser
 
 
@@ -68,7 +75,7 @@ def _check_journeys(config: Config) -> None:
         raise SystemExit(2) from None
 
 
-def simulator_settings(config: Config) -> SimulatorSettings:
+def simulator_settings(config: Config, sink: bool = False) -> SimulatorSettings:
     return SimulatorSettings(
         account_sid=config.twilio.account_sid,
         auth_token=config.twilio.auth_token,
@@ -83,6 +90,7 @@ def simulator_settings(config: Config) -> SimulatorSettings:
         ),
         smtp_port=config.simulator_smtp_port,
         email_inbound_secret=config.email.inbound_secret,
+        sink=sink,
     )
 
 
@@ -141,9 +149,25 @@ async def _serve(args: argparse.Namespace, config: Config, actors: list) -> None
         runners.append(sim_runner)
     runner = web.AppRunner(create_app(config, actors), access_log=access_log)
     await runner.setup()
-    await web.TCPSite(runner, args.host, args.port).start()
+    await web.TCPSite(runner, args.host, args.port, reuse_port=args.workers > 1).start()
     runners.insert(0, runner)
+    workers = []
+    if args.workers > 1:
+        import ray
+
+        from gateway.workers import start_workers
+
+        workers = start_workers(
+            args.workers - 1,
+            config,
+            ray.get_runtime_context().gcs_address,
+            args.host,
+            args.port,
+            args.access_log,
+        )
     print(banner(config, args.host, args.port), flush=True)
+    if workers:
+        print(f"{args.workers} gateway processes share port {args.port}", flush=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -151,6 +175,10 @@ async def _serve(args: argparse.Namespace, config: Config, actors: list) -> None
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down: draining batches")
+    if workers:
+        from gateway.workers import stop_workers
+
+        await asyncio.to_thread(stop_workers, workers)
     for runner_ in runners:  # gateway first: it stops accepting, then flushes its batches
         await runner_.cleanup()
     await asyncio.gather(*(actor.shutdown.remote() for actor in actors), return_exceptions=True)
@@ -181,7 +209,13 @@ def simulator(args: argparse.Namespace) -> None:
     config, _ = resolve_embedded(msgspec_replace(config, redis_url="unused"), 8080)
     _use_uvloop()
     print(f"Provider simulator on http://{args.host}:{args.port} → gateway {config.public_url}")
-    web.run_app(create_simulator_app(simulator_settings(config)), host=args.host, port=args.port, print=None)
+    web.run_app(
+        create_simulator_app(simulator_settings(config, sink=args.sink)),
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log=None,
+    )
 
 
 def msgspec_replace(config: Config, **changes: object) -> Config:

@@ -62,7 +62,6 @@ class IngestWriter:
         self._dedupe_ttl = dedupe_ttl
         self._max_entries = max_entries
         self._max_delay = max_delay
-        self._script = redis.register_script(_INGEST_SCRIPT)
         self._pending: dict[int, _Pending] = {}
         self._count = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -111,7 +110,9 @@ class IngestWriter:
                     keys.append(self._keys.dedupe(shard, dedupe_key))
                     args.append(len(keys) - 1)
                 args.append(payload)
-            await self._script(keys=keys, args=args, client=pipe)
+            # EVAL, not a registered Script: redis-py checks SCRIPT EXISTS before every pipeline
+            # holding a Script, an extra round trip per flush. Redis caches the compiled body.
+            pipe.eval(_INGEST_SCRIPT, len(keys), *keys, *args)
         try:
             replies = await pipe.execute(raise_on_error=False)
         except Exception as exc:

@@ -157,7 +157,8 @@ async def create_message(request: web.Request) -> web.Response:
         "date_sent": None,
         "uri": f"/2010-04-01/Accounts/{settings.account_sid}/Messages/{sid}.json",
     }
-    state.sent.append({**record, "status_callback": form.get("StatusCallback")})
+    # received_at: when the provider call arrived, for the outbound benchmark's latency
+    state.sent.append({**record, "status_callback": form.get("StatusCallback"), "received_at": time.time()})
     callback = form.get("StatusCallback")
     if callback and not settings.sink and not (failure is not None and failure.silent):
         task = asyncio.create_task(_post_statuses(state, str(callback), record, failure))
