@@ -14,6 +14,7 @@ from conversations.store import Keys
 from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
 from gateway.errors import error_middleware
+from gateway.idempotency import IdempotencyStore
 from gateway.ingest import IngestWriter
 from gateway.routes import customers, health, messages, twilio_webhooks
 from gateway.services import SERVICES, Services
@@ -49,6 +50,13 @@ def create_app(
             reader=ThreadReader(redis, keys),
             api_keys=ApiKeys(config.api_keys),
             clock=clock,
+            idempotency=IdempotencyStore(
+                redis,
+                keys,
+                ttl=config.idempotency_ttl_seconds,
+                lease=config.idempotency_lease_seconds,
+                wait=config.idempotency_wait_seconds,
+            ),
             shard_actors=list(shard_actors or []),
         )
         yield

@@ -13,6 +13,7 @@ from conversations.config import Config
 from conversations.store import Keys
 from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
+from gateway.idempotency import IdempotencyStore
 from gateway.ingest import IngestWriter
 
 
@@ -27,6 +28,7 @@ class Services:
     reader: ThreadReader
     api_keys: ApiKeys
     clock: Callable[[], float]
+    idempotency: IdempotencyStore
     shard_actors: list[Any] = field(default_factory=list)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from conversations.access import Scope
 from conversations.normalize import InvalidIdentifier, phone_identifier
 from conversations.thread import is_valid_cursor
 from gateway.errors import ApiError
@@ -19,7 +20,7 @@ DEFAULT_PAGE = 50
 async def find_customers(request: web.Request) -> web.Response:
     """Customers matching an identifier (``?phone=``)."""
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.READ)
     phone = request.query.get("phone")
     if not phone:
         raise ApiError(422, "missing_query", "give an identifier to search by, e.g. ?phone=+1555…", "phone")
@@ -35,7 +36,7 @@ async def find_customers(request: web.Request) -> web.Response:
 @routes.get("/v1/customers/{customer_id}")
 async def get_customer(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.READ)
     customer = await services.reader.customer(request.match_info["customer_id"])
     if customer is None:
         raise ApiError(404, "customer_not_found", "no customer with this id")
@@ -53,7 +54,7 @@ def _limit(request: web.Request) -> int:
 async def get_thread(request: web.Request) -> web.Response:
     """The customer's thread, oldest first; ``?cursor=`` from ``next_cursor`` for the next page."""
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.READ)
     customer_id = request.match_info["customer_id"]
     cursor = request.query.get("cursor") or None
     if cursor is not None and not is_valid_cursor(cursor):
