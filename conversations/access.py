@@ -8,7 +8,9 @@ import re
 
 import msgspec
 
-_SCOPED = re.compile(r"^(?P<key>.+):(?P<scopes>[a-z]+(?:\+[a-z]+)*)$")
+# Anything after the last ":" made only of letters and "+" is a scope list, and must be a valid
+# one: a typo there must fail the config, not silently grant a key every scope.
+_SCOPED = re.compile(r"^(?P<key>.+):(?P<scopes>[a-z+]+)$")
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -81,7 +83,7 @@ def parse_api_key(entry: str | ApiKeySpec) -> ApiKeyGrant:
 
 
 def _scopes(names: list[str] | list[Scope]) -> frozenset[Scope]:
-    if not names:
+    if not names or not all(names):
         raise ValueError("an API key needs at least one scope")
     try:
         return frozenset(Scope(name) for name in names)

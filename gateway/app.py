@@ -16,6 +16,7 @@ from gateway.auth import ApiKeys
 from gateway.errors import error_middleware
 from gateway.idempotency import IdempotencyStore
 from gateway.ingest import IngestWriter
+from gateway.rate_limit import RateLimiter, rate_limit_middleware
 from gateway.routes import customers, health, messages, twilio_webhooks
 from gateway.services import SERVICES, Services
 
@@ -28,7 +29,9 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """Build a gateway app for ``config``; Redis opens on startup and closes on cleanup."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[error_middleware, rate_limit_middleware], client_max_size=MAX_BODY_BYTES
+    )
     for module in (health, twilio_webhooks, messages, customers):
         app.add_routes(module.routes)
 
@@ -56,6 +59,9 @@ def create_app(
                 ttl=config.idempotency_ttl_seconds,
                 lease=config.idempotency_lease_seconds,
                 wait=config.idempotency_wait_seconds,
+            ),
+            rate_limiter=RateLimiter(
+                redis, keys, rate=config.rate_limit_per_second, burst=config.rate_limit_burst
             ),
             shard_actors=list(shard_actors or []),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -15,6 +15,9 @@ from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
 from gateway.idempotency import IdempotencyStore
 from gateway.ingest import IngestWriter
+
+if TYPE_CHECKING:  # rate_limit's middleware reads SERVICES from this module
+    from gateway.rate_limit import RateLimiter
 
 
 @dataclass(slots=True)
@@ -29,6 +32,7 @@ class Services:
     api_keys: ApiKeys
     clock: Callable[[], float]
     idempotency: IdempotencyStore
+    rate_limiter: RateLimiter
     shard_actors: list[Any] = field(default_factory=list)
 
 
