@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from conversations.config import Config
 from conversations.store import Keys
 from conversations.thread import ThreadReader
+from gateway import openapi
 from gateway.auth import ApiKeys
 from gateway.errors import error_middleware
 from gateway.idempotency import IdempotencyStore
@@ -32,7 +33,7 @@ def create_app(
     app = web.Application(
         middlewares=[error_middleware, rate_limit_middleware], client_max_size=MAX_BODY_BYTES
     )
-    for module in (health, twilio_webhooks, messages, customers):
+    for module in (health, twilio_webhooks, messages, customers, openapi):
         app.add_routes(module.routes)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:

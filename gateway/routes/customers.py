@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from conversations.access import Scope
+from conversations.models import Customer
 from conversations.normalize import InvalidIdentifier, phone_identifier
 from conversations.thread import is_valid_cursor
 from gateway.errors import ApiError
@@ -14,6 +16,12 @@ from gateway.services import SERVICES
 routes = web.RouteTableDef()
 
 DEFAULT_PAGE = 50
+
+
+class CustomerList(msgspec.Struct):
+    """Customers found by an identifier (zero or one today)."""
+
+    data: list[Customer]
 
 
 @routes.get("/v1/customers")
@@ -30,7 +38,7 @@ async def find_customers(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_identifier", str(exc), "phone") from exc
     customer_id = await services.reader.find_customer_id(identifier)
     customer = await services.reader.customer(customer_id) if customer_id else None
-    return json_response({"data": [customer] if customer else []})
+    return json_response(CustomerList([customer] if customer else []))
 
 
 @routes.get("/v1/customers/{customer_id}")
