@@ -70,5 +70,11 @@ def create_app(
         await ingest.close()
         await redis.aclose()
 
+    async def drain(app: web.Application) -> None:
+        # on_shutdown runs before aiohttp waits for in-flight handlers: flush their batches now
+        # instead of letting them wait out the batching delay during shutdown.
+        await app[SERVICES].ingest.drain()
+
     app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(drain)
     return app

@@ -125,6 +125,16 @@ class IngestWriter:
                 else:
                     future.set_result(reply[index] != 0)
 
+    @property
+    def queued(self) -> int:
+        """Entries waiting for the next flush."""
+        return self._count
+
+    async def drain(self) -> None:
+        """Shutting down: write what is queued now, and every later entry without batching delay."""
+        self._max_delay = 0.0
+        await self.close()
+
     async def close(self) -> None:
         """Flush what is queued and wait for writes in flight."""
         self._flush_now()
