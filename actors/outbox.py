@@ -66,24 +66,32 @@ class OutboxSender:
         self._stream = keys.outbox(shard)
         self._consumer = f"shard-{shard}"
         self._in_flight: set[asyncio.Task] = set()
+        self._active: set[bytes] = set()  # stream ids of the jobs running now
         self.sent = 0
         self.failed = 0
 
     async def run(self) -> None:
-        """Forever: first the jobs a previous incarnation left pending, then new ones."""
-        await ensure_group(self._redis, self._stream)
-        async for batch in pending_batches(self._redis, self._stream, self._consumer, 256):
-            for stream_id, fields in batch:
-                await self._start(stream_id, fields, replay=True)
+        """Forever: first the jobs a previous incarnation left pending, then new ones.
+
+        Redis errors (an outage, or a restart of this actor while Redis is down) pause and
+        retry instead of ending the task, which would leave the shard's outbox unserved.
+        """
+        replayed = False
         while True:
             try:
-                batch = await new_batch(self._redis, self._stream, self._consumer, 256, 1000)
+                await ensure_group(self._redis, self._stream)
+                if not replayed:
+                    async for batch in pending_batches(self._redis, self._stream, self._consumer, 256):
+                        for stream_id, fields in batch:
+                            await self._start(stream_id, fields, replay=True)
+                    replayed = True
+                while True:
+                    batch = await new_batch(self._redis, self._stream, self._consumer, 256, 1000)
+                    for stream_id, fields in batch:
+                        await self._start(stream_id, fields, replay=False)
             except RedisError as exc:
                 log.warning("shard %s outbox read failed: %s", self._shard, exc)
                 await asyncio.sleep(0.5)
-                continue
-            for stream_id, fields in batch:
-                await self._start(stream_id, fields, replay=False)
 
     async def drain(self) -> None:
         """Wait for the sends in flight (graceful shutdown)."""
@@ -91,10 +99,14 @@ class OutboxSender:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     async def _start(self, stream_id: bytes, fields: dict[bytes, bytes] | None, replay: bool) -> None:
+        if stream_id in self._active:  # a replay after a Redis error re-reads jobs still running
+            return
+        self._active.add(stream_id)
         await self._slots.acquire()
         task = asyncio.create_task(self._handle(stream_id, fields, replay))
         self._in_flight.add(task)
         task.add_done_callback(self._finished)
+        task.add_done_callback(lambda _: self._active.discard(stream_id))
 
     def _finished(self, task: asyncio.Task) -> None:
         self._in_flight.discard(task)
@@ -112,9 +124,7 @@ class OutboxSender:
             log.error("shard %s: undecodable outbox job %r", self._shard, stream_id)
             await self._ack(stream_id, None)
             return
-        first = await self._redis.set(
-            self._keys.send_attempt(job.message_id), repr(self._clock()), nx=True, ex=ATTEMPT_TTL
-        )
+        first = await self._mark_attempt(job)
         if not first:
             # A previous incarnation may have reached the provider: never risk a second send.
             outcome = self._outcome(
@@ -127,6 +137,23 @@ class OutboxSender:
             return
         outcome = await self._send_with_retries(job)
         await self._ack(stream_id, outcome)
+
+    async def _mark_attempt(self, job: OutboxJob) -> bool:
+        """Set the attempt marker, waiting out Redis errors (a crashed task would strand the job).
+
+        A marker whose reply was lost reads as "already attempted": the job is then reported
+        as outcome unknown rather than risking a second send.
+        """
+        while True:
+            try:
+                return bool(
+                    await self._redis.set(
+                        self._keys.send_attempt(job.message_id), repr(self._clock()), nx=True, ex=ATTEMPT_TTL
+                    )
+                )
+            except RedisError as exc:
+                log.warning("shard %s attempt marker failed, retrying: %s", self._shard, exc)
+                await asyncio.sleep(0.5)
 
     async def _send_with_retries(self, job: OutboxJob) -> SendOutcome:
         sender = self._senders.get(job.channel)

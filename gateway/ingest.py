@@ -100,20 +100,23 @@ class IngestWriter:
             task.add_done_callback(self._flushes.discard)
 
     async def _write(self, batch: dict[int, _Pending]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        for shard, pending in batch.items():
-            keys = [self._keys.ingest(shard)]
-            args: list[int | str | bytes] = [self._dedupe_ttl]
-            for dedupe_key, payload in zip(pending.dedupe_keys, pending.payloads, strict=True):
-                if dedupe_key is None:
-                    args.append(0)
-                else:
-                    keys.append(self._keys.dedupe(shard, dedupe_key))
-                    args.append(len(keys) - 1)
-                args.append(payload)
-            await self._script(keys=keys, args=args, client=pipe)
+        # ``async with`` resets the pipeline even when Redis drops mid-write (its connection goes
+        # back to the pool), and any failure reaches every waiting request instead of leaving
+        # them hanging.
         try:
-            replies = await pipe.execute(raise_on_error=False)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for shard, pending in batch.items():
+                    keys = [self._keys.ingest(shard)]
+                    args: list[int | str | bytes] = [self._dedupe_ttl]
+                    for dedupe_key, payload in zip(pending.dedupe_keys, pending.payloads, strict=True):
+                        if dedupe_key is None:
+                            args.append(0)
+                        else:
+                            keys.append(self._keys.dedupe(shard, dedupe_key))
+                            args.append(len(keys) - 1)
+                        args.append(payload)
+                    await self._script(keys=keys, args=args, client=pipe)
+                replies = await pipe.execute(raise_on_error=False)
         except Exception as exc:
             replies = [exc] * len(batch)
         for pending, reply in zip(batch.values(), replies, strict=True):
