@@ -309,6 +309,19 @@ async def count(
         for mid, record in records.items()
         if record.status is MessageStatus.ACCEPTED and not record.error_code  # type: ignore[attr-defined]
     ]
+    for mid in never_attempted[:10]:
+        record = records[mid]
+        shard = int(record.customer_id.split("_")[1])  # type: ignore[attr-defined]
+        marker = await redis.exists(keys.send_attempt(mid))
+        pending = await redis.xpending(keys.outbox(shard), "shard")
+        log.error(
+            "never attempted: %s shard %s attempt-marker %s outbox len %s pending %s",
+            mid,
+            shard,
+            marker,
+            await redis.xlen(keys.outbox(shard)),
+            pending.get("pending"),
+        )
     thread_bodies: collections.Counter[str] = collections.Counter()
     for phone in phones:
         customer = await redis.get(keys.identity(phone_identifier(phone)))
