@@ -19,6 +19,7 @@ run: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	@./scripts/ensure-redis-server.sh
+	@./scripts/ensure-chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from actors.streams import ensure_group, new_batch, pending_batches
-from channels.base import ProviderError, Sender
+from channels.base import ChannelUnreachable, ProviderError, Sender
 from conversations.codec import decode_outbox_job, encode
 from conversations.models import Channel, MessageStatus, OutboxJob, SendOutcome
 from conversations.store import CONSUMER_GROUP, INGEST_FIELD, Keys
@@ -164,10 +164,41 @@ class OutboxSender:
                 error_code="channel_unavailable",
                 error_message=f"no sender configured for {job.channel}",
             )
+        original, reason = job, ""
+        while True:
+            try:
+                outcome = await self._send_one(job, sender)
+            except ChannelUnreachable as exc:
+                # The adapter already rendered the message for another channel: send that
+                # instead, once, as a job of that channel (own retries, own callback URL).
+                fallback = exc.fallback
+                fallback_sender = self._senders.get(fallback.channel) if fallback else None
+                if fallback is None or fallback_sender is None or reason:
+                    self.failed += 1
+                    outcome = self._outcome(
+                        job, MessageStatus.FAILED, error_code=exc.code, error_message=str(exc)
+                    )
+                else:
+                    job, sender, reason = fallback, fallback_sender, exc.code
+                    continue
+            if reason:
+                outcome = msgspec.structs.replace(
+                    outcome,
+                    channel=job.channel,
+                    fallback_from=original.channel,
+                    fallback_reason=reason,
+                    body=job.body,
+                )
+            return outcome
+
+    async def _send_one(self, job: OutboxJob, sender: Sender) -> SendOutcome:
+        """One job through one sender, retrying transient failures."""
         attempt = 0
         while True:
             try:
                 result = await sender.send(job, self._callback_url(job))
+            except ChannelUnreachable:
+                raise
             except ProviderError as exc:
                 ambiguous = exc.code == "timeout"
                 if exc.retryable and not ambiguous and attempt + 1 < self._retry.max_attempts:

@@ -8,18 +8,30 @@ import time
 
 import aiohttp
 import msgspec
+import ray
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from actors.outbox import OutboxSender
 from actors.streams import ensure_group, new_batch, pending_batches
+from channels.outbound import OutboundPreparer
 from channels.registry import build_senders, status_callback_url
+from conversations import commands, merge
+from conversations.capabilities import CapabilityCache
 from conversations.config import Config
+from conversations.console import ConsoleBatchHook
 from conversations.ingest import IngestProcessor
 from conversations.models import OutboxJob
+from conversations.sharding import shard_for_customer
 from conversations.store import Keys
+from conversations.timers import TimerWheel
 
 log = logging.getLogger(__name__)
+
+
+def shard_actor_name(shard: int) -> str:
+    """The Ray name of a shard's actor (in the configured namespace)."""
+    return f"shard-{shard}"
 
 
 class ShardStats(msgspec.Struct):
@@ -33,6 +45,7 @@ class ShardStats(msgspec.Struct):
     dead: int
     sent: int
     send_failures: int
+    timers_fired: int
 
 
 class ShardActor:
@@ -48,20 +61,36 @@ class ShardActor:
         self._shard = shard
         self._keys = Keys(self._config.key_prefix)
         self._redis = Redis.from_url(self._config.redis_url)
-        self._processor = IngestProcessor(self._redis, self._keys, shard, self._config.shards)
+        self._processor = IngestProcessor(
+            self._redis,
+            self._keys,
+            shard,
+            self._config.shards,
+            keyword_replies=self._config.keyword_replies,
+            session_idle_seconds=self._config.session_idle_seconds,
+            whatsapp_templates=self._config.whatsapp.templates,
+            prepare=OutboundPreparer.from_config(self._config),
+            on_commit=ConsoleBatchHook(self._keys, self._config.console_events_maxlen),
+        )
         self._session = aiohttp.ClientSession()
+        self._capabilities = CapabilityCache(self._redis, self._keys, self._config.rbm.capability_ttl_seconds)
         self._sender = OutboxSender(
             self._redis,
             self._keys,
             shard,
-            build_senders(self._session, self._config),
+            build_senders(self._session, self._config, self._capabilities),
             self._callback_url,
             concurrency=self._config.send_concurrency,
         )
-        self._stats = ShardStats(shard, time.time(), 0, 0, 0, 0, 0, 0)
+        self._timers = TimerWheel(self._redis, self._keys, shard)
+        # Batches and direct commands (profile upserts, merges) change the same customers:
+        # one lock keeps this actor the single, sequential writer of its shard.
+        self._lock = asyncio.Lock()
+        self._stats = ShardStats(shard, time.time(), 0, 0, 0, 0, 0, 0, 0)
         self._tasks = [
             asyncio.create_task(self._consume_ingest(), name=f"ingest-{shard}"),
             asyncio.create_task(self._sender.run(), name=f"outbox-{shard}"),
+            asyncio.create_task(self._fire_timers(), name=f"timers-{shard}"),
         ]
 
     def _callback_url(self, job: OutboxJob) -> str:
@@ -88,12 +117,86 @@ class ShardActor:
                 log.exception("shard %s: batch failed, retrying", self._shard)
                 await asyncio.sleep(0.5)
 
+    async def _fire_timers(self) -> None:
+        """Poll the shard's timer set; due timers become ingest entries (fired once)."""
+        interval = self._config.timer_poll_interval_ms / 1000
+        while True:
+            try:
+                fired = await self._timers.fire_due(time.time())
+                self._stats.timers_fired += fired
+                if fired:
+                    continue  # more may be due: drain before sleeping
+            except RedisError as exc:
+                log.warning("shard %s: timer poll failed: %s", self._shard, exc)
+            await asyncio.sleep(interval)
+
     async def _apply(self, batch) -> None:
-        result = await self._processor.process(batch)
+        async with self._lock:
+            result = await self._processor.process(batch)
         self._stats.batches += 1
         self._stats.entries += result.applied
         self._stats.forwarded += result.forwarded
         self._stats.dead += result.dead
+
+    async def upsert_profile(self, request: bytes) -> bytes:
+        """Create or update a customer homed here; see conversations.commands."""
+        async with self._lock:
+            return await commands.run_upsert(
+                self._redis, self._keys, self._shard, self._config.shards, request
+            )
+
+    async def set_preferences(self, request: bytes) -> bytes:
+        async with self._lock:
+            return await commands.run_set_preferences(self._redis, self._keys, request)
+
+    async def hand_over(self, loser: str, winner: str) -> bytes:
+        """Merge step 1 for a customer homed here: redirect it and its identifiers to ``winner``."""
+        async with self._lock:
+            try:
+                await merge.hand_over(self._redis, self._keys, loser, winner)
+            except merge.MergeRefused as exc:
+                return commands.encode_command(
+                    commands.MergeReply(refused_code=exc.code, refused_message=str(exc))
+                )
+        return commands.encode_command(commands.MergeReply())
+
+    async def merge(self, request: bytes) -> bytes:
+        """Merge ``loser`` into ``winner`` (homed here); see conversations.merge for the two steps."""
+        command = commands.decode_merge_request(request)
+        winner_home = shard_for_customer(command.winner, self._config.shards)
+        if winner_home != self._shard:
+            return commands.encode_command(commands.MergeReply(wrong_shard=winner_home))
+        lock = self._keys.merge_lock(command.winner, command.loser)
+        if not await self._redis.set(lock, "1", nx=True, ex=60):
+            return commands.encode_command(
+                commands.MergeReply(
+                    refused_code="merge_in_progress", refused_message="a merge of these customers is running"
+                )
+            )
+        try:
+            loser_home = shard_for_customer(command.loser, self._config.shards)
+            if loser_home == self._shard:
+                raw = await self.hand_over(command.loser, command.winner)
+            else:
+                actor = await asyncio.to_thread(
+                    ray.get_actor, shard_actor_name(loser_home or 0), self._config.ray_namespace
+                )
+                raw = await actor.hand_over.remote(command.loser, command.winner)
+            handed = commands.decode_merge_reply(raw)
+            if handed.refused_code:
+                return raw
+            async with self._lock:
+                try:
+                    result = await merge.merge_into(
+                        self._redis, self._keys, command.winner, command.loser, command.now
+                    )
+                except merge.MergeRefused as exc:
+                    return commands.encode_command(
+                        commands.MergeReply(refused_code=exc.code, refused_message=str(exc))
+                    )
+            return commands.encode_command(commands.MergeReply(result=result))
+        finally:
+            await self._redis.delete(lock)
 
     async def ping(self) -> int:
         """Readiness probe: answers with the shard number once Redis answers too."""

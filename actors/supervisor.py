@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import ray
 
-from actors.shard import ShardActor
+from actors.shard import ShardActor, shard_actor_name
 from conversations.config import Config
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,6 @@ def connect_ray(config: Config) -> None:
             object_store_memory=EMBEDDED_OBJECT_STORE_BYTES,
             log_to_driver=False,
         )
-
-
-def shard_actor_name(shard: int) -> str:
-    return f"shard-{shard}"
 
 
 def start_shard_actors(config: Config) -> list[Any]:

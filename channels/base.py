@@ -42,6 +42,18 @@ class ProviderError(Exception):
         self.http_status = http_status
 
 
+class ChannelUnreachable(ProviderError):
+    """The recipient cannot get messages on this channel at all (e.g. their phone has no RCS).
+
+    ``fallback`` is the same message already adapted for another channel by this adapter's
+    renderer; the outbox sends it through that channel's sender instead. Never retried as is.
+    """
+
+    def __init__(self, message: str, *, code: str, fallback: OutboxJob | None = None) -> None:
+        super().__init__(message, code=code, retryable=False)
+        self.fallback = fallback
+
+
 class InvalidPayload(ValueError):
     """A webhook body that does not match the provider's format; ``field`` names what is wrong."""
 

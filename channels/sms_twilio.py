@@ -86,10 +86,12 @@ def parse_inbound(form: Mapping[str, str], received_at: float) -> InboundMessage
         provider_message_id=message_sid,
         sender=sender,
         recipient=form.get("To", ""),
-        body=form.get("Body", ""),
+        # A tapped WhatsApp quick-reply button carries its label in ButtonText (Body holds it too).
+        body=form.get("Body", "") or form.get("ButtonText", ""),
         received_at=received_at,
         media=media,
         profile_name=form.get("ProfileName", ""),
+        reply_payload=form.get("ButtonPayload", ""),
     )
 
 

@@ -11,6 +11,7 @@ from conversations.models import (
     OutboxJob,
     ThreadEvent,
 )
+from conversations.preferences import ConsentChange, Preferences
 
 _encoder = msgspec.msgpack.Encoder()
 encode = _encoder.encode
@@ -20,3 +21,5 @@ decode_thread_event = msgspec.msgpack.Decoder(ThreadEvent).decode
 decode_message = msgspec.msgpack.Decoder(MessageRecord).decode
 decode_customer = msgspec.msgpack.Decoder(Customer).decode
 decode_outbox_job = msgspec.msgpack.Decoder(OutboxJob).decode
+decode_preferences = msgspec.msgpack.Decoder(Preferences).decode
+decode_consent_change = msgspec.msgpack.Decoder(ConsentChange).decode

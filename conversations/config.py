@@ -11,10 +11,18 @@ from typing import Any
 import msgspec
 
 from conversations.access import ApiKeySpec, parse_api_key
+from conversations.keywords import KeywordReplies
 
 ENV_PREFIX = "THREADLINE_"
 SIMULATOR_ACCOUNT_SID = "AC" + "0" * 32
 SIMULATOR_AUTH_TOKEN = "simulator-auth-token"
+SIMULATOR_RBM_CLIENT_TOKEN = "simulator-rbm-client-token"
+SIMULATOR_RBM_ACCESS_TOKEN = "simulator-rbm-access-token"
+SIMULATOR_RBM_AGENT_ID = "threadline-simulator"
+SIMULATOR_WHATSAPP_APP_SECRET = "simulator-whatsapp-app-secret"
+SIMULATOR_WHATSAPP_VERIFY_TOKEN = "simulator-whatsapp-verify-token"
+SIMULATOR_WHATSAPP_ACCESS_TOKEN = "simulator-whatsapp-access-token"
+SIMULATOR_WHATSAPP_PHONE_NUMBER_ID = "106540352242922"
 
 
 class ConfigError(ValueError):
@@ -29,6 +37,77 @@ class TwilioConfig(msgspec.Struct, forbid_unknown_fields=True):
     base_url: str = ""  # empty: api.twilio.com, or the simulator when it runs
     from_number: str = "+15005550006"
     messaging_service_sid: str = ""
+
+
+class RbmConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Google RCS Business Messaging; empty means the built-in simulator (or RCS off)."""
+
+    client_token: str = ""  # verifies webhooks (X-Goog-Signature) and the clientToken echo
+    agent_id: str = ""
+    base_url: str = ""  # empty: rcsbusinessmessaging.googleapis.com, or the simulator when it runs
+    access_token: str = ""  # OAuth bearer token of the agent's service account
+    capability_ttl_seconds: int = 6 * 3600
+    sms_fallback_max_segments: int = 2  # an adapted rich card never costs more SMS segments
+
+
+class VoiceConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Twilio Voice (uses the Twilio credentials): what an incoming call hears."""
+
+    business_name: str = "Threadline"
+    language: str = "en-US"
+    max_turns: int = 5  # Gathers per call before we close it politely
+
+
+class WhatsAppTemplate(msgspec.Struct, forbid_unknown_fields=True):
+    """An approved WhatsApp template used for a message type outside the 24-hour window."""
+
+    name: str
+    language: str = "en_US"
+    body_variable: bool = True  # pass the message body as the template's one body variable {{1}}
+
+
+class WhatsAppConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Meta WhatsApp Cloud API settings; empty credentials mean the built-in simulator."""
+
+    app_secret: str = ""  # signs webhooks (X-Hub-Signature-256)
+    verify_token: str = ""  # echoed back by the subscription check (GET hub.verify_token)
+    access_token: str = ""
+    phone_number_id: str = ""
+    api_version: str = "v21.0"
+    base_url: str = ""  # empty: graph.facebook.com, or the simulator when it runs
+    templates: dict[str, WhatsAppTemplate] = msgspec.field(default_factory=dict)  # message type → template
+
+    @property
+    def has_credentials(self) -> bool:
+        """Whether real sending credentials are set."""
+        return bool(self.access_token and self.phone_number_id)
+
+
+class EmailConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Email: SMTP for sending, a shared secret for the inbound parse webhook.
+
+    ``smtp_url`` is ``smtp://user:pass@host:port`` (STARTTLS when the server offers it) or
+    ``smtps://…`` (TLS from the start); empty means no email, or the simulator's SMTP sink.
+    """
+
+    smtp_url: str = ""
+    from_address: str = "Threadline <notifications@threadline.local>"
+    inbound_secret: str = ""  # empty: the inbound webhook refuses everything
+    timeout_seconds: float = 30.0
+
+
+class TrackingConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Open and click tracking: which channels get tracked links by default, and the signing key."""
+
+    secret: str = ""  # HMAC key for tracking tokens; embedded mode keeps one in the data dir
+    channels: list[str] = msgspec.field(default_factory=lambda: ["email"])
+
+
+class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A console agent set in the config file: only the SHA-256 (hex) of its token is kept."""
+
+    name: str
+    token_sha256: str
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -50,11 +129,31 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     batch_max_entries: int = 256
     batch_max_delay_ms: float = 2.0
     send_concurrency: int = 64
+    timer_poll_interval_ms: float = 100.0
+    message_types: list[str] = msgspec.field(
+        default_factory=lambda: ["transactional", "service", "marketing", "rich_media", "urgent"]
+    )
+    preference_link_ttl_seconds: int = 7 * 24 * 3600
+    session_idle_seconds: int = 24 * 3600
+    secret_key: str = ""  # signs preference-page and tracking tokens; empty: generated in data_dir
     simulator: bool | None = None  # None: on unless real provider credentials are set
     simulator_port: int = 8081
     data_dir: str = ".threadline"
     ray_namespace: str = "threadline"
     twilio: TwilioConfig = msgspec.field(default_factory=TwilioConfig)
+    whatsapp: WhatsAppConfig = msgspec.field(default_factory=WhatsAppConfig)
+    keyword_replies: KeywordReplies = msgspec.field(default_factory=KeywordReplies)
+    rbm: RbmConfig = msgspec.field(default_factory=RbmConfig)
+    voice: VoiceConfig = msgspec.field(default_factory=VoiceConfig)
+    simulator_smtp_port: int = 8025  # the simulator's SMTP sink, used when email.smtp_url is empty
+    email: EmailConfig = msgspec.field(default_factory=EmailConfig)
+    tracking: TrackingConfig = msgspec.field(default_factory=TrackingConfig)
+    # Per channel, per country (ISO 3166 alpha-2, "*" for any) price overrides; see conversations.pricing.
+    prices: dict[str, dict[str, float]] = msgspec.field(default_factory=dict)
+    admin_api_keys: list[str] = msgspec.field(default_factory=list)  # may create console agents
+    agents: list[AgentConfig] = msgspec.field(default_factory=list)  # console agents from the file
+    console_events_maxlen: int = 100_000  # updates kept for agents that reconnect
+    console_socket_queue: int = 256  # frames a slow console socket may have pending before it is closed
 
     def __post_init__(self) -> None:
         if self.shards < 1 or self.shards > 4096:
@@ -76,7 +175,25 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         """Whether provider traffic goes to the built-in simulator."""
         if self.simulator is not None:
             return self.simulator
-        return not (self.twilio.account_sid and self.twilio.auth_token)
+        # Any real credentials switch it off: a simulator must never stand in, silently,
+        # for a provider of a deployment that talks to real ones.
+        twilio = bool(self.twilio.account_sid and self.twilio.auth_token)
+        return not (twilio or self.whatsapp.has_credentials)
+
+
+# Names the issue gave that the automatic THREADLINE_<SECTION>_<FIELD> scheme would spell
+# differently; the automatic names work too (they win when both are set).
+ENV_ALIASES = {
+    "THREADLINE_SMTP_URL": ("email", "smtp_url"),
+}
+
+
+def _env_aliases(env: Mapping[str, str]) -> dict:
+    found: dict[str, dict[str, str]] = {}
+    for name, (section, field) in ENV_ALIASES.items():
+        if name in env:
+            found.setdefault(section, {})[field] = env[name]
+    return found
 
 
 def _env_overrides(struct_type: type[msgspec.Struct], env: Mapping[str, str], prefix: str) -> dict:
@@ -91,11 +208,15 @@ def _env_overrides(struct_type: type[msgspec.Struct], env: Mapping[str, str], pr
                 found[field.name] = nested
         elif name in env:
             raw = env[name]
-            found[field.name] = (
-                [part.strip() for part in raw.split(",") if part.strip()]
-                if ("list" in str(field_type))
-                else raw
-            )
+            if "dict" in str(field_type):  # a mapping comes as JSON, e.g. WhatsApp templates
+                try:
+                    found[field.name] = msgspec.json.decode(raw)
+                except msgspec.DecodeError as exc:
+                    raise ConfigError(f"{name} must be a JSON object: {exc}") from exc
+            elif "list" in str(field_type):
+                found[field.name] = [part.strip() for part in raw.split(",") if part.strip()]
+            else:
+                found[field.name] = raw
     return found
 
 
@@ -120,6 +241,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             raise ConfigError(f"config file not found: {path}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path}: {exc}") from exc
+    data = _merge(data, _env_aliases(env))
     data = _merge(data, _env_overrides(Config, env, ENV_PREFIX))
     try:
         return msgspec.convert(data, Config, strict=False)

@@ -9,19 +9,28 @@ nothing to replay. So each entry takes effect exactly once.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
 
-from conversations.codec import decode_ingest, decode_message, encode
+from conversations import timers
+from conversations.codec import decode_ingest, decode_message, decode_preferences, encode
+from conversations.config import WhatsAppTemplate
+from conversations.consent import write_preferences
 from conversations.ids import new_customer_id, new_message_id
+from conversations.keywords import Keyword, KeywordReplies, classify
 from conversations.models import (
     Channel,
     Direction,
+    Engagement,
+    EngagementKind,
+    EngagementLogged,
     Forwarded,
     Identifier,
     IdentifierKind,
@@ -30,20 +39,30 @@ from conversations.models import (
     MessageLogged,
     MessageRecord,
     MessageStatus,
+    OutboundContent,
     OutboundRequest,
     OutboxJob,
     SendOutcome,
     StatusChange,
     StatusLogged,
     StatusUpdate,
+    TemplateRef,
 )
+from conversations.preferences import ConsentChange, ConsentState, Preferences
+from conversations.sessions import SESSION_FIELDS, Session, parse_session, session_for
 from conversations.sharding import shard_for_customer
 from conversations.status import advances
 from conversations.store import CONSUMER_GROUP, INGEST_FIELD, Keys
+from conversations.whatsapp_window import WhatsAppSendPlan, plan_whatsapp_send
 
 log = logging.getLogger(__name__)
 
 PROVIDER_ID_TTL = 90 * 24 * 3600
+MAX_STATUS_PARKING = 8  # ~1 minute of retries for a status that arrives before its send outcome
+
+# Channel-specific preparation of an outbound message once its customer is known (link
+# tracking, SMS segments, cost); see channels.outbound.OutboundPreparer.
+OutboundPreparer = Callable[[OutboundRequest, str, Channel], OutboundContent]
 
 
 @dataclass(slots=True)
@@ -55,6 +74,12 @@ class BatchResult:
     dead: int = 0
     sends_queued: int = 0
     touched_customers: set[str] = field(default_factory=set)
+    inbound: dict[str, int] = field(default_factory=dict)  # customer id -> inbound messages applied
+    outbound: set[str] = field(default_factory=set)  # customers who were sent a new message
+
+
+BatchHook = Callable[[Any, BatchResult, float], None]
+"""Adds writes to a batch's transaction once it is applied: ``hook(pipeline, result, now)``."""
 
 
 @dataclass(slots=True)
@@ -62,7 +87,7 @@ class _Work:
     """One decoded entry with the customer it belongs to once resolved."""
 
     stream_id: bytes
-    entry: IngestEntry
+    entry: InboundMessage | OutboundRequest | StatusUpdate | SendOutcome | Engagement
     customer_id: str = ""
 
 
@@ -76,13 +101,24 @@ class IngestProcessor:
         shard: int,
         shards: int,
         clock: Callable[[], float] = time.time,
+        keyword_replies: KeywordReplies | None = None,
+        session_idle_seconds: float = 24 * 3600,
+        whatsapp_templates: Mapping[str, WhatsAppTemplate] | None = None,
+        prepare: OutboundPreparer | None = None,
+        on_commit: BatchHook | None = None,
     ) -> None:
+        self._whatsapp_templates = dict(whatsapp_templates or {})
+        self._session_idle = session_idle_seconds
+        self._sessions: dict[str, Session | None] = {}  # this batch's customers' sessions
+        self._keyword_replies = keyword_replies or KeywordReplies()
         self._redis = redis
+        self._prepare = prepare
         self._keys = keys
         self._shard = shard
         self._shards = shards
         self._clock = clock
         self._ingest_key = keys.ingest(shard)
+        self._on_commit = on_commit
 
     async def process(self, raw_batch: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> BatchResult:
         """Apply a batch read from the ingest stream; acks it in the same transaction."""
@@ -103,42 +139,70 @@ class IngestProcessor:
                 continue
             if isinstance(entry, Forwarded):
                 work.append(_Work(stream_id, entry.entry, entry.customer_id))
-            elif isinstance(entry, StatusUpdate | SendOutcome):
-                work.append(_Work(stream_id, entry, entry.customer_id))
+            elif isinstance(entry, StatusUpdate | SendOutcome | Engagement):
+                work.append(_Work(stream_id, entry, entry.customer_id))  # "" until matched
             else:
                 work.append(_Work(stream_id, entry))
 
         await self._resolve_customers(work)
+        await self._resolve_provider_ids(work)
         records = await self._load_records(work)
+        for item in work:  # the message record names its customer (authoritative after a merge)
+            entry = item.entry
+            if isinstance(entry, StatusUpdate | SendOutcome) and entry.message_id in records:
+                item.customer_id = records[entry.message_id].customer_id
+                item.entry = msgspec.structs.replace(entry, customer_id=item.customer_id)
+        await self._follow_redirects(work)
 
+        preferences = await self._load_preferences(work)
+        await self._load_sessions(work)
+        last_whatsapp = await self._last_whatsapp_inbound(work)
         now = self._clock()
         pipe = self._redis.pipeline(transaction=True)
         for item in work:
             home = shard_for_customer(item.customer_id, self._shards)
             entry = item.entry
-            if (
-                home is not None
-                and home != self._shard
-                and isinstance(entry, InboundMessage | OutboundRequest)
-            ):
+            if home is not None and home != self._shard:
                 forwarded = Forwarded(customer_id=item.customer_id, entry=entry)
                 pipe.xadd(self._keys.ingest(home), {INGEST_FIELD: encode(forwarded)})
                 result.forwarded += 1
                 continue
             if isinstance(entry, InboundMessage):
                 self._write_inbound(pipe, item.customer_id, entry, now)
+                if entry.channel is Channel.WHATSAPP:  # opens the window for sends later in this batch
+                    seen = last_whatsapp.get(item.customer_id, entry.received_at)
+                    last_whatsapp[item.customer_id] = max(seen, entry.received_at)
+                result.inbound[item.customer_id] = result.inbound.get(item.customer_id, 0) + 1
+                if entry.channel is Channel.SMS:
+                    self._handle_keyword(pipe, item.customer_id, entry, preferences, now)
             elif isinstance(entry, OutboundRequest):
-                self._write_outbound(pipe, item.customer_id, entry, now)
-                result.sends_queued += 1
+                last = last_whatsapp.get(item.customer_id)
+                if self._write_outbound(pipe, item.customer_id, entry, preferences, now, last):
+                    result.sends_queued += 1
+                result.outbound.add(item.customer_id)
             elif isinstance(entry, StatusUpdate):
+                if entry.message_id not in records:
+                    self._park_status(pipe, entry, now)
+                    continue
                 self._write_status(pipe, records, entry)
             elif isinstance(entry, SendOutcome):
                 self._write_send_outcome(pipe, records, entry)
+            elif isinstance(entry, Engagement):
+                self._write_engagement(pipe, records, entry)
             result.applied += 1
             result.touched_customers.add(item.customer_id)
+        for customer_id, session in self._sessions.items():
+            if session is not None:
+                pipe.hset(
+                    self._keys.customer(customer_id),
+                    mapping={"session_id": session.id, "session_last_at": repr(session.last_at)},
+                )
         for stream_id, payload in dead:
             pipe.xadd(self._keys.dead_letters(self._shard), {INGEST_FIELD: payload, b"id": stream_id})
         result.dead = len(dead)
+        if self._on_commit is not None and result.touched_customers:
+            # Inside the same MULTI/EXEC, so an update is published exactly when the batch lands.
+            self._on_commit(pipe, result, now)
         ids = [item.stream_id for item in work] + [sid for sid, _ in dead] + acked_only
         if ids:
             pipe.xack(self._ingest_key, CONSUMER_GROUP, *ids)
@@ -175,9 +239,148 @@ class IngestProcessor:
                 if identifier is not None:
                     item.customer_id = resolved[identifier]
 
+    async def _load_preferences(self, work: list[_Work]) -> dict[str, Preferences]:
+        """Preferences of the customers whose consent this batch checks or changes."""
+        wanted = sorted(
+            {
+                item.customer_id
+                for item in work
+                if item.customer_id
+                and (
+                    isinstance(item.entry, OutboundRequest)
+                    or (isinstance(item.entry, InboundMessage) and classify(item.entry.body) is not None)
+                )
+            }
+        )
+        if not wanted:
+            return {}
+        blobs = await self._redis.mget([self._keys.preferences(cid) for cid in wanted])
+        return {cid: decode_preferences(blob) for cid, blob in zip(wanted, blobs, strict=True) if blob}
+
+    def _handle_keyword(
+        self,
+        pipe,
+        customer_id: str,
+        entry: InboundMessage,
+        preferences: dict[str, Preferences],
+        now: float,
+    ) -> None:
+        """STOP/START change SMS consent (audited); every keyword gets its confirmation reply."""
+        found = classify(entry.body)
+        if found is None:
+            return
+        keyword, word = found
+        if keyword is not Keyword.HELP:
+            before = preferences.get(customer_id)
+            after = copy.deepcopy(before) if before else Preferences()
+            state = ConsentState.OPTED_OUT if keyword is Keyword.OPT_OUT else ConsentState.OPTED_IN
+            change = ConsentChange(Channel.SMS, state, f"sms_keyword:{word}", entry.received_at)
+            after.apply(change)
+            write_preferences(pipe, self._keys, customer_id, before, after, [change])
+            preferences[customer_id] = after
+        reply = self._keyword_replies.for_keyword(keyword)
+        # Keyword confirmations are transactional: they go out even to a number that just opted out.
+        request = OutboundRequest(new_message_id(), entry.sender, reply, "transactional", now, Channel.SMS)
+        self._queue_send(pipe, customer_id, request, Channel.SMS, now)
+
+    async def _last_whatsapp_inbound(self, work: list[_Work]) -> dict[str, float]:
+        """When each customer with a WhatsApp send in this batch last wrote on WhatsApp."""
+        wanted = sorted(
+            {
+                item.customer_id
+                for item in work
+                if isinstance(item.entry, OutboundRequest)
+                and item.entry.channel is Channel.WHATSAPP
+                and item.customer_id
+            }
+        )
+        if not wanted:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for customer_id in wanted:
+            pipe.hget(self._keys.customer(customer_id), f"last_inbound_at:{Channel.WHATSAPP.value}")
+        found = await pipe.execute()
+        return {cid: float(at) for cid, at in zip(wanted, found, strict=True) if at}
+
+    async def _load_sessions(self, work: list[_Work]) -> None:
+        wanted = sorted(
+            {
+                item.customer_id
+                for item in work
+                if item.customer_id and isinstance(item.entry, InboundMessage | OutboundRequest)
+            }
+        )
+        self._sessions = {}
+        if not wanted:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for customer_id in wanted:
+            pipe.hmget(self._keys.customer(customer_id), SESSION_FIELDS)
+        for customer_id, values in zip(wanted, await pipe.execute(), strict=True):
+            self._sessions[customer_id] = parse_session(values)
+
+    def _session_id(self, customer_id: str, at: float) -> str:
+        """The conversation session a message at ``at`` joins (opening one after an idle gap)."""
+        session, _opened = session_for(self._sessions.get(customer_id), at, self._session_idle)
+        self._sessions[customer_id] = session
+        return session.id
+
+    async def _follow_redirects(self, work: list[_Work]) -> None:
+        """Entries for a customer merged into another go to the survivor (and its home shard)."""
+        for _ in range(4):  # chains are short: A merged into B, later B into C
+            ids = sorted({item.customer_id for item in work if item.customer_id})
+            if not ids:
+                return
+            targets = await self._redis.mget([self._keys.redirect(cid) for cid in ids])
+            moved = {cid: t.decode() for cid, t in zip(ids, targets, strict=True) if t}
+            if not moved:
+                return
+            for item in work:
+                if item.customer_id in moved:
+                    item.customer_id = moved[item.customer_id]
+                    if isinstance(item.entry, StatusUpdate | SendOutcome):
+                        item.entry = msgspec.structs.replace(item.entry, customer_id=item.customer_id)
+
+    async def _resolve_provider_ids(self, work: list[_Work]) -> None:
+        """Fill in our message id for statuses that only name the provider's id."""
+        unmatched = [
+            item for item in work if isinstance(item.entry, StatusUpdate) and not item.entry.message_id
+        ]
+        if not unmatched:
+            return
+        found = await self._redis.mget(
+            [
+                self._keys.provider_message(item.entry.provider, item.entry.provider_message_id)
+                for item in unmatched
+                if isinstance(item.entry, StatusUpdate)
+            ]
+        )
+        for item, message_id in zip(unmatched, found, strict=True):
+            if message_id and isinstance(item.entry, StatusUpdate):
+                item.entry = msgspec.structs.replace(item.entry, message_id=message_id.decode())
+
+    def _park_status(self, pipe, entry: StatusUpdate, now: float) -> None:
+        """A status that outran its send outcome: retry it later, then give up loudly."""
+        if entry.attempt >= MAX_STATUS_PARKING:
+            log.warning(
+                "dropping status %s for unknown %s message %s",
+                entry.provider_status,
+                entry.provider,
+                entry.provider_message_id,
+            )
+            return
+        delay = min(30.0, 0.25 * 2**entry.attempt)
+        timer_id = f"status:{entry.provider}:{entry.provider_message_id}:{entry.provider_status}"
+        retry = msgspec.structs.replace(entry, attempt=entry.attempt + 1)
+        timers.schedule(pipe, self._keys, self._shard, timer_id, now + delay, retry)
+
     async def _load_records(self, work: list[_Work]) -> dict[str, MessageRecord]:
         wanted = sorted(
-            {item.entry.message_id for item in work if isinstance(item.entry, StatusUpdate | SendOutcome)}
+            {
+                item.entry.message_id
+                for item in work
+                if isinstance(item.entry, StatusUpdate | SendOutcome | Engagement) and item.entry.message_id
+            }
         )
         if not wanted:
             return {}
@@ -204,6 +407,11 @@ class IngestProcessor:
             provider_message_id=entry.provider_message_id,
             address=entry.sender.value,
             media=entry.media,
+            attributes=dict(entry.attributes),
+            location=entry.location,
+            reply_payload=entry.reply_payload,
+            subject=entry.subject,
+            html=entry.html,
         )
         pipe.set(self._keys.message(message_id), encode(record))
         pipe.set(
@@ -211,7 +419,8 @@ class IngestProcessor:
             message_id,
             ex=PROVIDER_ID_TTL,
         )
-        logged = MessageLogged(message_id, entry.channel, Direction.INBOUND, entry.received_at)
+        session_id = self._session_id(customer_id, entry.received_at)
+        logged = MessageLogged(message_id, entry.channel, Direction.INBOUND, entry.received_at, session_id)
         pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
         fields = self._touch_customer(pipe, customer_id, entry.sender, now)
         fields["last_channel"] = entry.channel.value
@@ -220,28 +429,132 @@ class IngestProcessor:
             fields["profile_name"] = entry.profile_name
         pipe.hset(self._keys.customer(customer_id), mapping=fields)
 
-    def _write_outbound(self, pipe, customer_id: str, entry: OutboundRequest, now: float) -> None:
+    def _write_outbound(
+        self,
+        pipe,
+        customer_id: str,
+        entry: OutboundRequest,
+        preferences: dict[str, Preferences],
+        now: float,
+        last_whatsapp: float | None = None,
+    ) -> bool:
+        """Queue the send, or refuse it (recorded as failed) when consent or the WhatsApp window forbids it."""
         channel = entry.channel or _default_channel(entry.recipient)
-        record = MessageRecord(
+        fields = self._touch_customer(pipe, customer_id, entry.recipient, now)
+        pipe.hset(self._keys.customer(customer_id), mapping=fields)
+        consent = preferences.get(customer_id)
+        if consent is not None and not consent.allows(channel, entry.message_type):
+            opt_out = consent.channel_opt_outs.get(channel)
+            how = f" ({opt_out.source})" if opt_out else ""
+            reason = f"customer opted out of {entry.message_type} on {channel.value}{how}"
+            self._refuse(pipe, customer_id, entry, channel, now, "opted_out", reason)
+            return False
+        plan = WhatsAppSendPlan(template=entry.template)
+        if channel is Channel.WHATSAPP:
+            plan = plan_whatsapp_send(
+                body=entry.body,
+                requested_template=entry.template,
+                configured_template=self._whatsapp_templates.get(entry.message_type),
+                last_inbound_at=last_whatsapp,
+                now=now,
+            )
+        if plan.refused:
+            self._refuse(pipe, customer_id, entry, channel, now, plan.refused, plan.reason)
+            return False
+        self._queue_send(pipe, customer_id, entry, channel, now, plan.template)
+        return True
+
+    def _refuse(
+        self,
+        pipe,
+        customer_id: str,
+        entry: OutboundRequest,
+        channel: Channel,
+        now: float,
+        code: str,
+        reason: str,
+    ) -> None:
+        """Record a send we will not make: failed with ``code`` in the thread, nothing queued."""
+        record = self._outbound_record(
+            customer_id, entry, channel, now, OutboundContent(entry.body, entry.html)
+        )
+        record.status = MessageStatus.FAILED
+        record.error_code = code
+        record.error_message = reason
+        record.history.append(StatusChange(MessageStatus.FAILED, now, "", code))
+        pipe.set(self._keys.message(entry.message_id), encode(record))
+        session_id = self._session_id(customer_id, entry.requested_at)
+        logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at, session_id)
+        pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
+        failed = StatusLogged(entry.message_id, channel, MessageStatus.FAILED, now, code)
+        pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(failed)})
+
+    def _outbound_record(
+        self,
+        customer_id: str,
+        entry: OutboundRequest,
+        channel: Channel,
+        now: float,
+        content: OutboundContent,
+    ) -> MessageRecord:
+        return MessageRecord(
             id=entry.message_id,
             customer_id=customer_id,
             channel=channel,
             direction=Direction.OUTBOUND,
-            body=entry.body,
+            body=content.body,
             status=MessageStatus.ACCEPTED,
             created_at=entry.requested_at,
             updated_at=now,
             message_type=entry.message_type,
             address=entry.recipient.value,
             history=[StatusChange(MessageStatus.ACCEPTED, now)],
+            rich_card=entry.rich_card,
+            template=entry.template,
+            subject=entry.subject,
+            html=content.html,
+            template_kind=entry.template_kind,
+            segments=content.segments,
+            encoding=content.encoding,
+            cost=content.cost,
         )
+
+    def _queue_send(
+        self,
+        pipe,
+        customer_id: str,
+        entry: OutboundRequest,
+        channel: Channel,
+        now: float,
+        template: TemplateRef | None = None,
+    ) -> None:
+        """Record an outbound message in the thread and hand it to the shard's sender.
+
+        ``template`` is the WhatsApp template actually used (the window may have substituted one).
+        """
+        content = (
+            self._prepare(entry, customer_id, channel)
+            if self._prepare is not None
+            else OutboundContent(body=entry.body, html=entry.html)
+        )
+        record = self._outbound_record(customer_id, entry, channel, now, content)
+        record.template = template
         pipe.set(self._keys.message(entry.message_id), encode(record))
-        logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at)
+        session_id = self._session_id(customer_id, entry.requested_at)
+        logged = MessageLogged(entry.message_id, channel, Direction.OUTBOUND, entry.requested_at, session_id)
         pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(logged)})
-        job = OutboxJob(entry.message_id, customer_id, channel, entry.recipient.value, entry.body)
+        job = OutboxJob(
+            entry.message_id,
+            customer_id,
+            channel,
+            entry.recipient.value,
+            content.body,
+            rich_card=entry.rich_card,
+            template=template,
+            subject=entry.subject,
+            html=content.html,
+        )
         pipe.xadd(self._keys.outbox(self._shard), {INGEST_FIELD: encode(job)})
-        fields = self._touch_customer(pipe, customer_id, entry.recipient, now)
-        pipe.hset(self._keys.customer(customer_id), mapping=fields)
 
     def _apply_status(
         self,
@@ -262,14 +575,13 @@ class IngestProcessor:
         pipe.xadd(self._keys.thread(record.customer_id), {INGEST_FIELD: encode(logged)})
 
     def _write_status(self, pipe, records: dict[str, MessageRecord], entry: StatusUpdate) -> None:
-        record = records.get(entry.message_id)
-        if record is None:
-            log.warning("status for unknown message %s (%s)", entry.message_id, entry.provider_message_id)
-            return
+        record = records[entry.message_id]
         if not record.provider_message_id:
             record.provider = entry.provider
             record.provider_message_id = entry.provider_message_id
         self._apply_status(pipe, record, entry.status, entry.at, entry.provider_status, entry.error_code)
+        if entry.error_message:
+            record.error_message = entry.error_message
         pipe.set(self._keys.message(record.id), encode(record))
 
     def _write_send_outcome(self, pipe, records: dict[str, MessageRecord], entry: SendOutcome) -> None:
@@ -278,6 +590,14 @@ class IngestProcessor:
             log.warning("send outcome for unknown message %s", entry.message_id)
             return
         record.provider = entry.provider
+        if entry.channel is not None and entry.channel != record.channel:
+            # The sender adapted the message to another channel: the record shows what the
+            # customer actually got, and why.
+            record.fallback_from = entry.fallback_from or record.channel
+            record.fallback_reason = entry.fallback_reason
+            record.channel = entry.channel
+            if entry.body:
+                record.body = entry.body
         if entry.provider_message_id:
             record.provider_message_id = entry.provider_message_id
             pipe.set(
@@ -292,6 +612,19 @@ class IngestProcessor:
         if entry.error_message:
             record.error_message = entry.error_message
         self._apply_status(pipe, record, entry.status, entry.at, "", entry.error_code)
+        pipe.set(self._keys.message(record.id), encode(record))
+
+    def _write_engagement(self, pipe, records: dict[str, MessageRecord], entry: Engagement) -> None:
+        record = records.get(entry.message_id)
+        if record is None or record.customer_id != entry.customer_id:
+            log.warning("engagement for unknown message %s", entry.message_id)
+            return
+        if record.opened_at is None:  # a click proves the message was opened too
+            record.opened_at = entry.at
+        if entry.kind is EngagementKind.CLICKED:
+            record.clicks += 1
+        logged = EngagementLogged(record.id, record.channel, entry.kind, entry.at, entry.url)
+        pipe.xadd(self._keys.thread(record.customer_id), {INGEST_FIELD: encode(logged)})
         pipe.set(self._keys.message(record.id), encode(record))
 
 

@@ -55,11 +55,46 @@ class Identifier(msgspec.Struct, frozen=True):
     value: str
 
 
-class Media(msgspec.Struct, frozen=True):
+class Media(msgspec.Struct, frozen=True, omit_defaults=True):
     """An attachment carried by a message (MMS, WhatsApp image, …)."""
 
     url: str
     content_type: str = ""
+    id: str = ""  # the provider's media id, when it hands out ids instead of URLs (WhatsApp)
+
+
+class Location(msgspec.Struct, frozen=True):
+    """A place a customer shared (WhatsApp location message)."""
+
+    latitude: float
+    longitude: float
+    name: str = ""
+    address: str = ""
+
+
+class TemplateRef(msgspec.Struct, frozen=True):
+    """An approved provider template (WhatsApp) and the values of its body variables, in order."""
+
+    name: str
+    language: str = "en_US"
+    variables: tuple[str, ...] = ()
+
+
+class Suggestion(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A tappable chip on a rich card: a reply (``postback_data``) or, with ``url``, an open-URL action."""
+
+    text: str
+    postback_data: str = ""
+    url: str = ""
+
+
+class RichCard(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Channel-neutral rich content (an RCS standalone card; adapted to text elsewhere)."""
+
+    title: str = ""
+    description: str = ""
+    media_url: str = ""
+    suggestions: tuple[Suggestion, ...] = ()
 
 
 # --- ingest entries: what the gateway writes to a shard's ingest stream ---------------
@@ -77,20 +112,34 @@ class InboundMessage(msgspec.Struct, tag="inbound", frozen=True):
     received_at: float
     media: tuple[Media, ...] = ()
     profile_name: str = ""
+    # Provider extras that are not the text: RCS postback data, a location, speech confidence.
+    attributes: dict[str, str] = msgspec.field(default_factory=dict)
+    location: Location | None = None
+    reply_payload: str = ""  # the id/payload of the button or list row the customer chose
+    subject: str = ""  # email
+    html: str = ""  # email
 
 
 class StatusUpdate(msgspec.Struct, tag="status", frozen=True):
-    """A provider's report on one of our outbound messages."""
+    """A provider's report on one of our outbound messages.
+
+    ``message_id``/``customer_id`` are empty when the provider's callback does not carry our
+    ids (WhatsApp, RCS): the shard then finds the message by ``provider_message_id``, and
+    ``recipient`` (the customer's handle) picks the shard to ask.
+    """
 
     channel: Channel
     provider: str
     provider_message_id: str
-    message_id: str
-    customer_id: str
     status: MessageStatus
     provider_status: str
     at: float
+    message_id: str = ""
+    customer_id: str = ""
+    recipient: Identifier | None = None
     error_code: str = ""
+    error_message: str = ""
+    attempt: int = 0  # how often it was parked waiting for its message to be known
 
 
 class OutboundRequest(msgspec.Struct, tag="outbound", frozen=True):
@@ -102,13 +151,46 @@ class OutboundRequest(msgspec.Struct, tag="outbound", frozen=True):
     message_type: str
     requested_at: float
     channel: Channel | None = None
+    rich_card: RichCard | None = None
+    template: TemplateRef | None = None
+    subject: str = ""  # email
+    html: str = ""  # email: the HTML part; ``body`` is the text part
+    template_kind: str = ""  # the message kind the content was rendered from, if any
+    track: bool = False  # rewrite links (and add an open pixel to HTML) for engagement tracking
+
+
+class EngagementKind(enum.StrEnum):
+    """What a customer did with a message we sent."""
+
+    OPENED = "opened"
+    CLICKED = "clicked"
+
+
+class Engagement(msgspec.Struct, tag="engagement", frozen=True):
+    """A customer opened (tracking pixel) or clicked a tracked link of one of our messages."""
+
+    message_id: str
+    customer_id: str
+    kind: EngagementKind
+    at: float
+    url: str = ""
+
+
+class OutboundContent(msgspec.Struct, frozen=True):
+    """An outbound message's content as it will be sent, with what it costs to send."""
+
+    body: str
+    html: str = ""
+    segments: int = 0
+    encoding: str = ""
+    cost: float | None = None
 
 
 class Forwarded(msgspec.Struct, tag="forwarded", frozen=True):
     """An entry that arrived on one shard but belongs to a customer homed on another."""
 
     customer_id: str
-    entry: InboundMessage | OutboundRequest
+    entry: InboundMessage | OutboundRequest | StatusUpdate | SendOutcome | Engagement
 
 
 class SendOutcome(msgspec.Struct, tag="sent", frozen=True):
@@ -124,9 +206,15 @@ class SendOutcome(msgspec.Struct, tag="sent", frozen=True):
     error_message: str = ""
     segments: int = 0
     price: float | None = None
+    # Set when the sender had to use another channel (e.g. RCS not capable → SMS): what was
+    # actually sent, on which channel, and why.
+    channel: Channel | None = None
+    fallback_from: Channel | None = None
+    fallback_reason: str = ""
+    body: str = ""
 
 
-IngestEntry = InboundMessage | StatusUpdate | OutboundRequest | Forwarded | SendOutcome
+IngestEntry = InboundMessage | StatusUpdate | OutboundRequest | Forwarded | SendOutcome | Engagement
 
 
 # --- stored records -------------------------------------------------------------------
@@ -161,7 +249,21 @@ class MessageRecord(msgspec.Struct, kw_only=True):
     price: float | None = None
     address: str = ""  # the customer's address on this channel
     media: tuple[Media, ...] = ()
+    location: Location | None = None
+    reply_payload: str = ""
+    template: TemplateRef | None = None
     history: list[StatusChange] = msgspec.field(default_factory=list)
+    attributes: dict[str, str] = msgspec.field(default_factory=dict)
+    rich_card: RichCard | None = None
+    fallback_from: Channel | None = None  # the channel asked for, when it was adapted to ``channel``
+    fallback_reason: str = ""
+    subject: str = ""  # email
+    html: str = ""  # email
+    template_kind: str = ""
+    encoding: str = ""  # SMS: GSM-7 or UCS-2
+    cost: float | None = None  # our estimate from the price table (``price`` is what the provider says)
+    opened_at: float | None = None
+    clicks: int = 0
 
 
 class Customer(msgspec.Struct, kw_only=True):
@@ -180,6 +282,10 @@ class OutboxJob(msgspec.Struct, frozen=True):
     channel: Channel
     address: str
     body: str
+    rich_card: RichCard | None = None
+    template: TemplateRef | None = None
+    subject: str = ""  # email
+    html: str = ""  # email
 
 
 # --- thread events: the customer's history stream ---------------------------------------
@@ -192,6 +298,7 @@ class MessageLogged(msgspec.Struct, tag="message", frozen=True):
     channel: Channel
     direction: Direction
     at: float
+    session_id: str = ""
 
 
 class StatusLogged(msgspec.Struct, tag="status", frozen=True):
@@ -204,4 +311,23 @@ class StatusLogged(msgspec.Struct, tag="status", frozen=True):
     error_code: str = ""
 
 
-ThreadEvent = MessageLogged | StatusLogged
+class EngagementLogged(msgspec.Struct, tag="engagement", frozen=True):
+    """The customer opened a message or clicked one of its links."""
+
+    message_id: str
+    channel: Channel
+    kind: EngagementKind
+    at: float
+    url: str = ""
+
+
+class NoteLogged(msgspec.Struct, tag="note", frozen=True):
+    """An agent's internal note on the thread: shown to agents, never sent to the customer."""
+
+    note_id: str
+    agent: str
+    body: str
+    at: float
+
+
+ThreadEvent = MessageLogged | StatusLogged | EngagementLogged | NoteLogged

@@ -29,6 +29,9 @@ class Keys:
     def timers(self, shard: int) -> str:
         return f"{self.prefix}:{{s{shard}}}:timers"
 
+    def timer_entries(self, shard: int) -> str:
+        return f"{self.prefix}:{{s{shard}}}:timers:entries"
+
     def dedupe(self, shard: int, key: str) -> str:
         return f"{self.prefix}:{{s{shard}}}:dedupe:{key}"
 
@@ -43,6 +46,32 @@ class Keys:
 
     def identity(self, identifier: Identifier) -> str:
         return f"{self.prefix}:idx:{identifier.kind.value}:{identifier.value}"
+
+    def preferences(self, customer_id: str) -> str:
+        return f"{self.prefix}:prefs:{customer_id}"
+
+    def consent_log(self, customer_id: str) -> str:
+        return f"{self.prefix}:consent:{customer_id}"
+
+    def preference_stats(self) -> str:
+        return f"{self.prefix}:stats:preferences"
+
+    def redirect(self, customer_id: str) -> str:
+        """Set when a customer was merged into another: points at the survivor."""
+        return f"{self.prefix}:redirect:{customer_id}"
+
+    def merge_result(self, loser: str) -> str:
+        return f"{self.prefix}:merged:{loser}"
+
+    def merging_thread(self, customer_id: str) -> str:
+        return f"{self.prefix}:thread:{customer_id}:merging"
+
+    def merging_consent_log(self, customer_id: str) -> str:
+        return f"{self.prefix}:consent:{customer_id}:merging"
+
+    def merge_lock(self, a: str, b: str) -> str:
+        first, second = sorted((a, b))
+        return f"{self.prefix}:mergelock:{first}:{second}"
 
     def thread(self, customer_id: str) -> str:
         return f"{self.prefix}:thread:{customer_id}"
@@ -60,6 +89,44 @@ class Keys:
     def rate_limit(self, owner: str) -> str:
         """The token bucket of one API key."""
         return f"{self.prefix}:rate:{owner}"
+
+    def capability(self, channel: str, address: str) -> str:
+        """Cached answer to "can this address receive ``channel``?" (e.g. RBM capability check)."""
+        return f"{self.prefix}:cap:{channel}:{address}"
+
+    # --- agent console -------------------------------------------------------------------
+
+    def agents(self) -> str:
+        """Hash: agent name -> agent record (agents created through the API)."""
+        return f"{self.prefix}:agents"
+
+    def agent_tokens(self) -> str:
+        """Hash: SHA-256 (hex) of an agent token -> agent name."""
+        return f"{self.prefix}:agents:tokens"
+
+    def conversation(self, customer_id: str) -> str:
+        """Hash: the console state of a customer's conversation (status, assignee, unread…)."""
+        return f"{self.prefix}:conv:{customer_id}"
+
+    def reply_authors(self, customer_id: str) -> str:
+        """Hash: outbound message id -> the agent who sent it from the console."""
+        return f"{self.prefix}:conv:{customer_id}:authors"
+
+    def console_events(self) -> str:
+        """Stream of conversation updates that every gateway fans out to its agents."""
+        return f"{self.prefix}:console:events"
+
+    def console_recent(self) -> str:
+        """Zset: customer id scored by the time of the conversation's last message."""
+        return f"{self.prefix}:console:recent"
+
+    def console_assigned(self, agent: str) -> str:
+        """Zset: the conversations assigned to one agent, scored by assignment time."""
+        return f"{self.prefix}:console:assigned:{agent}"
+
+    def console_typing(self) -> str:
+        """Pub/sub channel (not a key) for ephemeral "agent is typing" signals."""
+        return f"{self.prefix}:console:typing"
 
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix (used by test cleanup)."""

@@ -10,13 +10,19 @@ from conversations.models import (
     Channel,
     Customer,
     Direction,
+    EngagementKind,
+    EngagementLogged,
     Identifier,
     IdentifierKind,
+    Location,
     Media,
     MessageLogged,
     MessageRecord,
     MessageStatus,
+    NoteLogged,
+    RichCard,
     StatusLogged,
+    ThreadEvent,
 )
 from conversations.store import INGEST_FIELD, Keys
 
@@ -27,11 +33,12 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One thread entry as the API shows it; ``cursor`` resumes a page after this entry."""
 
     cursor: str
-    kind: str  # "message" or "status"
+    kind: str  # "message", "status", "engagement" or "note"
     at: float
-    message_id: str
-    channel: Channel
+    message_id: str  # for a note: the note's id
+    channel: Channel | None = None  # None only for notes, which go out on no channel
     direction: Direction | None = None
+    session_id: str = ""
     status: MessageStatus | None = None
     body: str | None = None
     error_code: str = ""
@@ -39,9 +46,47 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     provider_message_id: str = ""
     address: str = ""
     media: tuple[Media, ...] = ()
+    location: Location | None = None
+    reply_payload: str = ""
     segments: int = 0
     created_at: float | None = None
     updated_at: float | None = None
+    attributes: dict[str, str] = msgspec.field(default_factory=dict)
+    rich_card: RichCard | None = None
+    fallback_from: Channel | None = None
+    fallback_reason: str = ""
+    subject: str = ""
+    encoding: str = ""
+    cost: float | None = None
+    engagement: EngagementKind | None = None  # opened / clicked
+    url: str = ""  # the clicked link
+    agent: str = ""  # who wrote a note (or, in the console, sent a reply)
+
+
+class ThreadFilter(msgspec.Struct, frozen=True):
+    """Which thread entries a reader wants: by channel, direction and time (``at``) window."""
+
+    channels: frozenset[Channel] = frozenset()
+    direction: Direction | None = None
+    since: float | None = None
+    until: float | None = None
+
+    def is_empty(self) -> bool:
+        return not self.channels and self.direction is None and self.since is None and self.until is None
+
+    def matches(self, event: ThreadEvent) -> bool:
+        channel = getattr(event, "channel", None)
+        if self.channels and channel not in self.channels:
+            return False
+        if self.direction is not None:
+            # Status changes belong to our outbound messages.
+            direction = getattr(event, "direction", Direction.OUTBOUND)
+            if direction is not self.direction:
+                return False
+        at = event.at
+        if self.since is not None and at < self.since:
+            return False
+        return self.until is None or at < self.until
 
 
 class ThreadPage(msgspec.Struct):
@@ -65,20 +110,38 @@ class ThreadReader:
         self._redis = redis
         self._keys = keys
 
-    async def page(self, customer_id: str, cursor: str | None, limit: int) -> ThreadPage:
-        """Entries after ``cursor`` (exclusive), oldest first, at most ``limit``."""
+    async def page(
+        self, customer_id: str, cursor: str | None, limit: int, filters: ThreadFilter | None = None
+    ) -> ThreadPage:
+        """Entries after ``cursor`` (exclusive) that pass ``filters``, oldest first, at most ``limit``."""
         limit = max(1, min(limit, MAX_PAGE))
-        start = f"({cursor}" if cursor else "-"
-        raw = await self._redis.xrange(self._keys.thread(customer_id), min=start, count=limit + 1)
-        more = len(raw) > limit
-        raw = raw[:limit]
-        events = [(sid.decode(), decode_thread_event(fields[INGEST_FIELD])) for sid, fields in raw]
-        message_ids = sorted({event.message_id for _, event in events})
+        filters = filters or ThreadFilter()
+        key = self._keys.thread(customer_id)
+        # Stream ids are write times and an event's ``at`` is never later than its write, so
+        # starting the scan at ``since`` skips nothing that matches.
+        start = f"({cursor}" if cursor else (f"{int(filters.since * 1000)}-0" if filters.since else "-")
+        scan = limit + 1 if filters.is_empty() else max(100, 2 * limit)
+        matched: list[tuple[str, ThreadEvent]] = []
+        while len(matched) <= limit:
+            raw = await self._redis.xrange(key, min=start, count=scan)
+            for sid, fields in raw:
+                event = decode_thread_event(fields[INGEST_FIELD])
+                if filters.matches(event):
+                    matched.append((sid.decode(), event))
+            if len(raw) < scan:
+                break
+            start = f"({raw[-1][0].decode()}"
+        more = len(matched) > limit
+        events = matched[:limit]
+        message_ids = sorted({event.message_id for _, event in events if not isinstance(event, NoteLogged)})
         records: dict[str, MessageRecord] = {}
         if message_ids:
             blobs = await self._redis.mget([self._keys.message(mid) for mid in message_ids])
             records = {mid: decode_message(b) for mid, b in zip(message_ids, blobs, strict=True) if b}
-        entries = [_view(sid, event, records.get(event.message_id)) for sid, event in events]
+        entries = [
+            _view(sid, event, None if isinstance(event, NoteLogged) else records.get(event.message_id))
+            for sid, event in events
+        ]
         return ThreadPage(customer_id, entries, entries[-1].cursor if more and entries else None)
 
     async def message(self, message_id: str) -> MessageRecord | None:
@@ -106,7 +169,30 @@ class ThreadReader:
         )
 
 
-def _view(cursor: str, event: MessageLogged | StatusLogged, record: MessageRecord | None) -> ThreadEntryView:
+def _view(
+    cursor: str,
+    event: MessageLogged | StatusLogged | EngagementLogged | NoteLogged,
+    record: MessageRecord | None,
+) -> ThreadEntryView:
+    if isinstance(event, NoteLogged):
+        return ThreadEntryView(
+            cursor=cursor,
+            kind="note",
+            at=event.at,
+            message_id=event.note_id,
+            body=event.body,
+            agent=event.agent,
+        )
+    if isinstance(event, EngagementLogged):
+        return ThreadEntryView(
+            cursor=cursor,
+            kind="engagement",
+            at=event.at,
+            message_id=event.message_id,
+            channel=event.channel,
+            engagement=event.kind,
+            url=event.url,
+        )
     if isinstance(event, StatusLogged):
         return ThreadEntryView(
             cursor=cursor,
@@ -124,6 +210,7 @@ def _view(cursor: str, event: MessageLogged | StatusLogged, record: MessageRecor
         message_id=event.message_id,
         channel=event.channel,
         direction=event.direction,
+        session_id=event.session_id,
     )
     if record is not None:
         view.status = record.status
@@ -133,7 +220,17 @@ def _view(cursor: str, event: MessageLogged | StatusLogged, record: MessageRecor
         view.provider_message_id = record.provider_message_id
         view.address = record.address
         view.media = record.media
+        view.location = record.location
+        view.reply_payload = record.reply_payload
         view.segments = record.segments
+        view.subject = record.subject
+        view.encoding = record.encoding
+        view.cost = record.cost
         view.created_at = record.created_at
         view.updated_at = record.updated_at
+        view.channel = record.channel  # differs from the logged one when the send was adapted
+        view.attributes = record.attributes
+        view.rich_card = record.rich_card
+        view.fallback_from = record.fallback_from
+        view.fallback_reason = record.fallback_reason
     return view

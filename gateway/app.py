@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import msgspec
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -14,11 +16,24 @@ from conversations.store import Keys
 from conversations.thread import ThreadReader
 from gateway import openapi
 from gateway.auth import ApiKeys
+from gateway.console import setup_console
 from gateway.errors import error_middleware
 from gateway.idempotency import IdempotencyStore
 from gateway.ingest import IngestWriter
 from gateway.rate_limit import RateLimiter, rate_limit_middleware
-from gateway.routes import customers, health, messages, twilio_webhooks
+from gateway.routes import (
+    console,
+    customers,
+    email_webhooks,
+    health,
+    messages,
+    preference_page,
+    rcs_webhooks,
+    tracking,
+    twilio_voice_webhooks,
+    twilio_webhooks,
+    whatsapp_webhooks,
+)
 from gateway.services import SERVICES, Services
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -33,7 +48,24 @@ def create_app(
     app = web.Application(
         middlewares=[error_middleware, rate_limit_middleware], client_max_size=MAX_BODY_BYTES
     )
-    for module in (health, twilio_webhooks, messages, customers, openapi):
+    if not config.secret_key:
+        # Links signed with a throw-away key stop working on restart; `serve` persists one.
+        config = msgspec.structs.replace(config, secret_key=secrets.token_urlsafe(32))
+    route_modules = (
+        health,
+        twilio_webhooks,
+        twilio_voice_webhooks,
+        whatsapp_webhooks,
+        rcs_webhooks,
+        email_webhooks,
+        tracking,
+        messages,
+        customers,
+        preference_page,
+        console,
+        openapi,
+    )
+    for module in route_modules:
         app.add_routes(module.routes)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -77,4 +109,5 @@ def create_app(
 
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(drain)
+    setup_console(app, config)
     return app

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from channels.simulator.app import SimulatorSettings, create_simulator_app
+from channels.simulator.whatsapp import WhatsAppSimulatorSettings
 from channels.twilio_signature import compute_signature
 from conversations.access import first_plain_key
 from conversations.config import Config, ConfigError, load_config
@@ -58,6 +59,16 @@ def simulator_settings(config: Config) -> SimulatorSettings:
         account_sid=config.twilio.account_sid,
         auth_token=config.twilio.auth_token,
         gateway_url=config.public_url,
+        rbm_client_token=config.rbm.client_token,
+        rbm_access_token=config.rbm.access_token,
+        rbm_agent_id=config.rbm.agent_id,
+        whatsapp=WhatsAppSimulatorSettings(
+            access_token=config.whatsapp.access_token,
+            app_secret=config.whatsapp.app_secret,
+            phone_number_id=config.whatsapp.phone_number_id,
+        ),
+        smtp_port=config.simulator_smtp_port,
+        email_inbound_secret=config.email.inbound_secret,
     )
 
 
@@ -88,6 +99,9 @@ def banner(config: Config, host: str, port: int) -> str:
             "Or let a simulated customer text you:",
             f"  curl -s {sim}/simulator/inbound -H 'Content-Type: application/json' "
             f'-d \'{{"from": "{phone}", "body": "Hi there"}}\'',
+            "Or on WhatsApp (Meta Cloud API format, signed):",
+            f"  curl -s {sim}/simulator/whatsapp/inbound -H 'Content-Type: application/json' "
+            f'-d \'{{"from": "{phone}", "body": "Hi on WhatsApp"}}\'',
         ]
     lines += [
         "Find the customer and read the thread:",

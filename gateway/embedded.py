@@ -12,7 +12,18 @@ from pathlib import Path
 
 import msgspec
 
-from conversations.config import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Config
+from conversations.config import (
+    SIMULATOR_ACCOUNT_SID,
+    SIMULATOR_AUTH_TOKEN,
+    SIMULATOR_RBM_ACCESS_TOKEN,
+    SIMULATOR_RBM_AGENT_ID,
+    SIMULATOR_RBM_CLIENT_TOKEN,
+    SIMULATOR_WHATSAPP_ACCESS_TOKEN,
+    SIMULATOR_WHATSAPP_APP_SECRET,
+    SIMULATOR_WHATSAPP_PHONE_NUMBER_ID,
+    SIMULATOR_WHATSAPP_VERIFY_TOKEN,
+    Config,
+)
 
 DEFAULT_REDIS = ("127.0.0.1", 6379)
 
@@ -69,16 +80,20 @@ def start_redis_server(data_dir: Path, port: int) -> subprocess.Popen:
     return process
 
 
-def _dev_api_key(data_dir: Path) -> str:
-    """A development API key kept in the data dir, so it survives restarts."""
-    path = data_dir / "dev-api-key"
+def _persisted_secret(path: Path, prefix: str) -> str:
+    """A random secret kept in the data dir (mode 600), so it survives restarts."""
     if path.exists():
         return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = "tl_dev_" + secrets.token_urlsafe(24)
-    path.write_text(key + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = prefix + secrets.token_urlsafe(24)
+    path.write_text(value + "\n")
     os.chmod(path, 0o600)
-    return key
+    return value
+
+
+def _dev_api_key(data_dir: Path) -> str:
+    """A development API key kept in the data dir, so it survives restarts."""
+    return _persisted_secret(data_dir / "dev-api-key", "tl_dev_")
 
 
 def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Popen | None]:
@@ -97,11 +112,44 @@ def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Pope
         changes["public_url"] = f"http://127.0.0.1:{port}"
     if not config.api_keys:
         changes["api_keys"] = [_dev_api_key(data_dir)]
+    if not config.secret_key:
+        changes["secret_key"] = _persisted_secret(data_dir / "secret-key", "")
+    if not config.tracking.secret:
+        # Tracked links must keep working across restarts, so the key is kept, not random per run.
+        changes["tracking"] = msgspec.structs.replace(
+            config.tracking, secret=_persisted_secret(data_dir / "tracking-secret", "")
+        )
+    if config.uses_simulator and not config.email.smtp_url:
+        changes["email"] = msgspec.structs.replace(
+            config.email,
+            smtp_url=f"smtp://127.0.0.1:{config.simulator_smtp_port}",
+            inbound_secret=config.email.inbound_secret
+            or _persisted_secret(data_dir / "email-inbound-secret", ""),
+        )
     if config.uses_simulator:
+        changes["simulator"] = True  # decided now, before simulator credentials fill the gaps
         changes["twilio"] = msgspec.structs.replace(
             config.twilio,
             account_sid=config.twilio.account_sid or SIMULATOR_ACCOUNT_SID,
             auth_token=config.twilio.auth_token or SIMULATOR_AUTH_TOKEN,
             base_url=config.twilio.base_url or f"http://127.0.0.1:{config.simulator_port}",
+        )
+        whatsapp = config.whatsapp
+        changes["whatsapp"] = msgspec.structs.replace(
+            whatsapp,
+            app_secret=whatsapp.app_secret or SIMULATOR_WHATSAPP_APP_SECRET,
+            verify_token=whatsapp.verify_token or SIMULATOR_WHATSAPP_VERIFY_TOKEN,
+            access_token=whatsapp.access_token or SIMULATOR_WHATSAPP_ACCESS_TOKEN,
+            phone_number_id=whatsapp.phone_number_id or SIMULATOR_WHATSAPP_PHONE_NUMBER_ID,
+            base_url=whatsapp.base_url or f"http://127.0.0.1:{config.simulator_port}",
+        )
+    if config.uses_simulator and not (config.rbm.agent_id and config.rbm.access_token):
+        # RBM unconfigured: the simulator plays Google. A real agent keeps talking to Google.
+        changes["rbm"] = msgspec.structs.replace(
+            config.rbm,
+            client_token=config.rbm.client_token or SIMULATOR_RBM_CLIENT_TOKEN,
+            agent_id=SIMULATOR_RBM_AGENT_ID,
+            access_token=SIMULATOR_RBM_ACCESS_TOKEN,
+            base_url=config.rbm.base_url or f"http://127.0.0.1:{config.simulator_port}",
         )
     return msgspec.structs.replace(config, **changes), redis_child

@@ -35,6 +35,7 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
     code: str
     message: str
     field: str | None = None
+    details: dict[str, object] | None = None
 
 
 class ErrorEnvelope(msgspec.Struct):
@@ -51,6 +52,7 @@ class ApiError(Exception):
         message: str,
         field: str | None = None,
         headers: dict[str, str] | None = None,
+        details: dict[str, object] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -58,12 +60,18 @@ class ApiError(Exception):
         self.message = message
         self.field = field
         self.headers = headers or {}
+        self.details = details
 
 
 def error_response(
-    status: int, code: str, message: str, field: str | None = None, headers: dict | None = None
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    headers: dict | None = None,
+    details: dict[str, object] | None = None,
 ) -> web.Response:
-    body = msgspec.json.encode(ErrorEnvelope(ErrorBody(code, message, field)))
+    body = msgspec.json.encode(ErrorEnvelope(ErrorBody(code, message, field, details)))
     return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
@@ -125,7 +133,7 @@ async def error_middleware(
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
+        return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers, exc.details)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

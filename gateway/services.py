@@ -6,15 +6,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import jinja2
 from aiohttp import web
 from redis.asyncio import Redis
 
+from channels.templates import TemplateRenderer
 from conversations.config import Config
 from conversations.store import Keys
 from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
 from gateway.idempotency import IdempotencyStore
 from gateway.ingest import IngestWriter
+from gateway.templating import page_environment
 
 if TYPE_CHECKING:  # rate_limit's middleware reads SERVICES from this module
     from gateway.rate_limit import RateLimiter
@@ -34,6 +37,8 @@ class Services:
     idempotency: IdempotencyStore
     rate_limiter: RateLimiter
     shard_actors: list[Any] = field(default_factory=list)
+    pages: jinja2.Environment = field(default_factory=page_environment)
+    templates: TemplateRenderer = field(default_factory=TemplateRenderer)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from actors.supervisor import start_shard_actors, wait_until_ready
 from channels.simulator.app import SimulatorSettings, create_simulator_app
+from channels.simulator.whatsapp import WhatsAppSimulatorSettings
 from gateway.app import create_app
 from gateway.embedded import free_port
 from tests.support.redis_server import test_redis_url
@@ -48,13 +49,23 @@ def ray_session() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 async def stack(redis_url: str, key_prefix: str, ray_session: None) -> AsyncIterator[Stack]:
-    gateway_port, simulator_port = free_port(), free_port()
-    config = make_config(redis_url, gateway_port, simulator_port, key_prefix)
+    gateway_port, simulator_port, smtp_port = free_port(), free_port(), free_port()
+    config = make_config(redis_url, gateway_port, simulator_port, key_prefix, smtp_port)
     actors = start_shard_actors(config)
     await wait_until_ready(actors)
     runners = []
+    whatsapp = WhatsAppSimulatorSettings(
+        config.whatsapp.access_token, config.whatsapp.app_secret, config.whatsapp.phone_number_id
+    )
     simulator = create_simulator_app(
-        SimulatorSettings(config.twilio.account_sid, config.twilio.auth_token, config.public_url)
+        SimulatorSettings(
+            config.twilio.account_sid,
+            config.twilio.auth_token,
+            config.public_url,
+            whatsapp=whatsapp,
+            smtp_port=config.simulator_smtp_port,
+            email_inbound_secret=config.email.inbound_secret,
+        )
     )
     for app, port in ((simulator, simulator_port), (create_app(config, actors), gateway_port)):
         runner = web.AppRunner(app, access_log=None)

@@ -4,7 +4,8 @@ It speaks Twilio's wire format both ways: it accepts ``POST /2010-04-01/Accounts
 Messages.json`` (basic auth) and answers like Twilio; it posts signed status callbacks
 (queued → sent → delivered, or failed/undelivered with an ErrorCode) to the StatusCallback
 URL it was given; and on request it posts a signed inbound message to the gateway, as a
-customer's phone would through Twilio.
+customer's phone would through Twilio. Google RBM (``rbm.py``) and Twilio Voice
+(``voice.py``) are mounted on the same app.
 """
 
 from __future__ import annotations
@@ -20,8 +21,15 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
+from channels.simulator import rbm, smtp_sink, voice
+from channels.simulator.whatsapp import WhatsAppSimulatorSettings, mount_whatsapp
 from channels.sms_segments import segment_count
 from channels.twilio_signature import compute_signature
+from conversations.config import (
+    SIMULATOR_RBM_ACCESS_TOKEN,
+    SIMULATOR_RBM_AGENT_ID,
+    SIMULATOR_RBM_CLIENT_TOKEN,
+)
 
 
 class SimulatorSettings(msgspec.Struct, frozen=True):
@@ -32,6 +40,12 @@ class SimulatorSettings(msgspec.Struct, frozen=True):
     gateway_url: str
     callback_delay: float = 0.02
     sink: bool = False  # benchmark mode: accept sends, post no callbacks
+    rbm_client_token: str = SIMULATOR_RBM_CLIENT_TOKEN
+    rbm_access_token: str = SIMULATOR_RBM_ACCESS_TOKEN
+    rbm_agent_id: str = SIMULATOR_RBM_AGENT_ID
+    whatsapp: WhatsAppSimulatorSettings = msgspec.field(default_factory=WhatsAppSimulatorSettings)
+    smtp_port: int = 0  # the SMTP sink's port (0: no SMTP sink)
+    email_inbound_secret: str = ""  # what simulated inbound emails present to the gateway
 
 
 class FailureScript(msgspec.Struct, forbid_unknown_fields=True):
@@ -257,6 +271,9 @@ def create_simulator_app(settings: SimulatorSettings) -> web.Application:
     app.router.add_post("/simulator/inbound", customer_inbound)
     app.router.add_get("/simulator/messages", list_sent)
     app.router.add_post("/simulator/reset", reset)
+    rbm.setup(app, settings)
+    voice.setup(app, settings)
+    mount_whatsapp(app, settings.whatsapp, settings.gateway_url, settings.callback_delay, settings.sink)
 
     async def client_session(app: web.Application):
         state = app[STATE]
@@ -267,4 +284,9 @@ def create_simulator_app(settings: SimulatorSettings) -> web.Application:
         await state.session.close()
 
     app.cleanup_ctx.append(client_session)
+    if settings.smtp_port:
+        smtp_sink.install(
+            app,
+            smtp_sink.EmailSettings(settings.smtp_port, settings.gateway_url, settings.email_inbound_secret),
+        )
     return app

@@ -1,54 +1,265 @@
-"""``/v1/customers``: find a customer, read their profile and their one thread."""
+"""``/v1/customers``: find, upsert and read customers, their preferences, consent log and thread."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import msgspec
 from aiohttp import web
 
 from conversations.access import Scope
-from conversations.models import Customer
-from conversations.normalize import InvalidIdentifier, phone_identifier
-from conversations.thread import is_valid_cursor
-from gateway.errors import ApiError
+from conversations.codec import decode_consent_change, decode_preferences
+from conversations.commands import (
+    MergeRequest,
+    PreferencesRequest,
+    UpsertRequest,
+    decode_merge_reply,
+    decode_preferences_reply,
+    decode_upsert_reply,
+    encode_command,
+)
+from conversations.merge import decode_merge_result
+from conversations.models import Channel, Direction, Identifier, IdentifierKind
+from conversations.normalize import InvalidIdentifier, identifier
+from conversations.preferences import Preferences, TypePreference
+from conversations.profiles import Attributes, InvalidAttribute, read_profile, validate_attributes
+from conversations.sharding import shard_for_customer, shard_for_identifier
+from conversations.thread import MAX_PAGE, ThreadFilter, is_valid_cursor
+from gateway.errors import ApiError, decode_json_body, validation_error
 from gateway.routes.messages import json_response
-from gateway.services import SERVICES
+from gateway.services import SERVICES, Services
+from gateway.shard_calls import call_shard
 
 routes = web.RouteTableDef()
 
 DEFAULT_PAGE = 50
+LOOKUP_KINDS = [kind.value for kind in IdentifierKind]
 
 
-class CustomerList(msgspec.Struct):
-    """Customers found by an identifier (zero or one today)."""
+class IdentifierSet(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Identifiers a backend links to one customer in an upsert."""
 
-    data: list[Customer]
+    phone: str | None = None
+    email: str | None = None
+    wa_id: str | None = None
+    rcs: str | None = None
+
+
+class CustomerUpsert(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``PUT /v1/customers/{external_id}``."""
+
+    identifiers: IdentifierSet = msgspec.field(default_factory=IdentifierSet)
+    attributes: Attributes = msgspec.field(default_factory=Attributes)
+
+
+class PreferencesBody(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``PUT /v1/customers/{id}/preferences``: per message type, channel order and opt-outs."""
+
+    preferences: dict[str, dict[str, object]]
+
+    def typed(self) -> dict[str, TypePreference]:
+        """Each type's preference validated on its own, so an error names the message type."""
+        typed: dict[str, TypePreference] = {}
+        for message_type, raw in self.preferences.items():
+            try:
+                typed[message_type] = msgspec.convert(raw, TypePreference)
+            except msgspec.ValidationError as exc:
+                error = validation_error(exc)
+                suffix = (
+                    f".{error.field}"
+                    if error.field and not error.field.startswith("[")
+                    else error.field or ""
+                )
+                raise ApiError(422, error.code, error.message, f"preferences.{message_type}{suffix}") from exc
+        return typed
+
+
+class UpsertResult(msgspec.Struct):
+    customer: object
+    created: bool
+
+
+def _normalised(kind: str, raw: str, field: str) -> Identifier:
+    try:
+        return identifier(kind, raw)
+    except InvalidIdentifier as exc:
+        raise ApiError(422, "invalid_identifier", str(exc), field) from exc
+
+
+async def resolve_customer_id(services: Services, customer_id: str) -> str:
+    """The customer's current id, following merge redirects; 404 when unknown."""
+    for _ in range(8):
+        target = await services.redis.get(services.keys.redirect(customer_id))
+        if target is None:
+            break
+        customer_id = target.decode()
+    if not await services.redis.exists(services.keys.customer(customer_id)):
+        raise ApiError(404, "customer_not_found", "no customer with this id")
+    return customer_id
 
 
 @routes.get("/v1/customers")
 async def find_customers(request: web.Request) -> web.Response:
-    """Customers matching an identifier (``?phone=``)."""
+    """Customers matching one identifier: ``?phone=``, ``?email=``, ``?wa_id=``, ``?rcs=`` or ``?external_id=``."""
     services = request.app[SERVICES]
     services.api_keys.require(request, Scope.READ)
-    phone = request.query.get("phone")
-    if not phone:
-        raise ApiError(422, "missing_query", "give an identifier to search by, e.g. ?phone=+1555…", "phone")
+    given = [(kind, request.query[kind]) for kind in LOOKUP_KINDS if kind in request.query]
+    if len(given) != 1:
+        raise ApiError(
+            422,
+            "missing_query",
+            f"give exactly one identifier to search by: {', '.join(LOOKUP_KINDS)}",
+            "phone",
+        )
+    kind, raw = given[0]
+    ident = _normalised(kind, raw, kind)
+    customer_id = await services.reader.find_customer_id(ident)
+    profile = await read_profile(services.redis, services.keys, customer_id) if customer_id else None
+    return json_response({"data": [profile] if profile else []})
+
+
+@routes.put("/v1/customers/{external_id}")
+async def upsert_customer(request: web.Request) -> web.Response:
+    """Create or update the customer the backend knows as ``external_id``, linking every identifier given."""
+    services = request.app[SERVICES]
+    services.api_keys.require(request, Scope.SEND)
+    external = _normalised("external_id", request.match_info["external_id"], "external_id")
+    body = decode_json_body(await request.read(), CustomerUpsert)
     try:
-        identifier = phone_identifier(phone)
-    except InvalidIdentifier as exc:
-        raise ApiError(422, "invalid_identifier", str(exc), "phone") from exc
-    customer_id = await services.reader.find_customer_id(identifier)
-    customer = await services.reader.customer(customer_id) if customer_id else None
-    return json_response(CustomerList([customer] if customer else []))
+        validate_attributes(body.attributes)
+    except InvalidAttribute as exc:
+        raise ApiError(422, "validation_failed", str(exc), exc.field) from exc
+    identifiers = [external]
+    for kind in ("phone", "email", "wa_id", "rcs"):
+        raw = getattr(body.identifiers, kind)
+        if raw is not None:
+            identifiers.append(_normalised(kind, raw, f"identifiers.{kind}"))
+    owners = await services.redis.mget([services.keys.identity(i) for i in identifiers])
+    owner = next((o.decode() for o in owners if o), None)
+    home = shard_for_customer(owner, services.config.shards) if owner else None
+    shard = home if home is not None else shard_for_identifier(external, services.config.shards)
+    command = UpsertRequest(identifiers, body.attributes.flat(), services.clock())
+    reply = await call_shard(
+        services,
+        shard,
+        "upsert_profile",
+        encode_command(command),
+        decode_upsert_reply,
+        lambda r: r.wrong_shard,
+    )
+    if reply.conflict is not None:
+        conflict = reply.conflict
+        raise ApiError(
+            409,
+            "identifier_conflict",
+            f"{conflict.identifier.kind.value} {conflict.identifier.value} already belongs to customer {conflict.owner}",
+            f"identifiers.{conflict.identifier.kind.value}",
+            details={"customer_ids": sorted({conflict.owner, conflict.claimant} - {""})},
+        )
+    profile = await read_profile(services.redis, services.keys, reply.customer_id)
+    return json_response(UpsertResult(profile, reply.created), status=201 if reply.created else 200)
 
 
 @routes.get("/v1/customers/{customer_id}")
 async def get_customer(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     services.api_keys.require(request, Scope.READ)
-    customer = await services.reader.customer(request.match_info["customer_id"])
-    if customer is None:
+    customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
+    return json_response(await read_profile(services.redis, services.keys, customer_id))
+
+
+def _validate_preferences(services: Services, preferences: dict[str, TypePreference]) -> None:
+    known = services.config.message_types
+    for message_type, preference in preferences.items():
+        if message_type not in known:
+            raise ApiError(
+                422,
+                "unknown_message_type",
+                f"message types are: {', '.join(known)}",
+                f"preferences.{message_type}",
+            )
+        if len(set(preference.order)) != len(preference.order):
+            raise ApiError(
+                422,
+                "validation_failed",
+                "a channel appears twice in order",
+                f"preferences.{message_type}.order",
+            )
+
+
+@routes.put("/v1/customers/{customer_id}/preferences")
+async def put_preferences(request: web.Request) -> web.Response:
+    """Replace the customer's per-type channel order and opt-outs; each opt-out change is audited."""
+    services = request.app[SERVICES]
+    services.api_keys.require(request, Scope.SEND)
+    customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
+    preferences = decode_json_body(await request.read(), PreferencesBody).typed()
+    _validate_preferences(services, preferences)
+    reply = await set_preferences(services, customer_id, preferences, "api")
+    return json_response(
+        {"customer_id": customer_id, "preferences": reply.preferences, "changes": reply.changes}
+    )
+
+
+async def set_preferences(
+    services: Services, customer_id: str, preferences: dict[str, TypePreference], source: str
+):
+    """Ask the customer's home shard to store new preferences (shared by the API and the page)."""
+    shard = shard_for_customer(customer_id, services.config.shards)
+    if shard is None:
         raise ApiError(404, "customer_not_found", "no customer with this id")
-    return json_response(customer)
+    command = PreferencesRequest(customer_id, preferences, source, services.clock())
+    reply = await call_shard(
+        services,
+        shard,
+        "set_preferences",
+        encode_command(command),
+        decode_preferences_reply,
+        lambda r: r.wrong_shard,
+    )
+    if reply.not_found:
+        raise ApiError(404, "customer_not_found", "no customer with this id")
+    return reply
+
+
+@routes.get("/v1/customers/{customer_id}/preferences")
+async def get_preferences(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    services.api_keys.require(request, Scope.READ)
+    customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
+    blob = await services.redis.get(services.keys.preferences(customer_id))
+    preferences = decode_preferences(blob) if blob else Preferences()
+    return json_response({"customer_id": customer_id, "preferences": preferences})
+
+
+@routes.get("/v1/customers/{customer_id}/consent")
+async def get_consent_log(request: web.Request) -> web.Response:
+    """Every consent change ever recorded for the customer, oldest first."""
+    services = request.app[SERVICES]
+    services.api_keys.require(request, Scope.READ)
+    customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
+    raw = await services.redis.xrange(services.keys.consent_log(customer_id))
+    return json_response(
+        {"customer_id": customer_id, "data": [decode_consent_change(f[b"d"]) for _, f in raw]}
+    )
+
+
+@routes.get("/v1/stats/preferences")
+async def preference_adoption(request: web.Request) -> web.Response:
+    """How many customers set preferences, and their first choices and opt-outs per type and channel."""
+    services = request.app[SERVICES]
+    services.api_keys.require(request, Scope.READ)
+    raw = await services.redis.hgetall(services.keys.preference_stats())
+    counts = {k.decode(): int(v) for k, v in raw.items() if int(v)}
+    by_type: dict[str, dict[str, dict[str, int]]] = {}
+    for field, count in counts.items():
+        if field.count(":") != 2:
+            continue
+        message_type, channel, what = field.split(":")
+        by_type.setdefault(message_type, {}).setdefault(channel, {})[what] = count
+    return json_response(
+        {"customers_with_preferences": counts.get("customers_with_preferences", 0), "by_type": by_type}
+    )
 
 
 def _limit(request: web.Request) -> int:
@@ -58,17 +269,116 @@ def _limit(request: web.Request) -> int:
     return int(raw)
 
 
+def _thread_filter(request: web.Request) -> ThreadFilter:
+    """``?channel=sms,whatsapp&direction=inbound&since=…&until=…`` (times: unix seconds or ISO 8601)."""
+    query = request.query
+    channels: set[Channel] = set()
+    for name in filter(None, query.get("channel", "").split(",")):
+        try:
+            channels.add(Channel(name.strip()))
+        except ValueError:
+            raise ApiError(422, "unknown_channel", f"unknown channel {name!r}", "channel") from None
+    direction = None
+    if query.get("direction"):
+        try:
+            direction = Direction(query["direction"])
+        except ValueError:
+            raise ApiError(422, "invalid_query", "direction is inbound or outbound", "direction") from None
+    return ThreadFilter(
+        frozenset(channels),
+        direction,
+        _instant(query.get("since"), "since"),
+        _instant(query.get("until"), "until"),
+    )
+
+
+def _instant(raw: str | None, field: str) -> float | None:
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(422, "invalid_query", f"{field} is unix seconds or ISO 8601", field) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
 @routes.get("/v1/customers/{customer_id}/thread")
-async def get_thread(request: web.Request) -> web.Response:
-    """The customer's thread, oldest first; ``?cursor=`` from ``next_cursor`` for the next page."""
+async def get_thread(request: web.Request) -> web.StreamResponse:
+    """The customer's thread, oldest first, filtered; ``?cursor=`` from ``next_cursor`` pages on.
+
+    With ``Accept: application/x-ndjson`` the whole (filtered) thread streams as one entry per line.
+    """
     services = request.app[SERVICES]
     services.api_keys.require(request, Scope.READ)
-    customer_id = request.match_info["customer_id"]
     cursor = request.query.get("cursor") or None
     if cursor is not None and not is_valid_cursor(cursor):
         raise ApiError(422, "invalid_query", "cursor must be a next_cursor value", "cursor")
     limit = _limit(request)
-    if await services.reader.customer(customer_id) is None:
-        raise ApiError(404, "customer_not_found", "no customer with this id")
-    page = await services.reader.page(customer_id, cursor, limit)
+    filters = _thread_filter(request)
+    customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
+    if "application/x-ndjson" in request.headers.get("Accept", ""):
+        return await _export_ndjson(request, services, customer_id, cursor, filters)
+    page = await services.reader.page(customer_id, cursor, limit, filters)
     return json_response(page)
+
+
+async def _export_ndjson(
+    request: web.Request, services: Services, customer_id: str, cursor: str | None, filters: ThreadFilter
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    while True:
+        page = await services.reader.page(customer_id, cursor, MAX_PAGE, filters)
+        if page.entries:
+            await response.write(b"".join(msgspec.json.encode(e) + b"\n" for e in page.entries))
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    await response.write_eof()
+    return response
+
+
+class MergeBody(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/customers/{id}/merge``: the customer to fold into this one."""
+
+    other: str
+
+
+@routes.post("/v1/customers/{customer_id}/merge")
+async def merge_customers(request: web.Request) -> web.Response:
+    """Merge ``other`` into this customer (idempotent); the other id redirects here afterwards."""
+    services = request.app[SERVICES]
+    services.api_keys.require(request, Scope.SEND)
+    body = decode_json_body(await request.read(), MergeBody)
+    winner = await resolve_customer_id(services, request.match_info["customer_id"])
+    done = await services.redis.get(services.keys.merge_result(body.other))
+    if done is not None:
+        result = decode_merge_result(done)
+        if result.winner == winner:
+            return json_response(result)
+    loser = await _resolve_for_merge(services, body.other)
+    if loser == winner:
+        raise ApiError(422, "same_customer", "a customer cannot be merged into itself", "other")
+    shard = shard_for_customer(winner, services.config.shards)
+    assert shard is not None  # resolve_customer_id only returns ids of existing customers
+    command = MergeRequest(winner, loser, services.clock())
+    reply = await call_shard(
+        services, shard, "merge", encode_command(command), decode_merge_reply, lambda r: r.wrong_shard
+    )
+    if reply.refused_code:
+        status = 409 if reply.refused_code in ("merge_in_progress", "already_merged") else 404
+        raise ApiError(status, reply.refused_code, reply.refused_message, "other")
+    return json_response(reply.result)
+
+
+async def _resolve_for_merge(services: Services, customer_id: str) -> str:
+    try:
+        return await resolve_customer_id(services, customer_id)
+    except ApiError as exc:
+        raise ApiError(404, "customer_not_found", "no customer with the id given as other", "other") from exc

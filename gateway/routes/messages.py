@@ -2,39 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
 import msgspec
 from aiohttp import web
 
 from conversations.access import Scope
 from conversations.codec import encode
 from conversations.ids import new_message_id
-from conversations.models import Channel, MessageRecord, MessageStatus, OutboundRequest
-from conversations.normalize import InvalidIdentifier, phone_identifier
+from conversations.models import MessageRecord, MessageStatus, OutboundRequest
 from conversations.sharding import shard_for_identifier
+from gateway.compose import compose
 from gateway.errors import ApiError, decode_json_body
 from gateway.idempotency import Reservation
+from gateway.message_requests import (
+    SendMessage,
+    check_channel_content,
+    describe_template,
+    recipient_and_channel,
+)
 from gateway.services import SERVICES, Services
 
 routes = web.RouteTableDef()
-
-MessageType = Literal["transactional", "service", "marketing", "rich_media", "urgent"]
-
-
-class Recipient(msgspec.Struct, forbid_unknown_fields=True):
-    """Who to send to, by one of their identifiers."""
-
-    phone: str
-
-
-class SendMessage(msgspec.Struct, forbid_unknown_fields=True):
-    """Body of ``POST /v1/messages``."""
-
-    to: Recipient
-    body: Annotated[str, msgspec.Meta(min_length=1, max_length=1600)]
-    type: MessageType = "service"
-    channel: Channel | None = None
 
 
 class Accepted(msgspec.Struct):
@@ -49,36 +36,51 @@ def json_response(value: object, status: int = 200) -> web.Response:
 
 @routes.post("/v1/messages")
 async def send_message(request: web.Request) -> web.Response:
-    """Accept a message for a customer: durable on the customer's shard before 202.
-
-    With an ``Idempotency-Key`` header a retry gets the first answer (same message id) back.
-    """
+    """Accept a message for a customer: rendered for its channel, durable on the customer's shard
+    before 202. With an ``Idempotency-Key`` header a retry gets the first answer (same id) back."""
     services = request.app[SERVICES]
     grant = services.api_keys.require(request, Scope.SEND)
-    body = await request.read()
+    raw = await request.read()
 
     async def accept(reservation: Reservation | None) -> web.Response:
-        return await _accept_message(services, body, reservation)
+        return await _accept_message(services, raw, reservation)
 
-    return await services.idempotency.run(request, grant.key_id, body, accept)
+    return await services.idempotency.run(request, grant.key_id, raw, accept)
 
 
-async def _accept_message(services: Services, body: bytes, reservation: Reservation | None) -> web.Response:
-    command = decode_json_body(body, SendMessage)
-    if command.channel not in (None, Channel.SMS):
-        raise ApiError(422, "channel_unavailable", f"channel {command.channel} is not enabled", "channel")
-    try:
-        recipient = phone_identifier(command.to.phone)
-    except InvalidIdentifier as exc:
-        raise ApiError(422, "invalid_identifier", str(exc), "to.phone") from exc
+async def _accept_message(services: Services, raw: bytes, reservation: Reservation | None) -> web.Response:
+    command = decode_json_body(raw, SendMessage)
+    recipient, channel = recipient_and_channel(command, services.config)
+    check_channel_content(command, channel)
+    whatsapp_template = command.whatsapp_template.to_domain() if command.whatsapp_template else None
+    template = command.template
+    if command.body is None and template is None and whatsapp_template is not None:
+        body, subject, html = describe_template(whatsapp_template), "", ""
+    else:
+        content = compose(
+            services.templates,
+            channel,
+            body=command.body,
+            subject=command.subject,
+            template_kind=template.kind if template else None,
+            variables=template.variables if template else {},
+        )
+        body, subject, html = content.body, content.subject, content.html
+    track = command.track if command.track is not None else channel.value in services.config.tracking.channels
     message_id = reservation.resource_id("msg_") if reservation else new_message_id()
     entry = OutboundRequest(
         message_id=message_id,
         recipient=recipient,
-        body=command.body,
+        body=body,
         message_type=command.type,
         requested_at=services.clock(),
         channel=command.channel,
+        rich_card=command.rich_card.to_domain() if command.rich_card else None,
+        template=whatsapp_template,
+        subject=subject,
+        html=html,
+        template_kind=template.kind if template else "",
+        track=track and bool(services.config.tracking.secret),
     )
     shard = shard_for_identifier(recipient, services.config.shards)
     # A retry that took over a crashed request finds its write already done (dedupe) and

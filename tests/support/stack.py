@@ -13,29 +13,77 @@ import aiohttp
 from aiohttp import web
 
 from channels.twilio_signature import compute_signature
-from conversations.config import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Config, TwilioConfig
+from conversations.config import (
+    SIMULATOR_ACCOUNT_SID,
+    SIMULATOR_AUTH_TOKEN,
+    SIMULATOR_RBM_ACCESS_TOKEN,
+    SIMULATOR_RBM_AGENT_ID,
+    SIMULATOR_RBM_CLIENT_TOKEN,
+    SIMULATOR_WHATSAPP_ACCESS_TOKEN,
+    SIMULATOR_WHATSAPP_APP_SECRET,
+    SIMULATOR_WHATSAPP_PHONE_NUMBER_ID,
+    SIMULATOR_WHATSAPP_VERIFY_TOKEN,
+    Config,
+    EmailConfig,
+    RbmConfig,
+    TrackingConfig,
+    TwilioConfig,
+    VoiceConfig,
+    WhatsAppConfig,
+    WhatsAppTemplate,
+)
 
 T = TypeVar("T")
 
 API_KEY = "test-api-key-" + uuid.uuid4().hex[:8]
+EMAIL_INBOUND_SECRET = "test-inbound-" + uuid.uuid4().hex[:8]
+ADMIN_API_KEY = "test-admin-key-" + uuid.uuid4().hex[:8]
 
 
-def make_config(redis_url: str, gateway_port: int, simulator_port: int, prefix: str) -> Config:
+def make_config(
+    redis_url: str, gateway_port: int, simulator_port: int, prefix: str, smtp_port: int = 0
+) -> Config:
     return Config(
         redis_url=redis_url,
         public_url=f"http://127.0.0.1:{gateway_port}",
         api_keys=[API_KEY],
+        admin_api_keys=[ADMIN_API_KEY],
         shards=4,
         key_prefix=prefix,
         simulator=True,
         simulator_port=simulator_port,
         ray_namespace=prefix,
         batch_max_delay_ms=2.0,
+        secret_key="test-secret-" + prefix,
         twilio=TwilioConfig(
             account_sid=SIMULATOR_ACCOUNT_SID,
             auth_token=SIMULATOR_AUTH_TOKEN,
             base_url=f"http://127.0.0.1:{simulator_port}",
         ),
+        rbm=RbmConfig(
+            client_token=SIMULATOR_RBM_CLIENT_TOKEN,
+            agent_id=SIMULATOR_RBM_AGENT_ID,
+            access_token=SIMULATOR_RBM_ACCESS_TOKEN,
+            base_url=f"http://127.0.0.1:{simulator_port}",
+        ),
+        # Characters that must be escaped in TwiML: the voice tests prove they are.
+        voice=VoiceConfig(business_name="Smith & Sons <Threadline>"),
+        whatsapp=WhatsAppConfig(
+            app_secret=SIMULATOR_WHATSAPP_APP_SECRET,
+            verify_token=SIMULATOR_WHATSAPP_VERIFY_TOKEN,
+            access_token=SIMULATOR_WHATSAPP_ACCESS_TOKEN,
+            phone_number_id=SIMULATOR_WHATSAPP_PHONE_NUMBER_ID,
+            base_url=f"http://127.0.0.1:{simulator_port}",
+            templates={"transactional": WhatsAppTemplate("order_update", "en_US")},
+        ),
+        simulator_smtp_port=smtp_port,
+        email=EmailConfig(
+            smtp_url=f"smtp://127.0.0.1:{smtp_port}" if smtp_port else "",
+            from_address="Threadline Tests <notify@tests.threadline.local>",
+            inbound_secret=EMAIL_INBOUND_SECRET,
+            timeout_seconds=10.0,
+        ),
+        tracking=TrackingConfig(secret="test-tracking-" + uuid.uuid4().hex[:8]),
     )
 
 

@@ -1,0 +1,224 @@
+"""Voice over Twilio Programmable Voice: incoming calls, spoken replies as thread entries, notification calls.
+
+An incoming call is answered with TwiML: a greeting inside ``<Gather input="speech dtmf">``.
+Each Gather posts what the caller said (``SpeechResult``/``Confidence``) or pressed
+(``Digits``) to our action URL, which names the Gather's sequence number, so a call's turns
+are ``CallSid:1``, ``CallSid:2``, … and each lands once as an inbound ``voice`` entry. All
+TwiML comes from jinja2 templates with XML autoescaping, so no caller or business text can
+break the document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlencode
+
+import aiohttp
+import msgspec
+from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from channels.base import InvalidPayload, ProviderError, SendResult
+from channels.http import request_provider
+from channels.sms_twilio import read_twilio_error
+from conversations.config import TwilioConfig, VoiceConfig
+from conversations.models import Channel, Identifier, InboundMessage, MessageStatus, OutboxJob, StatusUpdate
+from conversations.normalize import InvalidIdentifier, phone_identifier
+
+PROVIDER = "twilio"
+GATHER_PATH = "/webhooks/twilio/voice/gather"
+MAX_TWIML_CHARS = 4000  # Twilio's limit on the Twiml parameter of a call
+STATUS_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
+
+_templates = ImmutableSandboxedEnvironment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,  # TwiML is XML: "&" or "<" in any value must arrive escaped
+    undefined=StrictUndefined,
+)
+
+_STATUS_MAP = {
+    "queued": MessageStatus.QUEUED,
+    "initiated": MessageStatus.QUEUED,
+    "ringing": MessageStatus.SENDING,
+    "in-progress": MessageStatus.SENT,  # answered: the message is being spoken
+    "answered": MessageStatus.SENT,
+    "completed": MessageStatus.DELIVERED,
+    "busy": MessageStatus.FAILED,
+    "no-answer": MessageStatus.FAILED,
+    "failed": MessageStatus.FAILED,
+    "canceled": MessageStatus.FAILED,
+}
+_FAILURE_MESSAGES = {
+    "busy": "the line was busy",
+    "no-answer": "nobody answered",
+    "failed": "the call could not be placed",
+    "canceled": "the call was canceled before it was answered",
+}
+# Said after "anything else?": the caller is done, so we close instead of asking again.
+_CLOSING_PHRASES = frozenset(
+    {"no", "nope", "no thanks", "no thank you", "nothing", "that's all", "that is all", "bye", "goodbye"}
+)
+
+
+class CallInfo(msgspec.Struct, frozen=True):
+    """Who is calling whom, from an incoming-call (or Gather) webhook."""
+
+    call_sid: str
+    caller: Identifier
+    called: str
+    status: str
+
+
+def _required(form: Mapping[str, str], name: str) -> str:
+    value = form.get(name, "")
+    if not value:
+        raise InvalidPayload(f"missing field {name}", name)
+    return value
+
+
+def parse_call(form: Mapping[str, str]) -> CallInfo:
+    """The call an incoming-call or Gather webhook is about."""
+    call_sid = _required(form, "CallSid")
+    try:
+        caller = phone_identifier(_required(form, "From"))
+    except InvalidIdentifier as exc:
+        raise InvalidPayload(str(exc), "From") from exc
+    return CallInfo(call_sid, caller, form.get("To", ""), form.get("CallStatus", ""))
+
+
+def gather_action(seq: int) -> str:
+    """Where the ``seq``-th Gather of a call posts its result (relative: Twilio resolves it)."""
+    return f"{GATHER_PATH}?{urlencode({'seq': seq})}"
+
+
+def answer_twiml(config: VoiceConfig) -> str:
+    """The TwiML that answers an incoming call: the greeting inside the first Gather."""
+    return _templates.get_template("voice_answer.xml.j2").render(
+        action=gather_action(1), language=config.language, business_name=config.business_name
+    )
+
+
+def is_closing(text: str) -> bool:
+    """Whether the caller's words mean "nothing more"."""
+    return text.strip().lower().rstrip(".!") in _CLOSING_PHRASES
+
+
+def reply_twiml(config: VoiceConfig, seq: int, heard: str) -> str:
+    """After Gather ``seq``: acknowledge and listen again, or say goodbye and hang up."""
+    done = not heard or is_closing(heard) or seq >= config.max_turns
+    return _templates.get_template("voice_reply.xml.j2").render(
+        action="" if done else gather_action(seq + 1),
+        language=config.language,
+        business_name=config.business_name,
+    )
+
+
+def parse_gather(form: Mapping[str, str], seq: int, received_at: float) -> InboundMessage | None:
+    """What the caller said or pressed in Gather ``seq``; None when the Gather heard nothing."""
+    call = parse_call(form)
+    speech = form.get("SpeechResult", "").strip()
+    digits = form.get("Digits", "").strip()
+    if not speech and not digits:
+        return None
+    attributes = {"call_sid": call.call_sid, "gather": str(seq), "input": "speech" if speech else "dtmf"}
+    if speech and form.get("Confidence"):
+        attributes["confidence"] = form["Confidence"]
+    return InboundMessage(
+        channel=Channel.VOICE,
+        provider=PROVIDER,
+        provider_message_id=f"{call.call_sid}:{seq}",
+        sender=call.caller,
+        recipient=call.called,
+        body=speech or digits,
+        received_at=received_at,
+        attributes=attributes,
+    )
+
+
+def map_call_status(provider_status: str) -> MessageStatus:
+    """Twilio's CallStatus onto ours; unknown values are a payload error."""
+    try:
+        return _STATUS_MAP[provider_status.strip().lower()]
+    except KeyError:
+        raise InvalidPayload(f"unknown CallStatus {provider_status!r}", "CallStatus") from None
+
+
+def parse_call_status(form: Mapping[str, str], message_id: str, customer_id: str, at: float) -> StatusUpdate:
+    """A call status callback as a StatusUpdate; busy/no-answer/failed carry the reason as error_code."""
+    call_sid = _required(form, "CallSid")
+    provider_status = _required(form, "CallStatus").strip().lower()
+    status = map_call_status(provider_status)
+    error_code = error_message = ""
+    if status is MessageStatus.FAILED:
+        error_code = provider_status
+        error_message = _FAILURE_MESSAGES.get(provider_status, provider_status)
+        if form.get("ErrorCode"):
+            error_message += f" (Twilio error {form['ErrorCode']})"
+    return StatusUpdate(
+        channel=Channel.VOICE,
+        provider=PROVIDER,
+        provider_message_id=call_sid,
+        message_id=message_id,
+        customer_id=customer_id,
+        status=status,
+        provider_status=provider_status,
+        at=at,
+        error_code=error_code,
+        error_message=error_message,
+    )
+
+
+def notification_twiml(message: str, language: str) -> str:
+    """``<Response><Say>message</Say></Response>`` with the message XML-escaped."""
+    return _templates.get_template("voice_notification.xml.j2").render(message=message, language=language)
+
+
+class _TwilioCall(msgspec.Struct):
+    sid: str
+    status: str = "queued"
+
+
+_decode_call = msgspec.json.Decoder(_TwilioCall).decode
+
+
+class TwilioVoiceSender:
+    """Places notification calls through Twilio's Calls API (or the simulator speaking it)."""
+
+    channel = Channel.VOICE
+    provider = PROVIDER
+
+    def __init__(
+        self, session: aiohttp.ClientSession, twilio: TwilioConfig, voice: VoiceConfig, base_url: str
+    ) -> None:
+        self._session = session
+        self._twilio = twilio
+        self._voice = voice
+        self._url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{twilio.account_sid}/Calls.json"
+        self._auth = aiohttp.BasicAuth(twilio.account_sid, twilio.auth_token)
+
+    async def send(self, job: OutboxJob, status_callback_url: str) -> SendResult:
+        twiml = notification_twiml(job.body, self._voice.language)
+        if len(twiml) > MAX_TWIML_CHARS:
+            raise ProviderError(
+                f"the spoken message is {len(twiml)} characters of TwiML; Twilio takes {MAX_TWIML_CHARS}",
+                code="twiml_too_long",
+            )
+        form = [
+            ("To", job.address),
+            ("From", self._twilio.from_number),
+            ("Twiml", twiml),
+            ("StatusCallback", status_callback_url),
+            ("StatusCallbackMethod", "POST"),
+            *(("StatusCallbackEvent", event) for event in STATUS_CALLBACK_EVENTS),
+        ]
+        body = await request_provider(
+            self._session, "POST", self._url, data=form, auth=self._auth, read_error=read_twilio_error
+        )
+        call = _decode_call(body)
+        return SendResult(
+            provider=PROVIDER,
+            provider_message_id=call.sid,
+            status=_STATUS_MAP.get(call.status, MessageStatus.QUEUED),
+            segments=0,
+        )

@@ -1,0 +1,97 @@
+"""Console agents: who may work conversations, known by the SHA-256 of their secret token.
+
+Agents come from the config file (``[[agents]]`` with ``name`` and ``token_sha256``) or are
+created at run time through ``POST /v1/agents``; those live in Redis. A token is shown once,
+when it is made; only its digest is ever stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable
+
+import msgspec
+from redis.asyncio import Redis
+
+from conversations.config import AgentConfig
+from conversations.store import Keys
+
+AGENT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+TOKEN_PREFIX = "tla_"
+
+
+class AgentRecord(msgspec.Struct, frozen=True):
+    """An agent created through the API, as stored."""
+
+    name: str
+    token_sha256: str
+    created_at: float
+
+
+class AgentExists(ValueError):
+    """An agent with this name already exists."""
+
+
+def token_digest(token: str) -> str:
+    """The hex SHA-256 of a token, the form in which tokens are configured and stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh agent token (256 bits of randomness)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+class AgentDirectory:
+    """Looks agents up by token and creates new ones."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        configured: Iterable[AgentConfig] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._configured = {agent.name: agent.token_sha256.lower() for agent in configured}
+        self._clock = clock
+
+    async def authenticate(self, token: str) -> str | None:
+        """The name of the agent holding ``token``, or None."""
+        if not token:
+            return None
+        digest = token_digest(token)
+        found = None
+        for name, known in self._configured.items():
+            if hmac.compare_digest(digest, known):
+                found = name
+        if found is not None:
+            return found
+        # The digest is a hash key: looking it up leaks nothing usable about other tokens.
+        name = await self._redis.hget(self._keys.agent_tokens(), digest)
+        return name.decode() if name else None
+
+    async def exists(self, name: str) -> bool:
+        return name in self._configured or bool(await self._redis.hexists(self._keys.agents(), name))
+
+    async def names(self) -> list[str]:
+        """Every agent's name, sorted."""
+        stored = await self._redis.hkeys(self._keys.agents())
+        return sorted(set(self._configured) | {name.decode() for name in stored})
+
+    async def create(self, name: str) -> str:
+        """Create agent ``name`` and return its token (the only time it is visible)."""
+        if name in self._configured:
+            raise AgentExists(name)
+        token = new_token()
+        record = AgentRecord(name, token_digest(token), self._clock())
+        created = await self._redis.hsetnx(self._keys.agents(), name, msgspec.msgpack.encode(record))
+        if not created:
+            raise AgentExists(name)
+        await self._redis.hset(self._keys.agent_tokens(), record.token_sha256, name)
+        return token

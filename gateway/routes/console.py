@@ -1,0 +1,136 @@
+"""The agent console: the page, its WebSocket (``/v1/console/ws``) and agent creation."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Annotated
+
+import msgspec
+from aiohttp import WSMsgType, web
+from redis.exceptions import RedisError
+
+from conversations.agents import AGENT_NAME, AgentExists
+from gateway.console import CONSOLE, Console
+from gateway.console.frames import MAX_NOTE_CHARS, Auth, Welcome, decode_client_frame
+from gateway.console.session import CLOSE_POLICY, ConsoleSocket
+from gateway.errors import ApiError, decode_json_body
+from gateway.routes.messages import json_response
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+AUTH_TIMEOUT_SECONDS = 10.0
+HEARTBEAT_SECONDS = 25.0
+CLOSE_INTERNAL_ERROR = 1011
+MAX_FRAME_BYTES = 4 * MAX_NOTE_CHARS + 4096  # the largest valid frame is a note, in UTF-8
+
+
+class NewAgent(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/agents``."""
+
+    name: Annotated[str, msgspec.Meta(pattern=AGENT_NAME.pattern)]
+
+
+class CreatedAgent(msgspec.Struct):
+    name: str
+    token: str  # shown once: only its SHA-256 is stored
+
+
+@routes.post("/v1/agents")
+async def create_agent(request: web.Request) -> web.Response:
+    """Create a console agent (admin API key required); answers with its token, once."""
+    console = request.app[CONSOLE]
+    console.admin_keys.require(request)
+    command = decode_json_body(await request.read(), NewAgent)
+    try:
+        token = await console.agents.create(command.name)
+    except AgentExists:
+        raise ApiError(409, "agent_exists", f"an agent named {command.name} already exists", "name") from None
+    return json_response(CreatedAgent(command.name, token), status=201)
+
+
+@routes.get("/console")
+async def console_page(request: web.Request) -> web.Response:
+    """The agent console page; it signs in with an agent token and talks over the WebSocket."""
+    template = request.app[CONSOLE].templates.get_template("console.html.j2")
+    html = template.render(static=request.app.router["console_static"].url_for(filename="").path)
+    return web.Response(
+        text=html,
+        content_type="text/html",
+        headers={
+            "Content-Security-Policy": (
+                "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
+                "style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+            ),
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
+
+
+@routes.get("/v1/console/ws")
+async def console_socket(request: web.Request) -> web.WebSocketResponse:
+    """One agent's connection: authenticate, then carry out frames until it closes."""
+    console = request.app[CONSOLE]
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=MAX_FRAME_BYTES)
+    await ws.prepare(request)
+    try:
+        agent = await _authenticate(request, ws, console)
+        agents = await console.agents.names() if agent else []
+    except RedisError as exc:
+        # The upgrade is done, so no HTTP error can be sent any more: close with 1011.
+        log.warning("console: cannot authenticate, storage unavailable: %s", exc)
+        await ws.close(code=CLOSE_INTERNAL_ERROR, message=b"storage unavailable; retry later")
+        return ws
+    if agent is None:
+        return ws
+    sock = ConsoleSocket(ws, agent, console.socket_queue)
+    console.hub.add(sock)
+    try:
+        sock.send(Welcome(agent, sorted(console.commands.channels), agents))
+        async for message in ws:
+            if message.type is WSMsgType.TEXT:
+                await console.commands.handle_text(sock, message.data)
+            elif message.type is WSMsgType.BINARY:
+                sock.error("invalid_frame", "frames are JSON text, not binary")
+            if sock.closed:
+                break
+    finally:
+        console.hub.discard(sock)
+        await sock.finish()
+    return ws
+
+
+async def _authenticate(request: web.Request, ws: web.WebSocketResponse, console: Console) -> str | None:
+    """The agent behind ``Authorization: Bearer`` or a first ``auth`` frame; else close 1008."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        agent = await console.agents.authenticate(token.strip())
+        reason = "invalid agent token"
+    else:
+        agent, reason = await _first_frame_auth(ws, console)
+    if agent is None:
+        with contextlib.suppress(ConnectionError):
+            await ws.close(code=CLOSE_POLICY, message=reason.encode())
+    return agent
+
+
+async def _first_frame_auth(ws: web.WebSocketResponse, console: Console) -> tuple[str | None, str]:
+    # Browsers cannot set headers on a WebSocket, and a token in the URL would end up in logs.
+    try:
+        message = await ws.receive(timeout=AUTH_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return None, "authentication required: send an auth frame first"
+    if message.type is not WSMsgType.TEXT:
+        return None, "authentication required: send an auth frame first"
+    try:
+        frame = decode_client_frame(message.data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        frame = None
+    if not isinstance(frame, Auth):
+        return None, "authentication required: the first frame must be auth"
+    agent = await console.agents.authenticate(frame.token)
+    return agent, "invalid agent token"

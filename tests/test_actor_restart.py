@@ -1,0 +1,72 @@
+"""A shard actor killed while it holds a backlog loses nothing and duplicates nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import ray
+from redis.asyncio import Redis
+
+from conversations.codec import encode
+from conversations.models import Channel, InboundMessage
+from conversations.normalize import phone_identifier
+from conversations.sharding import shard_for_identifier
+from conversations.store import INGEST_FIELD, Keys
+from tests.support.stack import Stack, eventually, unique_phone
+
+SHARD = 2
+MESSAGES = 600
+
+
+def _phones_on_shard(count: int, shards: int) -> list[str]:
+    phones: list[str] = []
+    while len(phones) < count:
+        phone = unique_phone()
+        if shard_for_identifier(phone_identifier(phone), shards) == SHARD:
+            phones.append(phone)
+    return phones
+
+
+async def test_killed_shard_actor_resumes_its_backlog_exactly_once(stack: Stack) -> None:
+    keys = Keys(stack.config.key_prefix)
+    phones = _phones_on_shard(20, stack.config.shards)
+    redis = Redis.from_url(stack.config.redis_url)
+    try:
+        pipe = redis.pipeline(transaction=False)
+        for n in range(MESSAGES):
+            phone = phones[n % len(phones)]
+            entry = InboundMessage(
+                Channel.SMS,
+                "twilio",
+                f"SMkill{n}",
+                phone_identifier(phone),
+                "+15005550006",
+                f"n{n}",
+                float(n),
+            )
+            pipe.xadd(keys.ingest(SHARD), {INGEST_FIELD: encode(entry)})
+        await pipe.execute()
+        ray.kill(stack.actors[SHARD], no_restart=False)  # Ray restarts it (max_restarts=-1)
+        await asyncio.sleep(0.5)
+        ray.kill(stack.actors[SHARD], no_restart=False)  # and once more, mid-recovery
+
+        async def all_applied() -> int | None:
+            total = 0
+            for phone in phones:
+                customer_id = await stack.customer_id(phone)
+                if customer_id is None:
+                    return None
+                total += await redis.xlen(keys.thread(customer_id))
+            return total if total >= MESSAGES else None
+
+        assert await eventually(all_applied, timeout=60, interval=0.5) == MESSAGES
+        bodies: list[str] = []
+        for phone in phones:
+            customer_id = await stack.customer_id(phone)
+            page = await stack.thread(customer_id, limit="500")
+            bodies += [e["body"] for e in page["entries"]]
+        assert sorted(bodies) == sorted(f"n{n}" for n in range(MESSAGES))
+        assert await redis.xlen(keys.ingest(SHARD)) == 0
+        assert await stack.actors[SHARD].ping.remote() == SHARD
+    finally:
+        await redis.aclose()

@@ -1,0 +1,107 @@
+"""The console across gateway processes, and what happens to a socket that reads too slowly."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+from aiohttp import WSMsgType, web
+
+from conversations.agents import token_digest
+from conversations.config import AgentConfig
+from gateway.app import create_app
+from gateway.console import CONSOLE
+from gateway.embedded import free_port
+from tests.support.console import ConsoleClient, create_agent
+from tests.support.stack import Stack, eventually, twilio_inbound_form, unique_phone
+
+CONFIGURED_AGENT = "configured-agent"
+CONFIGURED_TOKEN = "tla_" + secrets.token_urlsafe(16)
+SOCKET_QUEUE = 4
+
+
+@pytest.fixture(scope="module")
+async def second_gateway(stack: Stack) -> AsyncIterator[tuple[str, web.Application]]:
+    """Another gateway process's app on the same Redis and shards, with a tiny socket queue and
+    an agent that exists only in its config file."""
+    config = msgspec.structs.replace(
+        stack.config,
+        console_socket_queue=SOCKET_QUEUE,
+        agents=[AgentConfig(CONFIGURED_AGENT, token_digest(CONFIGURED_TOKEN))],
+    )
+    port = free_port()
+    app = create_app(config, stack.actors)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}", app
+    await runner.cleanup()
+
+
+async def test_an_agent_on_another_gateway_sees_every_update(
+    stack: Stack, second_gateway: tuple[str, web.Application]
+) -> None:
+    url, _ = second_gateway
+    client = await ConsoleClient.connect(stack.http, url, CONFIGURED_TOKEN)
+    assert client.welcome["agent"] == CONFIGURED_AGENT
+    await client.subscribe(["unassigned"])
+    phone = unique_phone()
+    # The webhook arrives at the first gateway; the agent is connected to the second.
+    await stack.post_twilio("/webhooks/twilio/sms", twilio_inbound_form(phone, "Hello from gateway one"))
+    update = await client.update_for(lambda c: c["phone"] == phone)
+    assert update["conversation"]["preview"] == "Hello from gateway one"
+
+    # A claim made on the first gateway reaches the agent on the second as well.
+    name, token = await create_agent(stack)
+    other = await ConsoleClient.connect(stack.http, stack.gateway_url, token)
+    customer_id = update["conversation"]["customer_id"]
+    await other.request({"type": "claim", "customer_id": customer_id})
+    claimed = await client.update_for(lambda c: c["customer_id"] == customer_id and c["assignee"] == name)
+    assert claimed["reason"] == "claimed" and claimed["agent"] == name
+    await other.close()
+    await client.close()
+
+
+async def test_a_socket_that_does_not_read_is_closed_instead_of_buffering(
+    stack: Stack, second_gateway: tuple[str, web.Application]
+) -> None:
+    url, app = second_gateway
+    phone = unique_phone()
+    await stack.post_twilio("/webhooks/twilio/sms", twilio_inbound_form(phone, "big thread"))
+    customer_id = await eventually(lambda: stack.customer_id(phone))
+    writer = await ConsoleClient.connect(stack.http, stack.gateway_url, (await create_agent(stack))[1])
+    for n in range(40):  # a thread page of about 160 kB
+        ack = await writer.request({"type": "note", "customer_id": customer_id, "text": f"{n} " + "x" * 3990})
+        assert ack["type"] == "ack"
+    await writer.close()
+
+    hub = app[CONSOLE].hub
+    slow = await ConsoleClient.connect(stack.http, url, CONFIGURED_TOKEN)
+    assert hub.connected(CONFIGURED_AGENT) == 1
+    # Ask for far more than the socket buffers hold (~50 MB) and read none of it until the
+    # gateway has given up on the socket.
+    for _ in range(300):
+        await slow.ws.send_str(json.dumps({"type": "open", "customer_id": customer_id}))
+    await eventually(lambda: _async(hub.connected(CONFIGURED_AGENT) == 0), timeout=60)
+    received = 0
+    while True:
+        message = await slow.ws.receive(timeout=60)
+        if message.type is not WSMsgType.TEXT:
+            break
+        received += 1
+    assert message.type is WSMsgType.CLOSE, message
+    assert message.data == 1013
+    assert "too slow" in message.extra
+    assert received < 300
+
+    # The gateway is fine, and the agent may reconnect.
+    again = await ConsoleClient.connect(stack.http, url, CONFIGURED_TOKEN)
+    assert (await again.subscribe(["mine"]))[0]["type"] == "queue"
+    await again.close()
+
+
+async def _async(value: bool) -> bool:
+    return value

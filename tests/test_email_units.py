@@ -1,0 +1,109 @@
+"""Email pieces without the stack: address normalisation, SMTP URLs and errors, SendGrid parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from channels.base import InvalidPayload, ProviderError
+from channels.email_inbound import decode_fields, parse_inbound_email
+from channels.email_smtp import EmailSender, build_message, parse_smtp_url
+from conversations.config import EmailConfig, load_config
+from conversations.models import Channel, IdentifierKind, OutboxJob
+from conversations.normalize import InvalidIdentifier, email_identifier
+from gateway.embedded import free_port
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("Ann@Example.COM", "ann@example.com"),
+        ("  mailto:ann.b+tag@mail.example.co.uk ", "ann.b+tag@mail.example.co.uk"),
+        ("ann@bücher.example", "ann@bücher.example"),
+    ],
+)
+def test_email_addresses_are_lower_cased(raw: str, expected: str) -> None:
+    identifier = email_identifier(raw)
+    assert identifier.kind is IdentifierKind.EMAIL and identifier.value == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["", "ann", "@example.com", "ann@", "ann@example", "a b@example.com", "ann..b@example.com", "a@-x.com"],
+)
+def test_bad_email_addresses_are_refused(raw: str) -> None:
+    with pytest.raises(InvalidIdentifier) as caught:
+        email_identifier(raw)
+    assert caught.value.field == "email"
+
+
+def test_smtp_urls() -> None:
+    plain = parse_smtp_url("smtp://user%40x:p%3Ass@mail.example.com:2525")
+    assert (plain.hostname, plain.port, plain.username, plain.password, plain.use_tls) == (
+        "mail.example.com",
+        2525,
+        "user@x",
+        "p:ss",
+        False,
+    )
+    assert parse_smtp_url("smtps://relay.example.com").port == 465
+    assert parse_smtp_url("smtp://relay.example.com").port == 587
+    with pytest.raises(ValueError, match="smtp://"):
+        parse_smtp_url("http://relay.example.com")
+
+
+def test_both_env_names_for_the_smtp_url() -> None:
+    assert load_config(env={"THREADLINE_SMTP_URL": "smtp://a:1"}).email.smtp_url == "smtp://a:1"
+    both = {"THREADLINE_SMTP_URL": "smtp://a:1", "THREADLINE_EMAIL_SMTP_URL": "smtp://b:2"}
+    assert load_config(env=both).email.smtp_url == "smtp://b:2"
+    assert load_config(env={"THREADLINE_EMAIL_INBOUND_SECRET": "s"}).email.inbound_secret == "s"
+
+
+def test_message_has_both_parts_and_our_id() -> None:
+    job = OutboxJob(
+        "msg_1", "cus_0_1", Channel.EMAIL, "ann@example.com", "text", subject="Hi", html="<p>x</p>"
+    )
+    message = build_message(job, "Shop <hello@shop.example.com>")
+    assert message["Message-ID"] == "<msg_1@shop.example.com>"
+    assert message.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
+
+
+async def test_unreachable_smtp_server_is_a_retryable_error() -> None:
+    sender = EmailSender(EmailConfig(smtp_url=f"smtp://127.0.0.1:{free_port()}", timeout_seconds=5))
+    job = OutboxJob("msg_1", "cus_0_1", Channel.EMAIL, "ann@example.com", "text", subject="Hi")
+    with pytest.raises(ProviderError) as caught:
+        await sender.send(job, "")
+    assert caught.value.retryable and caught.value.code == "network"
+
+
+def test_parse_uses_declared_charsets_and_encoded_names() -> None:
+    raw = {
+        "from": b"=?UTF-8?B?QW5uIEzDs3Bleg==?= <Ann@Example.com>",
+        "subject": "Caf\xe9".encode("latin-1"),
+        "text": b"",
+        "html": b"<html><head><style>p{}</style></head><body><p>Bonjour</p><p>Merci</p></body></html>",
+        "headers": b"Message-ID: <abc@mail.example.com>\nSubject: x\n",
+        "envelope": b'{"to":["support@parse.example.com"],"from":"bounce@example.com"}',
+        "charsets": b'{"subject":"iso-8859-1","from":"UTF-8"}',
+    }
+    entry = parse_inbound_email(decode_fields(raw), 1.0)
+    assert entry.sender.value == "ann@example.com"
+    assert entry.profile_name == "Ann López"
+    assert entry.subject == "Café"
+    assert entry.body == "Bonjour\nMerci"  # no text part: the HTML's visible text
+    assert entry.provider_message_id == "abc@mail.example.com"
+    assert entry.recipient == "support@parse.example.com"
+
+
+def test_parse_falls_back_to_the_envelope_sender_and_refuses_garbage() -> None:
+    form = {
+        "from": "undisclosed",
+        "envelope": '{"to":["s@p.example.com"],"from":"Ann@Example.com"}',
+        "text": "hi",
+    }
+    assert parse_inbound_email(form, 1.0).sender.value == "ann@example.com"
+    with pytest.raises(InvalidPayload) as caught:
+        parse_inbound_email({"from": "nobody", "envelope": "{}"}, 1.0)
+    assert caught.value.field == "from"
+    with pytest.raises(InvalidPayload):
+        parse_inbound_email({"from": "a@b.example", "envelope": "not json"}, 1.0)

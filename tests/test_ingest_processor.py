@@ -1,0 +1,151 @@
+"""The shard's batch processor, driven directly against real Redis (no Ray)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from actors.streams import ensure_group, new_batch, pending_batches
+from conversations.codec import decode_message, encode
+from conversations.ids import new_message_id
+from conversations.ingest import IngestProcessor
+from conversations.models import (
+    Channel,
+    InboundMessage,
+    MessageStatus,
+    OutboundRequest,
+    SendOutcome,
+    StatusUpdate,
+)
+from conversations.normalize import phone_identifier
+from conversations.store import INGEST_FIELD, Keys
+from conversations.thread import ThreadReader
+from conversations.timers import TimerWheel
+from tests.support.stack import unique_phone
+
+
+@pytest.fixture
+async def env(redis_url: str, key_prefix: str) -> AsyncIterator[tuple[Redis, Keys]]:
+    keys = Keys(f"{key_prefix}:proc-{uuid.uuid4().hex[:6]}")
+    redis = Redis.from_url(redis_url)
+    yield redis, keys
+    async for key in redis.scan_iter(match=keys.pattern()):
+        await redis.unlink(key)
+    await redis.aclose()
+
+
+async def _feed(redis: Redis, keys: Keys, *entries) -> list:
+    stream = keys.ingest(0)
+    await ensure_group(redis, stream)
+    for entry in entries:
+        await redis.xadd(stream, {INGEST_FIELD: encode(entry)})
+    return await new_batch(redis, stream, "shard-0", 1000, 100)
+
+
+def _inbound(phone: str, body: str, sid: str) -> InboundMessage:
+    return InboundMessage(Channel.SMS, "twilio", sid, phone_identifier(phone), "+15005550006", body, 1.0)
+
+
+async def test_a_replayed_batch_is_applied_once(env: tuple[Redis, Keys]) -> None:
+    redis, keys = env
+    phone = unique_phone()
+    batch = await _feed(redis, keys, _inbound(phone, "a", "SM1"), _inbound(phone, "b", "SM2"))
+    processor = IngestProcessor(redis, keys, shard=0, shards=1)
+    await processor.process(batch)
+    # A crash after EXEC but before the actor noticed: the same ids come back as pending
+    # with their fields gone (acked and deleted), and must change nothing.
+    replay = [(stream_id, {}) for stream_id, _ in batch]
+    await processor.process(replay)
+    pending = [b async for b in pending_batches(redis, keys.ingest(0), "shard-0", 100)]
+    assert pending == []
+    reader = ThreadReader(redis, keys)
+    customer_id = await reader.find_customer_id(phone_identifier(phone))
+    assert customer_id is not None
+    page = await reader.page(customer_id, None, 50)
+    assert [e.body for e in page.entries] == ["a", "b"]
+
+
+async def test_an_unprocessed_batch_stays_pending_for_the_next_incarnation(env: tuple[Redis, Keys]) -> None:
+    redis, keys = env
+    phone = unique_phone()
+    await _feed(redis, keys, _inbound(phone, "kept", "SM9"))  # read, then the actor "dies"
+    pending = [b async for b in pending_batches(redis, keys.ingest(0), "shard-0", 100)]
+    assert len(pending) == 1 and len(pending[0]) == 1
+    await IngestProcessor(redis, keys, 0, 1).process(pending[0])
+    customer_id = await ThreadReader(redis, keys).find_customer_id(phone_identifier(phone))
+    assert customer_id is not None
+    assert [e.body for e in (await ThreadReader(redis, keys).page(customer_id, None, 10)).entries] == ["kept"]
+
+
+async def test_status_before_its_send_outcome_is_parked_then_applied(env: tuple[Redis, Keys]) -> None:
+    redis, keys = env
+    phone = unique_phone()
+    processor = IngestProcessor(redis, keys, 0, 1, clock=lambda: 1000.0)
+    message_id = new_message_id()
+    request = OutboundRequest(message_id, phone_identifier(phone), "hi", "service", 1000.0)
+    await processor.process(await _feed(redis, keys, request))
+    record = decode_message(await redis.get(keys.message(message_id)))
+    # The provider reports "delivered" by its own id before our sender recorded that id.
+    early = StatusUpdate(
+        Channel.WHATSAPP,
+        "meta",
+        "wamid.X",
+        MessageStatus.DELIVERED,
+        "delivered",
+        1001.0,
+        recipient=phone_identifier(phone),
+    )
+    await processor.process(await _feed(redis, keys, early))
+    assert await redis.zcard(keys.timers(0)) == 1
+    outcome = SendOutcome(
+        message_id, record.customer_id, "meta", MessageStatus.SENT, 1000.5, provider_message_id="wamid.X"
+    )
+    await processor.process(await _feed(redis, keys, outcome))
+    assert await TimerWheel(redis, keys, 0).fire_due(2000.0) == 1
+    await processor.process(await new_batch(redis, keys.ingest(0), "shard-0", 100, 100))
+    record = decode_message(await redis.get(keys.message(message_id)))
+    assert record.status is MessageStatus.DELIVERED
+    assert record.provider_message_id == "wamid.X"
+    assert [h.status for h in record.history] == [
+        MessageStatus.ACCEPTED,
+        MessageStatus.SENT,
+        MessageStatus.DELIVERED,
+    ]
+
+
+async def test_entries_for_a_customer_homed_elsewhere_are_forwarded(env: tuple[Redis, Keys]) -> None:
+    redis, keys = env
+    phone = unique_phone()
+    identifier = phone_identifier(phone)
+    await redis.set(keys.identity(identifier), "cus_1_EXISTING")
+    batch = await _feed(redis, keys, _inbound(phone, "to shard 1", "SM5"))
+    result = await IngestProcessor(redis, keys, 0, 2).process(batch)
+    assert result.forwarded == 1
+    assert await redis.xlen(keys.ingest(1)) == 1
+    assert await redis.exists(keys.thread("cus_1_EXISTING")) == 0
+    await ensure_group(redis, keys.ingest(1))
+    forwarded = await new_batch(redis, keys.ingest(1), "shard-1", 10, 100)
+    await IngestProcessor(redis, keys, 1, 2).process(forwarded)
+    page = await ThreadReader(redis, keys).page("cus_1_EXISTING", None, 10)
+    assert [e.body for e in page.entries] == ["to shard 1"]
+
+
+async def test_sessions_span_channels_and_reopen_after_an_idle_gap(env: tuple[Redis, Keys]) -> None:
+    redis, keys = env
+    phone = unique_phone()
+    processor = IngestProcessor(redis, keys, 0, 1, session_idle_seconds=3600)
+    whatsapp = InboundMessage(Channel.WHATSAPP, "meta", "wamid.1", phone_identifier(phone), "", "hi", 1000.0)
+    sms_reply = InboundMessage(Channel.SMS, "twilio", "SMs1", phone_identifier(phone), "", "me again", 1500.0)
+    days_later = InboundMessage(
+        Channel.SMS, "twilio", "SMs2", phone_identifier(phone), "", "hello?", 1000.0 + 86400
+    )
+    await processor.process(await _feed(redis, keys, whatsapp, sms_reply))
+    await processor.process(await _feed(redis, keys, days_later))
+    customer_id = await ThreadReader(redis, keys).find_customer_id(phone_identifier(phone))
+    assert customer_id is not None
+    sessions = [e.session_id for e in (await ThreadReader(redis, keys).page(customer_id, None, 10)).entries]
+    assert sessions[0] == sessions[1] != sessions[2]
+    assert all(s.startswith("ses_") for s in sessions)

@@ -1,0 +1,85 @@
+"""SMS segments (GSM-7 160/153, UCS-2 70/67, extension characters count twice) and cost on the record."""
+
+from __future__ import annotations
+
+import pytest
+
+from channels.sms_segments import encoding_of, segment_count
+from conversations.models import Channel, Identifier, IdentifierKind
+from conversations.pricing import country_of, merged_prices, message_cost
+from tests.support.email import message_record
+from tests.support.stack import Stack, eventually, unique_phone
+
+
+@pytest.mark.parametrize(
+    "text, segments, encoding",
+    [
+        ("a" * 160, 1, "GSM-7"),
+        ("a" * 161, 2, "GSM-7"),
+        ("a" * 306, 2, "GSM-7"),  # 2 x 153
+        ("a" * 307, 3, "GSM-7"),
+        ("é" * 160, 1, "GSM-7"),  # é is in the GSM-7 basic set
+        ("€" * 80, 1, "GSM-7"),  # extension characters take two septets each
+        ("€" * 81, 2, "GSM-7"),
+        ("a" * 159 + "[", 2, "GSM-7"),  # 159 + 2 = 161 septets
+        ("a" * 158 + "^", 1, "GSM-7"),
+        ("ж" * 70, 1, "UCS-2"),
+        ("ж" * 71, 2, "UCS-2"),
+        ("ж" * 134, 2, "UCS-2"),  # 2 x 67
+        ("ж" * 135, 3, "UCS-2"),
+        ("a" * 69 + "😀", 2, "UCS-2"),  # one emoji: all UCS-2, and it takes two code units
+        ("a" * 68 + "😀", 1, "UCS-2"),
+        ("", 0, "GSM-7"),
+    ],
+)
+def test_segment_counts(text: str, segments: int, encoding: str) -> None:
+    assert segment_count(text) == segments
+    assert encoding_of(text) == encoding
+
+
+def test_cost_is_per_segment_for_sms_and_per_message_elsewhere() -> None:
+    assert message_cost(Channel.SMS, "US", 1) == 0.0079
+    assert message_cost(Channel.SMS, "US", 3) == 0.0237
+    assert message_cost(Channel.SMS, "ZZ", 2) == 0.1  # unknown country: the "*" price
+    assert message_cost(Channel.EMAIL, "", 0) == 0.0001
+    assert message_cost(Channel.WHATSAPP, "US", 5) == 0.004  # segments mean nothing there
+    table = merged_prices({"sms": {"us": 0.01}, "email": {"*": 0}})
+    assert message_cost(Channel.SMS, "US", 2, table) == 0.02
+    assert message_cost(Channel.SMS, "GB", 1, table) == 0.0463  # untouched defaults remain
+    assert message_cost(Channel.EMAIL, "", 0, table) == 0
+
+
+def test_country_comes_from_the_phone_number() -> None:
+    assert country_of(Identifier(IdentifierKind.PHONE, "+14155550100")) == "US"
+    assert country_of(Identifier(IdentifierKind.PHONE, "+447700900123")) == "GB"
+    assert country_of(Identifier(IdentifierKind.EMAIL, "a@example.com")) == ""
+
+
+async def _sent(stack: Stack, message_id: str) -> dict | None:
+    record = await message_record(stack, message_id)
+    return record if record and record["status"] == "delivered" else None
+
+
+@pytest.mark.parametrize(
+    "body, segments, encoding, cost",
+    [
+        ("Your order shipped", 1, "GSM-7", 0.0079),
+        ("x" * 161, 2, "GSM-7", 0.0158),
+        ("Votre commande a été expédiée {promo} " + "y" * 130, 2, "GSM-7", 0.0158),
+        ("Ваш заказ отправлен", 1, "UCS-2", 0.0079),
+        ("Ваш заказ отправлен. " * 4, 2, "UCS-2", 0.0158),
+    ],
+)
+async def test_outbound_sms_records_segments_encoding_and_cost(
+    stack: Stack, body: str, segments: int, encoding: str, cost: float
+) -> None:
+    status, accepted = await stack.api(
+        "POST", "/v1/messages", json={"to": {"phone": unique_phone()}, "body": body}
+    )
+    assert status == 202, accepted
+    record = await eventually(lambda: _sent(stack, accepted["id"]))
+    assert (record["segments"], record["encoding"]) == (segments, encoding)
+    assert record["cost"] == pytest.approx(cost)
+    customer_id = record["customer_id"]
+    (entry,) = [e for e in (await stack.thread(customer_id))["entries"] if e["kind"] == "message"]
+    assert (entry["segments"], entry["encoding"], entry["cost"]) == (segments, encoding, record["cost"])
