@@ -39,7 +39,9 @@ def _strategy(
         fields = {}
         optional = {}
         for field in info.fields:
-            value = hints.get(field.name) or _strategy(field.type, hints, depth + 1, noise)
+            value = (
+                hints[field.name] if field.name in hints else _strategy(field.type, hints, depth + 1, noise)
+            )
             target = fields if field.required else optional
             target[field.encode_name] = value
         return _noisy(st.fixed_dictionaries(fields, optional=optional), wrong, noise)
