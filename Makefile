@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
 
-.PHONY: run test lint typecheck pytest bench bench-inbound bench-outbound bench-quick clean
+.PHONY: run test lint typecheck pytest bench bench-inbound bench-outbound bench-quick chaos clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -50,6 +50,10 @@ bench-quick: $(BIN)/.bench
 	@./scripts/ensure-redis-server.sh
 	$(BIN)/python -m bench.inbound --duration 4
 	$(BIN)/python -m bench.outbound --quick
+
+# Faults under load (actor kills, a Redis crash, provider 5xx); exits 1 if anything is lost or doubled.
+chaos: $(BIN)/.installed
+	$(BIN)/python bench/chaos.py --short
 
 clean:
 	rm -rf $(VENV) .threadline .pytest_cache .mypy_cache .ruff_cache

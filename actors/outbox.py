@@ -8,10 +8,12 @@ the provider call means a job interrupted by a crash is never sent a second time
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
@@ -72,24 +74,32 @@ class OutboxSender:
         # attempt markers in one plain pipeline, acks in one MULTI/EXEC (atomic per job).
         self._markers = PipelineCoalescer(redis, transaction=False)
         self._acks = PipelineCoalescer(redis, transaction=True)
+        self._active: set[bytes] = set()  # stream ids of the jobs running now
         self.sent = 0
         self.failed = 0
 
     async def run(self) -> None:
-        """Forever: first the jobs a previous incarnation left pending, then new ones."""
-        await ensure_group(self._redis, self._stream)
-        async for batch in pending_batches(self._redis, self._stream, self._consumer, 256):
-            for stream_id, fields in batch:
-                await self._start(stream_id, fields, replay=True)
+        """Forever: first the jobs a previous incarnation left pending, then new ones.
+
+        Redis errors (an outage, or a restart of this actor while Redis is down) pause and
+        retry instead of ending the task, which would leave the shard's outbox unserved.
+        """
+        replayed = False
         while True:
             try:
-                batch = await new_batch(self._redis, self._stream, self._consumer, 256, 1000)
+                await ensure_group(self._redis, self._stream)
+                if not replayed:
+                    async for batch in pending_batches(self._redis, self._stream, self._consumer, 256):
+                        for stream_id, fields in batch:
+                            await self._start(stream_id, fields, replay=True)
+                    replayed = True
+                while True:
+                    batch = await new_batch(self._redis, self._stream, self._consumer, 256, 1000)
+                    for stream_id, fields in batch:
+                        await self._start(stream_id, fields, replay=False)
             except RedisError as exc:
                 log.warning("shard %s outbox read failed: %s", self._shard, exc)
                 await asyncio.sleep(0.5)
-                continue
-            for stream_id, fields in batch:
-                await self._start(stream_id, fields, replay=False)
 
     async def drain(self) -> None:
         """Wait for the sends in flight (graceful shutdown)."""
@@ -97,10 +107,14 @@ class OutboxSender:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     async def _start(self, stream_id: bytes, fields: dict[bytes, bytes] | None, replay: bool) -> None:
+        if stream_id in self._active:  # a replay after a Redis error re-reads jobs still running
+            return
+        self._active.add(stream_id)
         await self._slots.acquire()
         task = asyncio.create_task(self._handle(stream_id, fields, replay))
         self._in_flight.add(task)
         task.add_done_callback(self._finished)
+        task.add_done_callback(lambda _: self._active.discard(stream_id))
 
     def _finished(self, task: asyncio.Task) -> None:
         self._in_flight.discard(task)
@@ -118,10 +132,7 @@ class OutboxSender:
             log.error("shard %s: undecodable outbox job %r", self._shard, stream_id)
             await self._ack(stream_id, None)
             return
-        marker = self._keys.send_attempt(job.message_id)
-        (first,) = await self._markers.submit(
-            lambda pipe: pipe.set(marker, repr(self._clock()), nx=True, ex=ATTEMPT_TTL)
-        )
+        first = await self._mark_attempt(job)
         if not first:
             # A previous incarnation may have reached the provider: never risk a second send.
             outcome = self._outcome(
@@ -134,6 +145,23 @@ class OutboxSender:
             return
         outcome = await self._send_with_retries(job)
         await self._ack(stream_id, outcome)
+
+    def _queue_marker(self, job: OutboxJob, pipe: Any) -> None:
+        pipe.set(self._keys.send_attempt(job.message_id), repr(self._clock()), nx=True, ex=ATTEMPT_TTL)
+
+    async def _mark_attempt(self, job: OutboxJob) -> bool:
+        """Set the attempt marker, waiting out Redis errors (a crashed task would strand the job).
+
+        A marker whose reply was lost reads as "already attempted": the job is then reported
+        as outcome unknown rather than risking a second send.
+        """
+        while True:
+            try:
+                (first,) = await self._markers.submit(functools.partial(self._queue_marker, job))
+                return bool(first)
+            except RedisError as exc:
+                log.warning("shard %s attempt marker failed, retrying: %s", self._shard, exc)
+                await asyncio.sleep(0.5)
 
     async def _send_with_retries(self, job: OutboxJob) -> SendOutcome:
         sender = self._senders.get(job.channel)

@@ -42,13 +42,17 @@ def compute_signature(
 
 def url_variants(url: str) -> tuple[str, ...]:
     """The URL as given, without its default port and with it: Twilio signs either form."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        explicit_port = parts.port
+    except ValueError:  # a malformed URL (bad port, broken IPv6 literal) is only itself
+        return (url,)
     host = parts.hostname or ""
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     userinfo = parts.netloc.rpartition("@")[0]
     prefix = userinfo + "@" if userinfo else ""
-    port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    port = explicit_port or _DEFAULT_PORTS.get(parts.scheme)
     without_port = urlunsplit(parts._replace(netloc=prefix + host))
     with_port = urlunsplit(parts._replace(netloc=f"{prefix}{host}:{port}")) if port else url
     return tuple(dict.fromkeys((url, without_port, with_port)))

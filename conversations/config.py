@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from conversations.access import ApiKeySpec, parse_api_key
 from conversations.keywords import KeywordReplies
 
 ENV_PREFIX = "THREADLINE_"
@@ -115,10 +116,16 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     redis_url: str = ""  # empty: embedded (127.0.0.1:6379 if it answers, else a child redis-server)
     ray_address: str = ""  # empty: a local Ray started in-process
     public_url: str = ""  # the URL providers call us on; empty: http://127.0.0.1:{port}
-    api_keys: list[str] = msgspec.field(default_factory=list)
+    # "key" (every scope), "key:send+read", or a table {key|sha256, scopes, name, rate_per_second, burst}
+    api_keys: list[str | ApiKeySpec] = msgspec.field(default_factory=list)
+    rate_limit_per_second: float = 1000.0  # per API key; 0 turns rate limiting off
+    rate_limit_burst: int = 2000
     shards: int = 16
     key_prefix: str = "tl"
     dedupe_ttl_seconds: int = 7 * 24 * 3600
+    idempotency_ttl_seconds: int = 24 * 3600  # how long an Idempotency-Key's response is kept
+    idempotency_lease_seconds: float = 30.0  # after this a crashed request's key can be retried
+    idempotency_wait_seconds: float = 2.0  # a concurrent duplicate waits this long, then 409
     batch_max_entries: int = 256
     batch_max_delay_ms: float = 2.0
     send_concurrency: int = 64
@@ -155,6 +162,13 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError("shards must be between 1 and 4096 - at `$.shards`")
         if self.batch_max_entries < 1:
             raise ValueError("batch_max_entries must be positive - at `$.batch_max_entries`")
+        for index, entry in enumerate(self.api_keys):
+            try:
+                parse_api_key(entry)
+            except ValueError as exc:
+                raise ValueError(f"{exc} - at `$.api_keys[{index}]`") from None
+        if self.rate_limit_per_second < 0 or self.rate_limit_burst < 1:
+            raise ValueError("rate_limit_per_second must be >= 0 and rate_limit_burst >= 1")
         if self.public_url.endswith("/"):
             self.public_url = self.public_url.rstrip("/")
 

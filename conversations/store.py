@@ -82,6 +82,14 @@ class Keys:
     def provider_message(self, provider: str, provider_message_id: str) -> str:
         return f"{self.prefix}:prov:{provider}:{provider_message_id}"
 
+    def idempotency(self, owner: str, key_digest: str) -> str:
+        """One Idempotency-Key's record, scoped to the API key (``owner``) that sent it."""
+        return f"{self.prefix}:idem:{owner}:{key_digest}"
+
+    def rate_limit(self, owner: str) -> str:
+        """The token bucket of one API key."""
+        return f"{self.prefix}:rate:{owner}"
+
     def capability(self, channel: str, address: str) -> str:
         """Cached answer to "can this address receive ``channel``?" (e.g. RBM capability check)."""
         return f"{self.prefix}:cap:{channel}:{address}"

@@ -15,10 +15,13 @@ from conversations.config import Config
 from conversations.journeys.registry import publish_directory
 from conversations.store import Keys
 from conversations.thread import ThreadReader
+from gateway import openapi
 from gateway.auth import ApiKeys
 from gateway.console import setup_console
 from gateway.errors import error_middleware
+from gateway.idempotency import IdempotencyStore
 from gateway.ingest import IngestWriter
+from gateway.rate_limit import RateLimiter, rate_limit_middleware
 from gateway.routes import (
     console,
     customers,
@@ -45,7 +48,9 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """Build a gateway app for ``config``; Redis opens on startup and closes on cleanup."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[error_middleware, rate_limit_middleware], client_max_size=MAX_BODY_BYTES
+    )
     if not config.secret_key:
         # Links signed with a throw-away key stop working on restart; `serve` persists one.
         config = msgspec.structs.replace(config, secret_key=secrets.token_urlsafe(32))
@@ -63,6 +68,7 @@ def create_app(
         console,
         events,
         journeys,
+        openapi,
     )
     for module in route_modules:
         app.add_routes(module.routes)
@@ -87,12 +93,28 @@ def create_app(
             reader=ThreadReader(redis, keys),
             api_keys=ApiKeys(config.api_keys),
             clock=clock,
+            idempotency=IdempotencyStore(
+                redis,
+                keys,
+                ttl=config.idempotency_ttl_seconds,
+                lease=config.idempotency_lease_seconds,
+                wait=config.idempotency_wait_seconds,
+            ),
+            rate_limiter=RateLimiter(
+                redis, keys, rate=config.rate_limit_per_second, burst=config.rate_limit_burst
+            ),
             shard_actors=list(shard_actors or []),
         )
         yield
         await ingest.close()
         await redis.aclose()
 
+    async def drain(app: web.Application) -> None:
+        # on_shutdown runs before aiohttp waits for in-flight handlers: flush their batches now
+        # instead of letting them wait out the batching delay during shutdown.
+        await app[SERVICES].ingest.drain()
+
     app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(drain)
     setup_console(app, config)
     return app

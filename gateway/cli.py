@@ -17,6 +17,7 @@ from aiohttp import web
 from channels.simulator.app import SimulatorSettings, create_simulator_app
 from channels.simulator.whatsapp import WhatsAppSimulatorSettings
 from channels.twilio_signature import compute_signature
+from conversations.access import first_plain_key
 from conversations.config import Config, ConfigError, load_config
 from conversations.routing.policy import PolicyError, load_policy
 from gateway.app import create_app
@@ -98,7 +99,7 @@ def banner(config: Config, host: str, port: int) -> str:
     """What ``serve`` prints once ready: where it listens and curls to try it."""
     url = f"http://{host}:{port}"
     lines = [f"Threadline gateway ready on {url}  (Redis {config.redis_url}, {config.shards} shards)"]
-    key = config.api_keys[0] if config.api_keys else "<api key>"
+    key = first_plain_key(config.api_keys) or "<api key>"
     phone = "+15550100000"
     if config.uses_simulator:
         sim = f"http://127.0.0.1:{config.simulator_port}"

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiohttp import web
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger(__name__)
 
 REDIS_RETRY_AFTER_SECONDS = "5"
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 _FIELD_PATH = re.compile(r"at `\$\.?([^`]*)`")
 _NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `([^`]*)`")
 
@@ -74,10 +87,26 @@ def validation_error(exc: msgspec.ValidationError) -> ApiError:
     return ApiError(422, "validation_failed", message or text, path or None)
 
 
+def json_depth(body: bytes) -> int:
+    """How deeply arrays/objects nest in a JSON text (brackets inside strings do not count)."""
+    if b"[" not in body and b"{" not in body:
+        return 0
+    brackets = _JSON_BRACKET.findall(_JSON_STRING.sub(b"", body))
+    steps = (_DEPTH_STEP[bracket[0]] for bracket in brackets)
+    return max(itertools.accumulate(steps, initial=0))
+
+
+def check_json_depth(body: bytes, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse deeply nested JSON before any decoder recurses into it."""
+    if json_depth(body) > limit:
+        raise ApiError(400, "json_too_deep", f"JSON nests deeper than {limit} levels")
+
+
 def decode_json_body(body: bytes, type_: type):
-    """Decode a JSON request body into ``type_``; 400 for bad JSON, 422 for a bad shape."""
+    """Decode a JSON request body into ``type_``; 400 for bad or too deep JSON, 422 for a bad shape."""
     if not body:
         raise ApiError(400, "empty_body", "request body is empty; JSON expected")
+    check_json_depth(body)
     try:
         return msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError as exc:
@@ -111,9 +140,12 @@ async def error_middleware(
         code = _HTTP_CODES.get(exc.status, "http_error")
         message = exc.reason if exc.text is None or exc.text.startswith(f"{exc.status}:") else exc.text
         return error_response(exc.status, code, message or exc.reason, headers=_allow(exc))
-    except (RedisConnectionError, RedisTimeoutError, ConnectionRefusedError) as exc:
+    except (RedisError, OSError, TimeoutError) as exc:
+        if not storage_unavailable(exc):
+            log.exception("unhandled storage error on %s %s", request.method, request.path)
+            return error_response(500, "internal_error", "internal error")
         # Nothing was stored: the provider (or client) must retry, so never 2xx and never 500.
-        log.warning("storage unavailable: %s", exc)
+        log.warning("storage unavailable on %s %s: %s", request.method, request.path, type(exc).__name__)
         return error_response(
             503,
             "storage_unavailable",
@@ -123,6 +155,26 @@ async def error_middleware(
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error")
+
+
+_UNAVAILABLE = (
+    RedisConnectionError,  # includes BusyLoadingError: Redis is replaying its AOF after a restart
+    RedisTimeoutError,
+    ReadOnlyError,  # a failover left us talking to a replica
+    ClusterDownError,
+    TryAgainError,
+    MasterDownError,
+    OSError,
+    TimeoutError,
+)
+_UNAVAILABLE_REPLIES = ("OOM ", "MISCONF ", "LOADING ")
+
+
+def storage_unavailable(exc: BaseException) -> bool:
+    """Whether an error means Redis cannot take writes right now (answer 503, the caller retries)."""
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).startswith(_UNAVAILABLE_REPLIES)
 
 
 def _allow(exc: web.HTTPException) -> dict[str, str] | None:

@@ -99,22 +99,25 @@ class IngestWriter:
             task.add_done_callback(self._flushes.discard)
 
     async def _write(self, batch: dict[int, _Pending]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        for shard, pending in batch.items():
-            keys = [self._keys.ingest(shard)]
-            args: list[int | str | bytes] = [self._dedupe_ttl]
-            for dedupe_key, payload in zip(pending.dedupe_keys, pending.payloads, strict=True):
-                if dedupe_key is None:
-                    args.append(0)
-                else:
-                    keys.append(self._keys.dedupe(shard, dedupe_key))
-                    args.append(len(keys) - 1)
-                args.append(payload)
-            # EVAL, not a registered Script: redis-py checks SCRIPT EXISTS before every pipeline
-            # holding a Script, an extra round trip per flush. Redis caches the compiled body.
-            pipe.eval(_INGEST_SCRIPT, len(keys), *keys, *args)
+        # ``async with`` resets the pipeline even when Redis drops mid-write (its connection goes
+        # back to the pool), and any failure reaches every waiting request instead of leaving
+        # them hanging.
         try:
-            replies = await pipe.execute(raise_on_error=False)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for shard, pending in batch.items():
+                    keys = [self._keys.ingest(shard)]
+                    args: list[int | str | bytes] = [self._dedupe_ttl]
+                    for dedupe_key, payload in zip(pending.dedupe_keys, pending.payloads, strict=True):
+                        if dedupe_key is None:
+                            args.append(0)
+                        else:
+                            keys.append(self._keys.dedupe(shard, dedupe_key))
+                            args.append(len(keys) - 1)
+                        args.append(payload)
+                    # EVAL, not a registered Script: redis-py checks SCRIPT EXISTS before every
+                    # pipeline holding a Script, an extra round trip per flush.
+                    pipe.eval(_INGEST_SCRIPT, len(keys), *keys, *args)
+                replies = await pipe.execute(raise_on_error=False)
         except Exception as exc:
             replies = [exc] * len(batch)
         for pending, reply in zip(batch.values(), replies, strict=True):
@@ -125,6 +128,16 @@ class IngestWriter:
                     future.set_exception(reply)
                 else:
                     future.set_result(reply[index] != 0)
+
+    @property
+    def queued(self) -> int:
+        """Entries waiting for the next flush."""
+        return self._count
+
+    async def drain(self) -> None:
+        """Shutting down: write what is queued now, and every later entry without batching delay."""
+        self._max_delay = 0.0
+        await self.close()
 
     async def close(self) -> None:
         """Flush what is queued and wait for writes in flight."""

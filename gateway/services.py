@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from aiohttp import web
@@ -15,8 +15,12 @@ from conversations.config import Config
 from conversations.store import Keys
 from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
+from gateway.idempotency import IdempotencyStore
 from gateway.ingest import IngestWriter
 from gateway.templating import page_environment
+
+if TYPE_CHECKING:  # rate_limit's middleware reads SERVICES from this module
+    from gateway.rate_limit import RateLimiter
 
 
 @dataclass(slots=True)
@@ -30,6 +34,8 @@ class Services:
     reader: ThreadReader
     api_keys: ApiKeys
     clock: Callable[[], float]
+    idempotency: IdempotencyStore
+    rate_limiter: RateLimiter
     shard_actors: list[Any] = field(default_factory=list)
     pages: jinja2.Environment = field(default_factory=page_environment)
     templates: TemplateRenderer = field(default_factory=TemplateRenderer)

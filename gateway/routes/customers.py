@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import msgspec
 from aiohttp import web
 
+from conversations.access import Scope
 from conversations.codec import decode_consent_change, decode_preferences
 from conversations.commands import (
     MergeRequest,
@@ -101,7 +102,7 @@ async def resolve_customer_id(services: Services, customer_id: str) -> str:
 async def find_customers(request: web.Request) -> web.Response:
     """Customers matching one identifier: ``?phone=``, ``?email=``, ``?wa_id=``, ``?rcs=`` or ``?external_id=``."""
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.READ)
     given = [(kind, request.query[kind]) for kind in LOOKUP_KINDS if kind in request.query]
     if len(given) != 1:
         raise ApiError(
@@ -121,7 +122,7 @@ async def find_customers(request: web.Request) -> web.Response:
 async def upsert_customer(request: web.Request) -> web.Response:
     """Create or update the customer the backend knows as ``external_id``, linking every identifier given."""
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.SEND)
     external = _normalised("external_id", request.match_info["external_id"], "external_id")
     body = decode_json_body(await request.read(), CustomerUpsert)
     try:
@@ -162,7 +163,7 @@ async def upsert_customer(request: web.Request) -> web.Response:
 @routes.get("/v1/customers/{customer_id}")
 async def get_customer(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.READ)
     customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
     return json_response(await read_profile(services.redis, services.keys, customer_id))
 
@@ -190,7 +191,7 @@ def _validate_preferences(services: Services, preferences: dict[str, TypePrefere
 async def put_preferences(request: web.Request) -> web.Response:
     """Replace the customer's per-type channel order and opt-outs; each opt-out change is audited."""
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.SEND)
     customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
     preferences = decode_json_body(await request.read(), PreferencesBody).typed()
     _validate_preferences(services, preferences)
@@ -224,7 +225,7 @@ async def set_preferences(
 @routes.get("/v1/customers/{customer_id}/preferences")
 async def get_preferences(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.READ)
     customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
     blob = await services.redis.get(services.keys.preferences(customer_id))
     preferences = decode_preferences(blob) if blob else Preferences()
@@ -235,7 +236,7 @@ async def get_preferences(request: web.Request) -> web.Response:
 async def get_consent_log(request: web.Request) -> web.Response:
     """Every consent change ever recorded for the customer, oldest first."""
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.READ)
     customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
     raw = await services.redis.xrange(services.keys.consent_log(customer_id))
     return json_response(
@@ -247,7 +248,7 @@ async def get_consent_log(request: web.Request) -> web.Response:
 async def preference_adoption(request: web.Request) -> web.Response:
     """How many customers set preferences, and their first choices and opt-outs per type and channel."""
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.READ)
     raw = await services.redis.hgetall(services.keys.preference_stats())
     counts = {k.decode(): int(v) for k, v in raw.items() if int(v)}
     by_type: dict[str, dict[str, dict[str, int]]] = {}
@@ -314,7 +315,7 @@ async def get_thread(request: web.Request) -> web.StreamResponse:
     With ``Accept: application/x-ndjson`` the whole (filtered) thread streams as one entry per line.
     """
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.READ)
     cursor = request.query.get("cursor") or None
     if cursor is not None and not is_valid_cursor(cursor):
         raise ApiError(422, "invalid_query", "cursor must be a next_cursor value", "cursor")
@@ -353,7 +354,7 @@ class MergeBody(msgspec.Struct, forbid_unknown_fields=True):
 async def merge_customers(request: web.Request) -> web.Response:
     """Merge ``other`` into this customer (idempotent); the other id redirects here afterwards."""
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.SEND)
     body = decode_json_body(await request.read(), MergeBody)
     winner = await resolve_customer_id(services, request.match_info["customer_id"])
     done = await services.redis.get(services.keys.merge_result(body.other))

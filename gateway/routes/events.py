@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
+from conversations.access import Scope
 from conversations.codec import encode
 from conversations.ids import ulid
 from conversations.models import EventReceived, Forwarded, Identifier
@@ -135,7 +136,7 @@ def _digest(text: str) -> str:
 async def post_event(request: web.Request) -> web.Response:
     """One event: 202 once durable on the customer's shard, 200 ``duplicate`` for a replayed key."""
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.SEND)
     body = decode_json_body(await request.read(), EventBody)
     prepared = await _prepare(services, body, request.headers.get("Idempotency-Key") or None)
     fresh = await services.ingest.submit(prepared.shard, prepared.payload, prepared.dedupe)
@@ -149,7 +150,7 @@ async def post_event(request: web.Request) -> web.Response:
 async def post_events_batch(request: web.Request) -> web.Response:
     """Up to 1,000 events; one result per event, in order, each with its own status."""
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.SEND)
     batch = decode_json_body(await request.read(), BatchBody)
     results: list[BatchItem | None] = [None] * len(batch.events)
 

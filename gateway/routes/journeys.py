@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from conversations.access import Scope
 from conversations.journeys.definition import DefinitionError, load_source, parse_definition
 from conversations.journeys.registry import current_versions, publish, stored_version, versions_of
 from conversations.journeys.views import JourneyReader
@@ -32,7 +33,7 @@ async def _require_journey(services: Services, name: str) -> int:
 async def list_journeys(request: web.Request) -> web.Response:
     """Every journey with its current version, all versions, and status."""
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.READ)
     return json_response({"data": await _reader(services).summaries()})
 
 
@@ -40,7 +41,7 @@ async def list_journeys(request: web.Request) -> web.Response:
 async def get_journey(request: web.Request) -> web.Response:
     """The current definition (or ``?version=N``) as it was published."""
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.READ)
     name = request.match_info["name"]
     current = await _require_journey(services, name)
     raw = request.query.get("version")
@@ -69,7 +70,7 @@ async def put_journey(request: web.Request) -> web.Response:
     Running instances keep the version they started on; an unchanged definition keeps its version.
     """
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.ADMIN)
     name = request.match_info["name"]
     body = await request.read()
     if not body:
@@ -109,7 +110,7 @@ async def put_journey(request: web.Request) -> web.Response:
 async def journey_stats(request: web.Request) -> web.Response:
     """Entered, active, completed, converted, exited; per send step sent/delivered/failed/replied."""
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.READ)
     name = request.match_info["name"]
     await _require_journey(services, name)
     stats = await _reader(services).stats(name)
@@ -120,7 +121,7 @@ async def journey_stats(request: web.Request) -> web.Response:
 async def customer_journeys(request: web.Request) -> web.Response:
     """The customer's journey instances, newest first, and where each stands."""
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.READ)
     customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
     instances = await _reader(services).customer_instances(customer_id)
     return json_response({"customer_id": customer_id, "data": instances})

@@ -5,19 +5,21 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
+from conversations.access import Scope
 from conversations.codec import encode
 from conversations.ids import new_message_id
 from conversations.models import Channel, MessageRecord, MessageStatus, OutboundRequest
 from conversations.sharding import shard_for_identifier
 from gateway.compose import compose
 from gateway.errors import ApiError, decode_json_body
+from gateway.idempotency import Reservation
 from gateway.message_requests import (
     SendMessage,
     check_channel_content,
     describe_template,
     recipient_and_channel,
 )
-from gateway.services import SERVICES
+from gateway.services import SERVICES, Services
 
 routes = web.RouteTableDef()
 
@@ -35,10 +37,19 @@ def json_response(value: object, status: int = 200) -> web.Response:
 @routes.post("/v1/messages")
 async def send_message(request: web.Request) -> web.Response:
     """Accept a message for a customer: rendered for its channel, durable on the customer's shard
-    before 202."""
+    before 202. With an ``Idempotency-Key`` header a retry gets the first answer (same id) back."""
     services = request.app[SERVICES]
-    services.api_keys.require(request)
-    command = decode_json_body(await request.read(), SendMessage)
+    grant = services.api_keys.require(request, Scope.SEND)
+    raw = await request.read()
+
+    async def accept(reservation: Reservation | None) -> web.Response:
+        return await _accept_message(services, raw, reservation)
+
+    return await services.idempotency.run(request, grant.key_id, raw, accept)
+
+
+async def _accept_message(services: Services, raw: bytes, reservation: Reservation | None) -> web.Response:
+    command = decode_json_body(raw, SendMessage)
     recipient, channel = recipient_and_channel(command, services.config)
     check_channel_content(command, channel)
     whatsapp_template = command.whatsapp_template.to_domain() if command.whatsapp_template else None
@@ -56,7 +67,7 @@ async def send_message(request: web.Request) -> web.Response:
         )
         body, subject, html = content.body, content.subject, content.html
     track = command.track if command.track is not None else channel.value in services.config.tracking.channels
-    message_id = new_message_id()
+    message_id = reservation.resource_id("msg_") if reservation else new_message_id()
     entry = OutboundRequest(
         message_id=message_id,
         recipient=recipient,
@@ -75,7 +86,9 @@ async def send_message(request: web.Request) -> web.Response:
         budget=command.campaign.budget if command.campaign else None,
     )
     shard = shard_for_identifier(recipient, services.config.shards)
-    await services.ingest.submit(shard, encode(entry))
+    # A retry that took over a crashed request finds its write already done (dedupe) and
+    # answers exactly as the first would have.
+    await services.ingest.submit(shard, encode(entry), reservation.dedupe_key if reservation else None)
     return json_response(Accepted(message_id, MessageStatus.ACCEPTED, shard), status=202)
 
 
@@ -83,7 +96,7 @@ async def send_message(request: web.Request) -> web.Response:
 async def get_message(request: web.Request) -> web.Response:
     """One message with its status history and, for outbound ones, the routing decision and attempts."""
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.READ)
     record: MessageRecord | None = await services.reader.message(request.match_info["message_id"])
     if record is None:
         raise ApiError(404, "message_not_found", "no message with this id")

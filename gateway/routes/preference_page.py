@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
+from conversations.access import Scope
 from conversations.codec import decode_preferences
 from conversations.models import Channel
 from conversations.preferences import Preferences, TypePreference
@@ -42,7 +43,7 @@ class PreferenceLink(msgspec.Struct):
 async def create_preference_link(request: web.Request) -> web.Response:
     """A link to send the customer; it expires after ``preference_link_ttl_seconds``."""
     services = request.app[SERVICES]
-    services.api_keys.require(request)
+    services.api_keys.require(request, Scope.SEND)
     customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
     expires_at = services.clock() + services.config.preference_link_ttl_seconds
     token = sign(services.config.secret_key, PURPOSE, Claims(customer_id, expires_at))

@@ -18,10 +18,21 @@ def own_redis_server(
     appendonly: bool = True, port: int | None = None
 ) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     """Start a private redis-server (AOF on) on a free port; yields (url, process, data dir)."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is needed for the tests (apt-get install redis-server)"
     port = port or free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="tl-redis-"))
+    process = spawn_redis_server(port, data_dir, appendonly)
+    try:
+        yield f"redis://127.0.0.1:{port}/0", process, data_dir
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def spawn_redis_server(port: int, data_dir: Path, appendonly: bool = True) -> subprocess.Popen:
+    """Start redis-server on ``port`` over ``data_dir`` (again, after a stop: AOF reloads it)."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is needed for the tests (apt-get install redis-server)"
     args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir), "--save", ""]
     args += ["--appendonly", "yes" if appendonly else "no", "--appendfsync", "always"]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -29,12 +40,7 @@ def own_redis_server(
     while not port_open("127.0.0.1", port):
         assert process.poll() is None and time.monotonic() < deadline, "redis-server did not start"
         time.sleep(0.05)
-    try:
-        yield f"redis://127.0.0.1:{port}/0", process, data_dir
-    finally:
-        process.terminate()
-        process.wait(10)
-        shutil.rmtree(data_dir, ignore_errors=True)
+    return process
 
 
 @contextlib.contextmanager
