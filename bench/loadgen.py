@@ -137,9 +137,12 @@ class ApiSendRequests:
         index = self._count
         self._count += 1
         phone = self._phones[index % len(self._phones)]
-        body = b'{"to":{"phone":"%s"},"body":"Your order %d has shipped.","type":"transactional"}' % (
-            phone.encode(),
-            index,
+        body = (
+            b'{"to":{"phone":"%s"},"channel":"sms","body":"Your order %d has shipped.","type":"transactional"}'
+            % (
+                phone.encode(),
+                index,
+            )
         )
         head = f"{self._head}Content-Length: {len(body)}\r\n\r\n"
         return head.encode() + body, phone
