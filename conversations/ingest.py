@@ -46,6 +46,7 @@ from conversations.models import (
     OutboundRequest,
     RoutingTimer,
     SendOutcome,
+    ShardEntry,
     StatusChange,
     StatusLogged,
     StatusUpdate,
@@ -89,17 +90,7 @@ class _Work:
     """One decoded entry with the customer it belongs to once resolved."""
 
     stream_id: bytes
-    entry: (
-        InboundMessage
-        | OutboundRequest
-        | StatusUpdate
-        | SendOutcome
-        | Engagement
-        | RoutingTimer
-        | EventReceived
-        | JourneyTimer
-        | JourneyHandback
-    )
+    entry: ShardEntry
     customer_id: str = ""
 
 

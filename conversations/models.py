@@ -225,17 +225,7 @@ class Forwarded(msgspec.Struct, tag="forwarded", frozen=True):
     """An entry that arrived on one shard but belongs to a customer homed on another."""
 
     customer_id: str
-    entry: (
-        InboundMessage
-        | OutboundRequest
-        | StatusUpdate
-        | SendOutcome
-        | Engagement
-        | RoutingTimer
-        | EventReceived
-        | JourneyTimer
-        | JourneyHandback
-    )
+    entry: ShardEntry
 
 
 class SendOutcome(msgspec.Struct, tag="sent", frozen=True):
@@ -269,11 +259,11 @@ class RoutingTimer(msgspec.Struct, tag="route_timer", frozen=True):
     step: int = 0
 
 
-IngestEntry = (
+# Everything a shard applies; an ingest stream also carries these wrapped in ``Forwarded``.
+ShardEntry = (
     InboundMessage
     | StatusUpdate
     | OutboundRequest
-    | Forwarded
     | SendOutcome
     | Engagement
     | RoutingTimer
@@ -281,6 +271,7 @@ IngestEntry = (
     | JourneyTimer
     | JourneyHandback
 )
+IngestEntry = ShardEntry | Forwarded
 
 
 # --- stored records -------------------------------------------------------------------

@@ -8,9 +8,9 @@ from channels.base import InvalidPayload
 from channels.sms_twilio import EMPTY_TWIML
 from channels.voice_twilio import answer_twiml, parse_call, parse_call_status, parse_gather, reply_twiml
 from conversations.codec import encode
-from conversations.sharding import shard_for_customer, shard_for_identifier
+from conversations.sharding import shard_for_identifier
 from gateway.errors import ApiError
-from gateway.routes.twilio_webhooks import verified_form
+from gateway.routes.twilio_webhooks import callback_ids, verified_form
 from gateway.services import SERVICES
 
 routes = web.RouteTableDef()
@@ -60,11 +60,7 @@ async def call_status(request: web.Request) -> web.Response:
     """A status callback for one of our notification calls (our ids ride in the query)."""
     services = request.app[SERVICES]
     form = await verified_form(request, services)
-    message_id = request.query.get("mid", "")
-    customer_id = request.query.get("cid", "")
-    shard = shard_for_customer(customer_id, services.config.shards)
-    if not message_id or shard is None:
-        raise ApiError(400, "invalid_callback_url", "status callback URL lacks our mid/cid", "cid")
+    message_id, customer_id, shard = callback_ids(request, services)
     try:
         entry = parse_call_status(form, message_id, customer_id, services.clock())
     except InvalidPayload as exc:

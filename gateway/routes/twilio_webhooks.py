@@ -35,6 +35,16 @@ async def verified_form(request: web.Request, services: Services) -> MultiDict[s
     return form
 
 
+def callback_ids(request: web.Request, services: Services) -> tuple[str, str, int]:
+    """Our message id, customer id and the customer's shard, from a status callback URL we set."""
+    message_id = request.query.get("mid", "")
+    customer_id = request.query.get("cid", "")
+    shard = shard_for_customer(customer_id, services.config.shards)
+    if not message_id or shard is None:
+        raise ApiError(400, "invalid_callback_url", "status callback URL lacks our mid/cid", "cid")
+    return message_id, customer_id, shard
+
+
 def _twiml(body: str = EMPTY_TWIML) -> web.Response:
     return web.Response(text=body, content_type="text/xml")
 
@@ -58,11 +68,7 @@ async def twilio_message_status(request: web.Request) -> web.Response:
     """A status callback for one of our outbound messages (our ids ride in the query)."""
     services = request.app[SERVICES]
     form = await verified_form(request, services)
-    message_id = request.query.get("mid", "")
-    customer_id = request.query.get("cid", "")
-    shard = shard_for_customer(customer_id, services.config.shards)
-    if not message_id or shard is None:
-        raise ApiError(400, "invalid_callback_url", "status callback URL lacks our mid/cid", "cid")
+    message_id, customer_id, shard = callback_ids(request, services)
     try:
         entry = parse_status(form, message_id, customer_id, services.clock())
     except InvalidPayload as exc:
