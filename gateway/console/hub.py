@@ -22,7 +22,7 @@ from gateway.console.session import CLOSE_GOING_AWAY, ConsoleSocket
 log = logging.getLogger(__name__)
 
 READ_BATCH = 500
-BLOCK_MS = 5000
+BLOCK_MS = 2000  # below redis-py's default 5 s socket timeout, or every idle read times out
 RETRY_SECONDS = 1.0
 
 _decode_typing = msgspec.json.Decoder(TypingSignal).decode
