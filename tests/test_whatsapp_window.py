@@ -1,4 +1,4 @@
-"""The 24-hour customer-service window rule, as plain functions of times."""
+"""The 24-hour customer-service window, enforced by routing in the shard's batch processor."""
 
 from __future__ import annotations
 
@@ -17,62 +17,10 @@ from conversations.models import Channel, InboundMessage, MessageStatus, Outboun
 from conversations.normalize import phone_identifier
 from conversations.store import INGEST_FIELD, Keys
 from conversations.thread import ThreadReader
-from conversations.whatsapp_window import (
-    OUTSIDE_WINDOW,
-    WINDOW_SECONDS,
-    WhatsAppSendPlan,
-    plan_whatsapp_send,
-    window_open,
-)
 from tests.support.stack import unique_phone
 
 T0 = 1_750_000_000.0
 HOUR = 3600.0
-
-
-def plan(last: float | None, now: float, requested=None, configured=None, body="Hi") -> WhatsAppSendPlan:
-    return plan_whatsapp_send(
-        body=body,
-        requested_template=requested,
-        configured_template=configured,
-        last_inbound_at=last,
-        now=now,
-    )
-
-
-def test_the_window_is_open_for_24_hours_after_the_last_inbound() -> None:
-    assert window_open(T0, T0)
-    assert window_open(T0, T0 + 23 * HOUR + 3599)
-    assert not window_open(T0, T0 + WINDOW_SECONDS)
-    assert not window_open(T0, T0 + 25 * HOUR)
-    assert not window_open(None, T0)
-    assert window_open(T0 + 5, T0)  # provider clock slightly ahead of ours
-
-
-def test_free_form_inside_the_window() -> None:
-    assert plan(T0, T0 + HOUR) == WhatsAppSendPlan()
-
-
-def test_free_form_outside_the_window_is_refused_with_the_reason() -> None:
-    for last in (None, T0 - 25 * HOUR):
-        refused = plan(last, T0)
-        assert refused.refused == OUTSIDE_WINDOW and refused.template is None
-        assert "24-hour window" in refused.reason
-
-
-def test_outside_the_window_the_configured_template_stands_in() -> None:
-    configured = WhatsAppTemplate("order_update", "en_GB")
-    assert plan(None, T0, configured=configured, body="Shipped").template == TemplateRef(
-        "order_update", "en_GB", ("Shipped",)
-    )
-    no_variable = WhatsAppTemplate("hello_world", body_variable=False)
-    assert plan(None, T0, configured=no_variable).template == TemplateRef("hello_world", "en_US", ())
-
-
-def test_an_explicit_template_goes_in_or_out_of_the_window() -> None:
-    requested = TemplateRef("appointment_reminder", "en_US", ("Tue 10:00",))
-    assert plan(None, T0, requested=requested) == WhatsAppSendPlan(template=requested)
-    assert plan(T0, T0 + HOUR, requested=requested).template == requested
 
 
 # --- enforced where the outbound job is built (the shard's batch processor, real Redis) ------
