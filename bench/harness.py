@@ -180,6 +180,7 @@ class Run:
             "THREADLINE_KEY_PREFIX": self.prefix,
             "THREADLINE_RAY_NAMESPACE": self.prefix,
             "THREADLINE_API_KEYS": API_KEY,
+            "THREADLINE_RATE_LIMIT_PER_SECOND": "0",  # measure the pipeline, not the per-key limit
             "THREADLINE_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "THREADLINE_DATA_DIR": str(self.log_dir / "data"),
             "THREADLINE_SIMULATOR_PORT": str(free_port()),

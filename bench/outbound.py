@@ -83,7 +83,11 @@ def provider_receipts(simulator_url: str) -> list[tuple[str, float]]:
     receipts = []
     for message in sent:
         query = parse_qs(urlsplit(message.get("status_callback") or "").query)
-        receipts.append((query.get("mid", [""])[0], float(message["received_at"])))
+        # The callback names the routing attempt (``<message id>-<n>``); count it for its message.
+        attempt = query.get("mid", [""])[0]
+        receipts.append(
+            (attempt.rsplit("-", 1)[0] if "-" in attempt else attempt, float(message["received_at"]))
+        )
     return receipts
 
 
