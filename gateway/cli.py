@@ -130,9 +130,9 @@ def banner(config: Config, host: str, port: int) -> str:
         "Find the customer and read the thread:",
         f"  curl -s -H 'Authorization: Bearer {key}' '{url}/v1/customers?phone={quote(phone)}'",
         f"  curl -s -H 'Authorization: Bearer {key}' {url}/v1/customers/<id>/thread",
-        "Reply to them:",
+        'Reply to them (on SMS; leave out "channel" and routing picks it: WhatsApp first for service):',
         f"  curl -s -H 'Authorization: Bearer {key}' {url}/v1/messages "
-        f'-d \'{{"to": {{"phone": "{phone}"}}, "body": "Thanks!"}}\'',
+        f'-d \'{{"to": {{"phone": "{phone}"}}, "channel": "sms", "body": "Thanks!"}}\'',
     ]
     return "\n".join(lines)
 
