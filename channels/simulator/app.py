@@ -11,7 +11,6 @@ customer's phone would through Twilio. Google RBM (``rbm.py``) and Twilio Voice
 from __future__ import annotations
 
 import asyncio
-import base64
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import msgspec
 from aiohttp import web
 
 from channels.simulator import rbm, smtp_sink, voice
+from channels.simulator.common import basic_auth_ok, twilio_error, with_client_session
 from channels.simulator.whatsapp import WhatsAppSimulatorSettings, mount_whatsapp
 from channels.sms_segments import segment_count
 from channels.twilio_signature import compute_signature
@@ -83,28 +83,6 @@ class SimulatorState:
 STATE = web.AppKey("simulator_state", SimulatorState)
 
 
-def _twilio_error(status: int, code: int, message: str) -> web.Response:
-    body = {
-        "code": code,
-        "message": message,
-        "more_info": f"https://www.twilio.com/docs/errors/{code}",
-        "status": status,
-    }
-    return web.json_response(body, status=status)
-
-
-def _authorized(request: web.Request, settings: SimulatorSettings) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
-        return False
-    try:
-        user, _, password = base64.b64decode(encoded).decode().partition(":")
-    except ValueError:
-        return False
-    return user == settings.account_sid and secrets.compare_digest(password, settings.auth_token)
-
-
 def _take_failure(state: SimulatorState, to: str) -> FailureScript | None:
     for script in state.failures:
         if script.to is None or script.to == to:
@@ -122,18 +100,20 @@ async def create_message(request: web.Request) -> web.Response:
     """Twilio's ``Messages.json`` create."""
     state = request.app[STATE]
     settings = state.settings
-    if request.match_info["account_sid"] != settings.account_sid or not _authorized(request, settings):
-        return _twilio_error(401, 20003, "Authenticate")
+    if request.match_info["account_sid"] != settings.account_sid or not basic_auth_ok(
+        request, settings.account_sid, settings.auth_token
+    ):
+        return twilio_error(401, 20003, "Authenticate")
     form = await request.post()
     to = str(form.get("To", ""))
     body = str(form.get("Body", ""))
     if not to:
-        return _twilio_error(400, 21604, "A 'To' phone number is required.")
+        return twilio_error(400, 21604, "A 'To' phone number is required.")
     if not body and not form.get("MediaUrl"):
-        return _twilio_error(400, 21602, "Message body is required.")
+        return twilio_error(400, 21602, "Message body is required.")
     failure = _take_failure(state, to)
     if failure is not None and failure.http_status is not None:
-        return _twilio_error(failure.http_status, failure.error_code, "simulated provider failure")
+        return twilio_error(failure.http_status, failure.error_code, "simulated provider failure")
     sid = "SM" + secrets.token_hex(16)
     now = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
     record = {
@@ -276,16 +256,7 @@ def create_simulator_app(settings: SimulatorSettings) -> web.Application:
     rbm.setup(app, settings)
     voice.setup(app, settings)
     mount_whatsapp(app, settings.whatsapp, settings.gateway_url, settings.callback_delay, settings.sink)
-
-    async def client_session(app: web.Application):
-        state = app[STATE]
-        state.session = aiohttp.ClientSession()
-        yield
-        for task in list(state.tasks):
-            task.cancel()
-        await state.session.close()
-
-    app.cleanup_ctx.append(client_session)
+    with_client_session(app, STATE)
     if settings.smtp_port:
         smtp_sink.install(
             app,

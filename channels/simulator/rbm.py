@@ -22,6 +22,7 @@ import msgspec
 from aiohttp import web
 
 from channels.rcs_rbm import compute_signature
+from channels.simulator.common import with_client_session
 
 if TYPE_CHECKING:
     from channels.simulator.app import SimulatorSettings
@@ -301,13 +302,4 @@ def setup(app: web.Application, settings: SimulatorSettings) -> None:
     app.router.add_post("/simulator/rcs/capable", script_capable)
     app.router.add_post("/simulator/rcs/inbound", user_message)
     app.router.add_get("/simulator/rcs/messages", list_sent)
-
-    async def client_session(app: web.Application):
-        state = app[RBM_STATE]
-        state.session = aiohttp.ClientSession()
-        yield
-        for task in list(state.tasks):
-            task.cancel()
-        await state.session.close()
-
-    app.cleanup_ctx.append(client_session)
+    with_client_session(app, RBM_STATE)

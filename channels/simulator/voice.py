@@ -11,7 +11,6 @@ follows the TwiML ``<Gather>`` action and posts what the caller says, turn by tu
 from __future__ import annotations
 
 import asyncio
-import base64
 import secrets
 import time
 import xml.etree.ElementTree as ET
@@ -23,6 +22,7 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
+from channels.simulator.common import basic_auth_ok, twilio_error, with_client_session
 from channels.twilio_signature import compute_signature
 
 if TYPE_CHECKING:
@@ -67,22 +67,6 @@ class VoiceState:
 VOICE_STATE = web.AppKey("voice_simulator_state", VoiceState)
 
 
-def _twilio_error(status: int, code: int, message: str) -> web.Response:
-    body = {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}"}
-    return web.json_response({**body, "status": status}, status=status)
-
-
-def _authorized(request: web.Request, settings: SimulatorSettings) -> bool:
-    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return False
-    try:
-        user, _, password = base64.b64decode(encoded).decode().partition(":")
-    except ValueError:
-        return False
-    return user == settings.account_sid and secrets.compare_digest(password, settings.auth_token)
-
-
 def _take_failure(state: VoiceState, to: str) -> CallFailureScript | None:
     for index, script in enumerate(state.failures):
         if script.to is None or script.to == to:
@@ -108,20 +92,22 @@ async def create_call(request: web.Request) -> web.Response:
     """Twilio's ``Calls.json`` create."""
     state = request.app[VOICE_STATE]
     settings = state.settings
-    if request.match_info["account_sid"] != settings.account_sid or not _authorized(request, settings):
-        return _twilio_error(401, 20003, "Authenticate")
+    if request.match_info["account_sid"] != settings.account_sid or not basic_auth_ok(
+        request, settings.account_sid, settings.auth_token
+    ):
+        return twilio_error(401, 20003, "Authenticate")
     form = await request.post()
     to, from_ = str(form.get("To", "")), str(form.get("From", ""))
     twiml = str(form.get("Twiml", ""))
     if not to:
-        return _twilio_error(400, 21201, "No 'To' number is specified")
+        return twilio_error(400, 21201, "No 'To' number is specified")
     if not from_:
-        return _twilio_error(400, 21213, "No 'From' number is specified")
+        return twilio_error(400, 21213, "No 'From' number is specified")
     if not twiml and not form.get("Url"):
-        return _twilio_error(400, 21205, "Either Url or Twiml is required")
+        return twilio_error(400, 21205, "Either Url or Twiml is required")
     failure = _take_failure(state, to)
     if failure is not None and failure.http_status is not None:
-        return _twilio_error(failure.http_status, failure.error_code, "simulated provider failure")
+        return twilio_error(failure.http_status, failure.error_code, "simulated provider failure")
     outcome, error_code, said = (failure.status if failure else "completed"), "", []
     try:
         said = spoken(twiml) if twiml else []
@@ -296,13 +282,4 @@ def setup(app: web.Application, settings: SimulatorSettings) -> None:
     app.router.add_post("/simulator/voice/fail", script_failure)
     app.router.add_post("/simulator/voice/call", simulate_caller)
     app.router.add_get("/simulator/voice/calls", list_calls)
-
-    async def client_session(app: web.Application):
-        state = app[VOICE_STATE]
-        state.session = aiohttp.ClientSession()
-        yield
-        for task in list(state.tasks):
-            task.cancel()
-        await state.session.close()
-
-    app.cleanup_ctx.append(client_session)
+    with_client_session(app, VOICE_STATE)

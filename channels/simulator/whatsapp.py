@@ -20,6 +20,7 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
+from channels.simulator.common import with_client_session
 from channels.whatsapp_cloud import SIGNATURE_HEADER, compute_signature
 from conversations.config import (
     SIMULATOR_WHATSAPP_ACCESS_TOKEN,
@@ -324,13 +325,4 @@ def mount_whatsapp(
     app.router.add_post("/simulator/whatsapp/inbound", customer_inbound)
     app.router.add_get("/simulator/whatsapp/messages", list_sent)
     app.router.add_post("/simulator/whatsapp/reset", reset)
-
-    async def client_session(app: web.Application):
-        state = app[WHATSAPP_STATE]
-        state.session = aiohttp.ClientSession()
-        yield
-        for task in list(state.tasks):
-            task.cancel()
-        await state.session.close()
-
-    app.cleanup_ctx.append(client_session)
+    with_client_session(app, WHATSAPP_STATE)
