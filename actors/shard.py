@@ -86,8 +86,6 @@ class ShardActor:
             self._config.shards,
             keyword_replies=self._config.keyword_replies,
             session_idle_seconds=self._config.session_idle_seconds,
-            whatsapp_templates=self._config.whatsapp.templates,
-            prepare=prepare,
             on_commit=ConsoleBatchHook(self._keys, self._config.console_events_maxlen),
             router=router,
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import msgspec
 
 from conversations.models import (
-    Customer,
     IngestEntry,
     MessageRecord,
     OutboxJob,
@@ -19,7 +18,6 @@ encode = _encoder.encode
 decode_ingest = msgspec.msgpack.Decoder(IngestEntry).decode
 decode_thread_event = msgspec.msgpack.Decoder(ThreadEvent).decode
 decode_message = msgspec.msgpack.Decoder(MessageRecord).decode
-decode_customer = msgspec.msgpack.Decoder(Customer).decode
 decode_outbox_job = msgspec.msgpack.Decoder(OutboxJob).decode
 decode_preferences = msgspec.msgpack.Decoder(Preferences).decode
 decode_consent_change = msgspec.msgpack.Decoder(ConsentChange).decode

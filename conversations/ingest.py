@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,6 @@ from redis.asyncio import Redis
 
 from conversations import timers
 from conversations.codec import decode_ingest, decode_message, decode_preferences, encode
-from conversations.config import WhatsAppTemplate
 from conversations.consent import write_preferences
 from conversations.ids import new_customer_id, new_message_id
 from conversations.journeys.runner import JourneyRunner
@@ -63,10 +62,6 @@ log = logging.getLogger(__name__)
 PROVIDER_ID_TTL = 90 * 24 * 3600
 MAX_STATUS_PARKING = 8  # ~1 minute of retries for a status that arrives before its send outcome
 
-# Channel-specific preparation of an outbound message once its customer is known (link
-# tracking, SMS segments, cost); see channels.outbound.OutboundPreparer.
-from conversations.outbound import OutboundPreparer  # noqa: E402  (re-exported for channels.outbound)
-
 
 @dataclass(slots=True)
 class BatchResult:
@@ -106,8 +101,6 @@ class IngestProcessor:
         clock: Callable[[], float] = time.time,
         keyword_replies: KeywordReplies | None = None,
         session_idle_seconds: float = 24 * 3600,
-        whatsapp_templates: Mapping[str, WhatsAppTemplate] | None = None,
-        prepare: OutboundPreparer | None = None,
         on_commit: BatchHook | None = None,
         router: OutboundRouter | None = None,
     ) -> None:
@@ -115,9 +108,8 @@ class IngestProcessor:
         self._sessions: dict[str, Session | None] = {}  # this batch's customers' sessions
         self._keyword_replies = keyword_replies or KeywordReplies()
         self._redis = redis
-        self._router = router or OutboundRouter(
-            redis, keys, shard, shards, prepare=prepare, whatsapp_templates=whatsapp_templates
-        )
+        # Routing (and how attempts are rendered) is configured on the router it is given.
+        self._router = router or OutboundRouter(redis, keys, shard, shards)
         self._keys = keys
         self._shard = shard
         self._shards = shards
@@ -272,16 +264,15 @@ class IngestProcessor:
         await pipe.execute()
 
     async def _load_preferences(self, work: list[_Work]) -> dict[str, Preferences]:
-        """Preferences of the customers whose consent this batch checks or changes."""
+        """Preferences of the customers whose consent a keyword in this batch changes (routing
+        reads its own for sends, in its customer context)."""
         wanted = sorted(
             {
                 item.customer_id
                 for item in work
                 if item.customer_id
-                and (
-                    isinstance(item.entry, OutboundRequest)
-                    or (isinstance(item.entry, InboundMessage) and classify(item.entry.body) is not None)
-                )
+                and isinstance(item.entry, InboundMessage)
+                and classify(item.entry.body) is not None
             }
         )
         if not wanted:
@@ -311,6 +302,7 @@ class IngestProcessor:
             after.apply(change)
             write_preferences(pipe, self._keys, customer_id, before, after, [change])
             preferences[customer_id] = after
+            self._router.consent_changed(routing, customer_id, after)  # later sends in this batch
         reply = self._keyword_replies.for_keyword(keyword)
         # Keyword confirmations are transactional: they go out even to a number that just opted out.
         request = OutboundRequest(new_message_id(), entry.sender, reply, "transactional", now, Channel.SMS)

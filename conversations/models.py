@@ -325,14 +325,6 @@ class MessageRecord(msgspec.Struct, kw_only=True):
     parent_id: str = ""  # an attempt: the message it carries
 
 
-class Customer(msgspec.Struct, kw_only=True):
-    """A person we talk to, whatever the channel."""
-
-    id: str
-    created_at: float
-    identifiers: list[Identifier] = msgspec.field(default_factory=list)
-
-
 class OutboxJob(msgspec.Struct, frozen=True):
     """One provider send, identified by the message it carries."""
 

@@ -40,6 +40,7 @@ from conversations.models import (
     StatusChange,
     TemplateRef,
 )
+from conversations.preferences import Preferences
 from conversations.routing.content import Content, adapt_for
 from conversations.routing.context import (
     CustomerContext,
@@ -317,6 +318,12 @@ class OutboundRouter:
                 routing.state = "active"
             self._start_step(pipe, batch, parent, entry.step, now)
             self._save(pipe, parent)
+
+    def consent_changed(self, batch: RoutingBatch, customer_id: str, preferences: Preferences) -> None:
+        """A keyword earlier in this batch changed consent: later sends in it must see that."""
+        context = batch.contexts.get(customer_id)
+        if context is not None:
+            context.preferences = preferences
 
     def saw_inbound(self, batch: RoutingBatch, customer_id: str, channel: Channel, at: float) -> None:
         """An inbound message earlier in this batch opens that channel's window for later sends."""

@@ -10,13 +10,11 @@ from redis.asyncio import Redis
 from conversations.codec import decode_message, decode_thread_event
 from conversations.models import (
     Channel,
-    Customer,
     Direction,
     EngagementKind,
     EngagementLogged,
     EventLogged,
     Identifier,
-    IdentifierKind,
     Location,
     Media,
     MessageRecord,
@@ -168,24 +166,6 @@ class ThreadReader:
     async def find_customer_id(self, identifier: Identifier) -> str | None:
         found = await self._redis.get(self._keys.identity(identifier))
         return found.decode() if found else None
-
-    async def customer(self, customer_id: str) -> Customer | None:
-        fields = await self._redis.hgetall(self._keys.customer(customer_id))
-        if not fields:
-            return None
-        decoded = {
-            k.decode(): v.decode(errors="replace") for k, v in fields.items() if not k.startswith(b"attr:")
-        }
-        identifiers = []
-        for name in decoded:
-            if name.startswith("ident:"):
-                _, kind, value = name.split(":", 2)
-                identifiers.append(Identifier(IdentifierKind(kind), value))
-        return Customer(
-            id=customer_id,
-            created_at=float(decoded.get("created_at", "0")),
-            identifiers=sorted(identifiers, key=lambda i: (i.kind.value, i.value)),
-        )
 
 
 def _view(cursor: str, event: ThreadEvent, record: MessageRecord | None) -> ThreadEntryView:

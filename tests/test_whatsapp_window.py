@@ -15,6 +15,7 @@ from conversations.ids import new_message_id
 from conversations.ingest import IngestProcessor
 from conversations.models import Channel, InboundMessage, MessageStatus, OutboundRequest, TemplateRef
 from conversations.normalize import phone_identifier
+from conversations.outbound import OutboundRouter
 from conversations.store import INGEST_FIELD, Keys
 from conversations.thread import ThreadReader
 from tests.support.stack import unique_phone
@@ -74,7 +75,8 @@ async def test_the_processor_sends_inside_and_refuses_outside_the_window(env: tu
     redis, keys = env
     clock = _Clock(T0)
     templates = {"transactional": WhatsAppTemplate("order_update")}
-    processor = IngestProcessor(redis, keys, 0, 1, clock=clock, whatsapp_templates=templates)
+    router = OutboundRouter(redis, keys, 0, 1, whatsapp_templates=templates)
+    processor = IngestProcessor(redis, keys, 0, 1, clock=clock, router=router)
     phone = unique_phone()
     inside, outside, templated = _send(phone, "in"), _send(phone, "out"), _send(phone, "tpl", "transactional")
 
