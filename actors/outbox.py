@@ -91,12 +91,12 @@ class OutboxSender:
                 if not replayed:
                     async for batch in pending_batches(self._redis, self._stream, self._consumer, 256):
                         for stream_id, fields in batch:
-                            await self._start(stream_id, fields, replay=True)
+                            await self._start(stream_id, fields)
                     replayed = True
                 while True:
                     batch = await new_batch(self._redis, self._stream, self._consumer, 256, 1000)
                     for stream_id, fields in batch:
-                        await self._start(stream_id, fields, replay=False)
+                        await self._start(stream_id, fields)
             except RedisError as exc:
                 log.warning("shard %s outbox read failed: %s", self._shard, exc)
                 await asyncio.sleep(0.5)
@@ -106,12 +106,12 @@ class OutboxSender:
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
 
-    async def _start(self, stream_id: bytes, fields: dict[bytes, bytes] | None, replay: bool) -> None:
+    async def _start(self, stream_id: bytes, fields: dict[bytes, bytes] | None) -> None:
         if stream_id in self._active:  # a replay after a Redis error re-reads jobs still running
             return
         self._active.add(stream_id)
         await self._slots.acquire()
-        task = asyncio.create_task(self._handle(stream_id, fields, replay))
+        task = asyncio.create_task(self._handle(stream_id, fields))
         self._in_flight.add(task)
         task.add_done_callback(self._finished)
         task.add_done_callback(lambda _: self._active.discard(stream_id))
@@ -122,7 +122,7 @@ class OutboxSender:
         if not task.cancelled() and task.exception() is not None:
             log.error("outbox job crashed", exc_info=task.exception())
 
-    async def _handle(self, stream_id: bytes, fields: dict[bytes, bytes] | None, replay: bool) -> None:
+    async def _handle(self, stream_id: bytes, fields: dict[bytes, bytes] | None) -> None:
         if not fields:
             await self._ack(stream_id, None)
             return
