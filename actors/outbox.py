@@ -172,32 +172,13 @@ class OutboxSender:
                 error_code="channel_unavailable",
                 error_message=f"no sender configured for {job.channel}",
             )
-        original, reason = job, ""
-        while True:
-            try:
-                outcome = await self._send_one(job, sender)
-            except ChannelUnreachable as exc:
-                # The adapter already rendered the message for another channel: send that
-                # instead, once, as a job of that channel (own retries, own callback URL).
-                fallback = exc.fallback
-                fallback_sender = self._senders.get(fallback.channel) if fallback else None
-                if fallback is None or fallback_sender is None or reason:
-                    self.failed += 1
-                    outcome = self._outcome(
-                        job, MessageStatus.FAILED, error_code=exc.code, error_message=str(exc)
-                    )
-                else:
-                    job, sender, reason = fallback, fallback_sender, exc.code
-                    continue
-            if reason:
-                outcome = msgspec.structs.replace(
-                    outcome,
-                    channel=job.channel,
-                    fallback_from=original.channel,
-                    fallback_reason=reason,
-                    body=job.body,
-                )
-            return outcome
+        try:
+            return await self._send_one(job, sender)
+        except ChannelUnreachable as exc:
+            # The customer cannot be reached on this channel at all: routing decides what next
+            # (e.g. the SMS step of a message pinned to RCS), never the sender.
+            self.failed += 1
+            return self._outcome(job, MessageStatus.FAILED, error_code=exc.code, error_message=str(exc))
 
     async def _send_one(self, job: OutboxJob, sender: Sender) -> SendOutcome:
         """One job through one sender, retrying transient failures."""

@@ -14,15 +14,15 @@ from redis.exceptions import RedisError
 
 from actors.outbox import OutboxSender
 from actors.streams import ensure_group, new_batch, pending_batches
-from channels.outbound import OutboundPreparer
+from channels.attempt_renderer import AttemptRenderer
 from channels.registry import build_senders, status_callback_url
 from conversations import commands, merge
 from conversations.capabilities import CapabilityCache
 from conversations.config import Config
 from conversations.console import ConsoleBatchHook
-from conversations.ingest import IngestProcessor
 from conversations.models import OutboxJob
-from conversations.outbound import OutboundRouter
+from conversations.participants import build_processor
+from conversations.participants.routing import RoutingSettings
 from conversations.routing.policy import load_policy
 from conversations.sharding import shard_for_customer
 from conversations.store import Keys
@@ -66,28 +66,24 @@ class ShardActor:
         self._session = aiohttp.ClientSession()
         self._capabilities = CapabilityCache(self._redis, self._keys, self._config.rbm.capability_ttl_seconds)
         senders = build_senders(self._session, self._config, self._capabilities)
-        prepare = OutboundPreparer.from_config(self._config)
+        render = AttemptRenderer.from_config(self._config)
         # Routing only chooses channels that have a sender here; others are skipped with
         # reason channel_unavailable in the decision.
-        router = OutboundRouter(
-            self._redis,
-            self._keys,
-            shard,
-            self._config.shards,
+        routing = RoutingSettings(
             policy=load_policy(self._config.routing_policy or None),
             channels=frozenset(senders),
-            prepare=prepare,
+            render=render,
             whatsapp_templates=self._config.whatsapp.templates,
         )
-        self._processor = IngestProcessor(
+        self._processor = build_processor(
             self._redis,
             self._keys,
             shard,
             self._config.shards,
+            routing=routing,
             keyword_replies=self._config.keyword_replies,
             session_idle_seconds=self._config.session_idle_seconds,
-            on_commit=ConsoleBatchHook(self._keys, self._config.console_events_maxlen),
-            router=router,
+            console=ConsoleBatchHook(self._keys, self._config.console_events_maxlen),
         )
         self._sender = OutboxSender(
             self._redis,

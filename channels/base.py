@@ -45,13 +45,12 @@ class ProviderError(Exception):
 class ChannelUnreachable(ProviderError):
     """The recipient cannot get messages on this channel at all (e.g. their phone has no RCS).
 
-    ``fallback`` is the same message already adapted for another channel by this adapter's
-    renderer; the outbox sends it through that channel's sender instead. Never retried as is.
+    Reported as a failed send with ``code``; routing's chain decides what happens next (the
+    policy lists the code among the channel's ``unreachable_codes``). Never retried as is.
     """
 
-    def __init__(self, message: str, *, code: str, fallback: OutboxJob | None = None) -> None:
+    def __init__(self, message: str, *, code: str) -> None:
         super().__init__(message, code=code, retryable=False)
-        self.fallback = fallback
 
 
 class InvalidPayload(ValueError):

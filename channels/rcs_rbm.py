@@ -3,8 +3,9 @@
 Inbound, RBM posts a Pub/Sub push envelope whose ``message.data`` is a base64 UserMessage or
 UserEvent, signed with ``X-Goog-Signature`` = base64(HMAC-SHA512(clientToken, decoded data)).
 Outbound, a send first asks whether the phone can receive RCS (cached per number); when it
-cannot, or RBM answers 404, the adapter's renderer (``rcs_render``) turns the message into SMS
-text and the sender hands that to the outbox as a ``ChannelUnreachable`` fallback.
+cannot, or RBM answers 404, the send fails with ``rcs_not_capable`` and routing's chain moves on
+(to the SMS step of a message pinned to RCS, with the card adapted by ``rcs_render``), so SMS
+consent, caps and quiet hours are checked like for any SMS.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import msgspec
 
 from channels.base import ChannelUnreachable, InvalidPayload, ProviderError, SendResult
 from channels.http import request_provider
-from channels.rcs_render import rbm_message_id, render_agent_message, sms_fallback
+from channels.rcs_render import rbm_message_id, render_agent_message
 from conversations.capabilities import CapabilityCache
 from conversations.config import RbmConfig
 from conversations.models import (
@@ -304,9 +305,9 @@ class RbmSender:
         if self._capabilities is not None:
             await self._capabilities.set(Channel.RCS, phone, capable)
 
-    def _unreachable(self, job: OutboxJob, why: str) -> ChannelUnreachable:
-        fallback = sms_fallback(job, self._config.sms_fallback_max_segments)
-        return ChannelUnreachable(why, code=NOT_CAPABLE, fallback=fallback)
+    @staticmethod
+    def _unreachable(job: OutboxJob, why: str) -> ChannelUnreachable:
+        return ChannelUnreachable(why, code=NOT_CAPABLE)
 
     async def send(self, job: OutboxJob, status_callback_url: str) -> SendResult:
         """RBM reports statuses to the webhook, not per message, so the callback URL is unused."""

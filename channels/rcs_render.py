@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Protocol
 
 import msgspec
 
 from channels.sms_segments import segment_count
-from conversations.models import Channel, OutboxJob, RichCard
+from conversations.models import OutboxJob, RichCard
 
 ELLIPSIS = "..."  # ASCII on purpose: "…" is not GSM-7 and would turn the whole SMS into UCS-2
 
@@ -133,7 +134,17 @@ def _shorten(text: str, fits: Callable[[str], bool]) -> str:
     return cut + ELLIPSIS if cut else ""
 
 
-def render_sms(job: OutboxJob, max_segments: int) -> str:
+class CardContent(Protocol):
+    """What a card adaptation reads: the card, and the text it stands beside."""
+
+    @property
+    def rich_card(self) -> RichCard | None: ...
+
+    @property
+    def body(self) -> str: ...
+
+
+def render_sms(job: CardContent, max_segments: int) -> str:
     """The message as SMS text: a card becomes title + description + link within ``max_segments``.
 
     The link is never cut (a cut link is useless); the description is shortened first, then
@@ -154,10 +165,3 @@ def render_sms(job: OutboxJob, max_segments: int) -> str:
     if short_description:
         return _join(title, short_description, link)
     return _join(_shorten(title, lambda t: fits(_join(t, link))), link)
-
-
-def sms_fallback(job: OutboxJob, max_segments: int) -> OutboxJob:
-    """The same message as an SMS job, content adapted by ``render_sms``."""
-    return msgspec.structs.replace(
-        job, channel=Channel.SMS, body=render_sms(job, max_segments), rich_card=None
-    )

@@ -21,9 +21,9 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from conversations.batch.context import BatchResult
 from conversations.codec import decode_message, decode_thread_event, encode
 from conversations.ids import ulid
-from conversations.ingest import BatchResult
 from conversations.models import Channel, Direction, MessageLogged, NoteLogged
 from conversations.store import INGEST_FIELD, Keys
 

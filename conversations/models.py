@@ -159,6 +159,8 @@ class OutboundRequest(msgspec.Struct, tag="outbound", frozen=True):
     template_kind: str = ""  # the message kind the content was rendered from, if any
     campaign_id: str = ""
     budget: float | None = None  # the campaign's total spend cap, in the price table's currency
+    # The template's variables: each attempt renders ``template_kind`` for its own channel.
+    variables: dict[str, Any] = msgspec.field(default_factory=dict)
     track: bool = False  # rewrite links (and add an open pixel to HTML) for engagement tracking
 
 
@@ -187,6 +189,7 @@ class OutboundContent(msgspec.Struct, frozen=True):
     segments: int = 0
     encoding: str = ""
     cost: float | None = None
+    subject: str = ""  # email: when the attempt rendered its own
 
 
 class EventReceived(msgspec.Struct, tag="event", frozen=True):
@@ -241,12 +244,14 @@ class SendOutcome(msgspec.Struct, tag="sent", frozen=True):
     error_message: str = ""
     segments: int = 0
     price: float | None = None
-    # Set when the sender had to use another channel (e.g. RCS not capable → SMS): what was
-    # actually sent, on which channel, and why.
-    channel: Channel | None = None
-    fallback_from: Channel | None = None
-    fallback_reason: str = ""
-    body: str = ""
+
+
+class RoutingTimerKind(enum.StrEnum):
+    """What a routing timer is for."""
+
+    DEFERRED = "deferred"  # a held send is due for a fresh decision
+    TIMEOUT = "timeout"  # a fallback step had no success in time
+    FOLLOW_UP = "follow_up"  # mode "all": a delayed step starts
 
 
 class RoutingTimer(msgspec.Struct, tag="route_timer", frozen=True):
@@ -254,7 +259,7 @@ class RoutingTimer(msgspec.Struct, tag="route_timer", frozen=True):
 
     message_id: str
     customer_id: str
-    kind: str  # "deferred" | "timeout" | "follow_up"
+    kind: RoutingTimerKind
     attempt_id: str = ""
     step: int = 0
 
@@ -363,6 +368,54 @@ class DecisionOutcome(enum.StrEnum):
     REFUSE = "refuse"
 
 
+class RouteMode(enum.StrEnum):
+    """How a chain is walked."""
+
+    FALLBACK = "fallback"  # the next step on a failure or a timeout
+    ALL = "all"  # every step is sent (each after its delay)
+
+
+class RouteOrder(enum.StrEnum):
+    """How the chain was ordered."""
+
+    PINNED = "pinned"
+    CHEAPEST = "cheapest"
+
+
+class RoutingState(enum.StrEnum):
+    """Where a message's routing stands."""
+
+    DEFERRED = "deferred"
+    ACTIVE = "active"
+    SUCCEEDED = "succeeded"
+    EXHAUSTED = "exhausted"
+    REFUSED = "refused"
+
+
+class AttemptOutcome(enum.StrEnum):
+    """How one attempt ended (so far)."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    LATE_SUCCESS = "late_success"  # succeeded after routing had already moved on
+
+
+class RoutingEvent(enum.StrEnum):
+    """What routing did, as logged in the thread."""
+
+    DECIDED = "decided"
+    DEFERRED = "deferred"
+    REFUSED = "refused"
+    ATTEMPT = "attempt"
+    TIMEOUT = "timeout"
+    FALLBACK = "fallback"
+    SUCCEEDED = "succeeded"
+    LATE_DELIVERY = "late_delivery"
+    EXHAUSTED = "exhausted"
+
+
 class SkippedChannel(msgspec.Struct, frozen=True):
     """A channel routing did not use, and why."""
 
@@ -382,6 +435,8 @@ class RouteStep(msgspec.Struct, frozen=True, kw_only=True):
     template: str = ""
     adapt: bool = False
     delay: float = 0.0  # mode "all": start this long after the decision
+    # Taken only after the previous step failed with one of these codes (empty: always).
+    only_after: tuple[str, ...] = ()
 
 
 class RoutingDecision(msgspec.Struct, frozen=True, kw_only=True):
@@ -392,8 +447,8 @@ class RoutingDecision(msgspec.Struct, frozen=True, kw_only=True):
     chosen: Channel | None
     chain: tuple[RouteStep, ...]
     skipped: tuple[SkippedChannel, ...] = ()
-    mode: str = "fallback"  # "fallback": next step on failure/timeout; "all": every step is sent
-    order: str = "pinned"  # "pinned" or "cheapest"
+    mode: RouteMode = RouteMode.FALLBACK
+    order: RouteOrder = RouteOrder.PINNED
     hold: SkipReason | None = None  # why the whole send waits or is dropped (quiet hours, cap)
     deferred_until: float | None = None
     country: str = ""
@@ -414,6 +469,8 @@ class RouteRequest(msgspec.Struct, frozen=True, kw_only=True):
     budget: float | None = None
     track: bool = False  # rewrite links for click tracking when the attempt is rendered
     whatsapp_template: str = ""  # an approved template for this message (the caller's or its type's)
+    template_kind: str = ""  # rendered per attempt for the attempt's channel, with ``variables``
+    variables: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class RouteAttempt(msgspec.Struct, kw_only=True):
@@ -424,7 +481,7 @@ class RouteAttempt(msgspec.Struct, kw_only=True):
     channel: Channel
     started_at: float
     status: MessageStatus = MessageStatus.ACCEPTED
-    outcome: str = "pending"  # pending | succeeded | failed | timed_out | late_success
+    outcome: AttemptOutcome = AttemptOutcome.PENDING
     error_code: str = ""
 
 
@@ -433,7 +490,7 @@ class Routing(msgspec.Struct, kw_only=True):
 
     request: RouteRequest
     decision: RoutingDecision
-    state: str = "active"  # deferred | active | succeeded | exhausted | refused
+    state: RoutingState = RoutingState.ACTIVE
     attempts: list[RouteAttempt] = msgspec.field(default_factory=list)
     next_step: int = 0
 
@@ -486,7 +543,7 @@ class RoutingLogged(msgspec.Struct, tag="routing", frozen=True, kw_only=True):
     message_id: str
     channel: Channel
     at: float
-    event: str
+    event: RoutingEvent
     attempt_id: str = ""
     detail: str = ""
     decision: RoutingDecision | None = None

@@ -7,10 +7,10 @@ from typing import Any
 
 from conversations.journeys.definition import Journey, compile_journey, load_source, parse_definition
 from conversations.journeys.instance import (
-    CustomerContext,
     Effect,
     EventSnapshot,
     Instance,
+    JourneyCustomer,
     Start,
     Stimulus,
 )
@@ -31,8 +31,8 @@ def example(name: str, version: int = 1) -> Journey:
     return compile_journey(parse_definition(example_source(name)), version)
 
 
-def customer(last_channel: str = "sms", **attributes: Any) -> CustomerContext:
-    return CustomerContext(
+def customer(last_channel: str = "sms", **attributes: Any) -> JourneyCustomer:
+    return JourneyCustomer(
         "cus_0_TEST",
         attributes=dict(attributes),
         identifiers=[
@@ -46,7 +46,7 @@ def customer(last_channel: str = "sms", **attributes: Any) -> CustomerContext:
 class Drive:
     """One instance pushed through the machine, keeping every effect for assertions."""
 
-    def __init__(self, journey: Journey, context: CustomerContext | None = None) -> None:
+    def __init__(self, journey: Journey, context: JourneyCustomer | None = None) -> None:
         self.journey = journey
         self.customer = context or customer()
         self.instance: Instance | None = None

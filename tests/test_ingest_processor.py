@@ -11,7 +11,6 @@ from redis.asyncio import Redis
 from actors.streams import ensure_group, new_batch, pending_batches
 from conversations.codec import decode_message, encode
 from conversations.ids import new_message_id
-from conversations.ingest import IngestProcessor
 from conversations.models import (
     Channel,
     InboundMessage,
@@ -21,6 +20,7 @@ from conversations.models import (
     StatusUpdate,
 )
 from conversations.normalize import phone_identifier
+from conversations.participants import build_processor
 from conversations.store import INGEST_FIELD, Keys
 from conversations.thread import ThreadReader
 from conversations.timers import TimerWheel
@@ -53,7 +53,7 @@ async def test_a_replayed_batch_is_applied_once(env: tuple[Redis, Keys]) -> None
     redis, keys = env
     phone = unique_phone()
     batch = await _feed(redis, keys, _inbound(phone, "a", "SM1"), _inbound(phone, "b", "SM2"))
-    processor = IngestProcessor(redis, keys, shard=0, shards=1)
+    processor = build_processor(redis, keys, 0, 1)
     await processor.process(batch)
     # A crash after EXEC but before the actor noticed: the same ids come back as pending
     # with their fields gone (acked and deleted), and must change nothing.
@@ -74,7 +74,7 @@ async def test_an_unprocessed_batch_stays_pending_for_the_next_incarnation(env: 
     await _feed(redis, keys, _inbound(phone, "kept", "SM9"))  # read, then the actor "dies"
     pending = [b async for b in pending_batches(redis, keys.ingest(0), "shard-0", 100)]
     assert len(pending) == 1 and len(pending[0]) == 1
-    await IngestProcessor(redis, keys, 0, 1).process(pending[0])
+    await build_processor(redis, keys, 0, 1).process(pending[0])
     customer_id = await ThreadReader(redis, keys).find_customer_id(phone_identifier(phone))
     assert customer_id is not None
     assert [e.body for e in (await ThreadReader(redis, keys).page(customer_id, None, 10)).entries] == ["kept"]
@@ -83,7 +83,7 @@ async def test_an_unprocessed_batch_stays_pending_for_the_next_incarnation(env: 
 async def test_status_before_its_send_outcome_is_parked_then_applied(env: tuple[Redis, Keys]) -> None:
     redis, keys = env
     phone = unique_phone()
-    processor = IngestProcessor(redis, keys, 0, 1, clock=lambda: 1000.0)
+    processor = build_processor(redis, keys, 0, 1, clock=lambda: 1000.0)
     message_id = new_message_id()
     request = OutboundRequest(message_id, phone_identifier(phone), "hi", "service", 1000.0)
     await processor.process(await _feed(redis, keys, request))
@@ -127,13 +127,13 @@ async def test_entries_for_a_customer_homed_elsewhere_are_forwarded(env: tuple[R
     identifier = phone_identifier(phone)
     await redis.set(keys.identity(identifier), "cus_1_EXISTING")
     batch = await _feed(redis, keys, _inbound(phone, "to shard 1", "SM5"))
-    result = await IngestProcessor(redis, keys, 0, 2).process(batch)
+    result = await build_processor(redis, keys, 0, 2).process(batch)
     assert result.forwarded == 1
     assert await redis.xlen(keys.ingest(1)) == 1
     assert await redis.exists(keys.thread("cus_1_EXISTING")) == 0
     await ensure_group(redis, keys.ingest(1))
     forwarded = await new_batch(redis, keys.ingest(1), "shard-1", 10, 100)
-    await IngestProcessor(redis, keys, 1, 2).process(forwarded)
+    await build_processor(redis, keys, 1, 2).process(forwarded)
     page = await ThreadReader(redis, keys).page("cus_1_EXISTING", None, 10)
     assert [e.body for e in page.entries] == ["to shard 1"]
 
@@ -141,7 +141,7 @@ async def test_entries_for_a_customer_homed_elsewhere_are_forwarded(env: tuple[R
 async def test_sessions_span_channels_and_reopen_after_an_idle_gap(env: tuple[Redis, Keys]) -> None:
     redis, keys = env
     phone = unique_phone()
-    processor = IngestProcessor(redis, keys, 0, 1, session_idle_seconds=3600)
+    processor = build_processor(redis, keys, 0, 1, session_idle_seconds=3600)
     whatsapp = InboundMessage(Channel.WHATSAPP, "meta", "wamid.1", phone_identifier(phone), "", "hi", 1000.0)
     sms_reply = InboundMessage(Channel.SMS, "twilio", "SMs1", phone_identifier(phone), "", "me again", 1500.0)
     days_later = InboundMessage(

@@ -16,7 +16,7 @@ from conversations.journeys.instance import (
     InstanceStatus,
     ReplySeen,
     ScheduleTimer,
-    SendMessage,
+    SendJourneyMessage,
     SetAttributes,
     StatusSeen,
     TimerFired,
@@ -35,7 +35,7 @@ def _iso(at: float) -> str:
 def test_cart_abandonment_whatsapp_then_sms_coupon_then_email() -> None:
     drive = Drive(example("cart_abandonment"), customer(name="Ada"))
     effects = drive.start("cart_abandoned", CART)
-    (whatsapp,) = of_type(effects, SendMessage)
+    (whatsapp,) = of_type(effects, SendJourneyMessage)
     assert whatsapp.channel is Channel.WHATSAPP and whatsapp.message_type == "marketing"
     assert whatsapp.recipient.kind is IdentifierKind.PHONE
     assert whatsapp.body.startswith("Hi Ada, you left 2 item(s)") and CART["cart_url"] in whatsapp.body
@@ -44,7 +44,7 @@ def test_cart_abandonment_whatsapp_then_sms_coupon_then_email() -> None:
     assert drive.current.wait.step == "wait_for_purchase"
 
     effects = drive.step(TimerFired(1), T0 + 4 * HOUR)
-    (sms,) = of_type(effects, SendMessage)
+    (sms,) = of_type(effects, SendJourneyMessage)
     assert sms.channel is Channel.SMS
     assert "https://shop.example/c/c-42?coupon=COMEBACK10" in sms.body
     assert of_type(effects, ScheduleTimer) == [ScheduleTimer(2, T0 + 28 * HOUR)]
@@ -52,7 +52,7 @@ def test_cart_abandonment_whatsapp_then_sms_coupon_then_email() -> None:
     assert drive.step(TimerFired(1), T0 + 5 * HOUR) == []  # a stale timer changes nothing
 
     effects = drive.step(TimerFired(2), T0 + 28 * HOUR)
-    (email,) = of_type(effects, SendMessage)
+    (email,) = of_type(effects, SendJourneyMessage)
     assert email.channel is Channel.EMAIL and email.recipient.value == "ada@example.com"
     assert email.subject == "Your cart is about to expire" and email.track and sms.track
     assert "59.5 USD" in email.body
@@ -89,7 +89,7 @@ def test_cart_exit_event_and_trigger_filter_and_entry_rule() -> None:
 def test_purchase_completed_receipt_then_shipping_update_for_the_same_order() -> None:
     drive = Drive(example("purchase_completed"))
     effects = drive.start("purchase_completed", {"order_id": "o-7", "total": 42, "currency": "EUR"})
-    (receipt,) = of_type(effects, SendMessage)
+    (receipt,) = of_type(effects, SendJourneyMessage)
     assert receipt.channel is Channel.EMAIL and receipt.message_type == "transactional"
     assert "o-7" in receipt.body and "42 EUR" in receipt.body
     assert of_type(effects, ScheduleTimer) == [ScheduleTimer(1, T0 + 14 * DAY)]
@@ -98,7 +98,7 @@ def test_purchase_completed_receipt_then_shipping_update_for_the_same_order() ->
     mine = EventSnapshot("order_shipped", T0 + 2 * DAY, {"order_id": "o-7", "tracking_url": "https://t/7"})
     effects = drive.step(EventSeen(mine), T0 + 2 * DAY)
     assert of_type(effects, CancelTimer) == [CancelTimer(1)]
-    (update,) = of_type(effects, SendMessage)
+    (update,) = of_type(effects, SendJourneyMessage)
     assert update.channel is Channel.WHATSAPP and "https://t/7" in update.body and "o-7" in update.body
     assert drive.current.status is InstanceStatus.COMPLETED
 
@@ -107,7 +107,7 @@ def test_purchase_completed_without_shipping_ends_after_the_timeout() -> None:
     drive = Drive(example("purchase_completed"))
     drive.start("purchase_completed", {"order_id": "o-9", "total": 1})
     effects = drive.step(TimerFired(1), T0 + 14 * DAY)
-    assert of_type(effects, SendMessage) == []
+    assert of_type(effects, SendJourneyMessage) == []
     assert drive.current.status is InstanceStatus.COMPLETED and drive.current.last_wait == "timeout"
 
 
@@ -116,12 +116,12 @@ def test_subscription_renewal_reminders_at_14_3_and_1_days_escalating() -> None:
     renews = T0 + 20 * DAY
     event = {"plan": "Pro", "renews_at": _iso(renews), "price": "$10", "manage_url": "https://x/m"}
     effects = drive.start("subscription_renewal_scheduled", event)
-    assert of_type(effects, SendMessage) == []
+    assert of_type(effects, SendJourneyMessage) == []
     assert of_type(effects, ScheduleTimer) == [ScheduleTimer(1, renews - 14 * DAY)]
     sent = []
     for token, due in ((1, renews - 14 * DAY), (2, renews - 3 * DAY), (3, renews - DAY)):
         effects = drive.step(TimerFired(token), due)
-        sent += of_type(effects, SendMessage)
+        sent += of_type(effects, SendJourneyMessage)
     assert [s.channel for s in sent] == [Channel.EMAIL, Channel.WHATSAPP, Channel.SMS]
     assert _iso(renews)[:10] in sent[0].body
     assert drive.current.status is InstanceStatus.COMPLETED
@@ -131,33 +131,33 @@ def test_subscription_renewal_announced_late_skips_passed_reminders_but_not_the_
     drive = Drive(example("subscription_renewal"))
     renews = T0 + 2 * DAY
     effects = drive.start("subscription_renewal_scheduled", {"plan": "Pro", "renews_at": renews})
-    assert of_type(effects, SendMessage) == []
+    assert of_type(effects, SendJourneyMessage) == []
     assert of_type(effects, ScheduleTimer) == [ScheduleTimer(1, renews - DAY)]
     effects = drive.step(TimerFired(1), renews - DAY)
-    assert [s.channel for s in of_type(effects, SendMessage)] == [Channel.SMS]
+    assert [s.channel for s in of_type(effects, SendJourneyMessage)] == [Channel.SMS]
     assert drive.step(EventSeen(EventSnapshot("subscription_renewed", renews, {})), renews) == []
 
 
 def test_support_ticket_ack_on_last_channel_handoff_then_yes_branch() -> None:
     drive = Drive(example("support_ticket"), customer(last_channel="sms"))
     effects = drive.start("support_ticket_created", {"ticket_id": "T-1", "subject": "Broken zipper"})
-    (ack,) = of_type(effects, SendMessage)
+    (ack,) = of_type(effects, SendJourneyMessage)
     assert ack.channel is Channel.SMS and "T-1" in ack.body
     assert of_type(effects, HandOff) == [HandOff("support", "Ticket T-1: Broken zipper")]
     assert drive.current.status is InstanceStatus.HANDED_OFF
     # While an agent has the customer, replies do not move the journey.
-    assert of_type(drive.step(ReplySeen("sms", "hello?", T0 + 60), T0 + 60), SendMessage) == []
+    assert of_type(drive.step(ReplySeen("sms", "hello?", T0 + 60), T0 + 60), SendJourneyMessage) == []
     assert drive.current.status is InstanceStatus.HANDED_OFF
 
     effects = drive.step(HandedBack(T0 + HOUR, "agent-7"), T0 + HOUR)
     assert of_type(effects, HandBack) == [HandBack()]
-    (question,) = of_type(effects, SendMessage)
+    (question,) = of_type(effects, SendJourneyMessage)
     assert "Reply YES or NO" in question.body
     assert of_type(effects, ScheduleTimer) == [ScheduleTimer(2, T0 + 25 * HOUR)]
 
     effects = drive.step(ReplySeen("sms", " Yes! ", T0 + 2 * HOUR), T0 + 2 * HOUR)
     assert of_type(effects, CancelTimer) == [CancelTimer(2)]
-    (thanks,) = of_type(effects, SendMessage)
+    (thanks,) = of_type(effects, SendJourneyMessage)
     assert thanks.body.startswith("Great, glad we could help")
     assert Count("ask_resolved", "replied") in effects
     assert drive.current.status is InstanceStatus.COMPLETED
@@ -168,7 +168,7 @@ def test_support_ticket_no_goes_back_to_the_agents() -> None:
     drive.start("support_ticket_created", {"ticket_id": "T-2"})
     drive.step(HandedBack(T0 + HOUR), T0 + HOUR)
     effects = drive.step(ReplySeen("whatsapp", "no", T0 + 2 * HOUR), T0 + 2 * HOUR)
-    (reopen,) = of_type(effects, SendMessage)
+    (reopen,) = of_type(effects, SendJourneyMessage)
     assert reopen.channel is Channel.WHATSAPP and "pick ticket T-2 up again" in reopen.body
     assert of_type(effects, HandOff) == [HandOff("support", "Ticket T-2: ")]
     assert drive.current.status is InstanceStatus.HANDED_OFF
@@ -176,18 +176,18 @@ def test_support_ticket_no_goes_back_to_the_agents() -> None:
 
 def test_support_ticket_without_a_last_channel_lets_routing_choose() -> None:
     drive = Drive(example("support_ticket"), customer(last_channel=""))
-    (ack,) = of_type(drive.start("support_ticket_created", {"ticket_id": "T-3"}), SendMessage)
+    (ack,) = of_type(drive.start("support_ticket_created", {"ticket_id": "T-3"}), SendJourneyMessage)
     assert ack.channel is None and ack.recipient.kind is IdentifierKind.PHONE
 
 
 def test_otp_voice_fallback_after_30_seconds() -> None:
     drive = Drive(example("otp"))
     effects = drive.start("otp_requested", {"code": "123456"})
-    (sms,) = of_type(effects, SendMessage)
+    (sms,) = of_type(effects, SendJourneyMessage)
     assert sms.channel is Channel.SMS and "123456" in sms.body and sms.message_type == "transactional"
     assert of_type(effects, ScheduleTimer) == [ScheduleTimer(1, T0 + 30)]
     effects = drive.step(TimerFired(1), T0 + 30)
-    (voice,) = of_type(effects, SendMessage)
+    (voice,) = of_type(effects, SendJourneyMessage)
     assert voice.channel is Channel.VOICE and "1 2 3 4 5 6" in voice.body
     assert drive.current.status is InstanceStatus.COMPLETED
 
@@ -196,7 +196,7 @@ def test_otp_verified_in_time_converts_without_a_call() -> None:
     drive = Drive(example("otp"))
     drive.start("otp_requested", {"code": 987654})
     effects = drive.step(EventSeen(EventSnapshot("otp_verified", T0 + 12, {})), T0 + 12)
-    assert of_type(effects, SendMessage) == []
+    assert of_type(effects, SendJourneyMessage) == []
     assert of_type(effects, CancelTimer) == [CancelTimer(1)]
     assert drive.current.status is InstanceStatus.CONVERTED
 
@@ -249,7 +249,7 @@ def test_branch_on_outcome_attribute_and_update_step() -> None:
     failed = Drive(journey, customer(name="Bo"))
     failed.start("signed_up", {})
     failed.step(StatusSeen(failed.current.sends[0].message_id, "failed", T0 + 5), T0 + 5)
-    (email,) = of_type(failed.step(TimerFired(1), T0 + HOUR), SendMessage)
+    (email,) = of_type(failed.step(TimerFired(1), T0 + HOUR), SendJourneyMessage)
     assert email.channel is Channel.EMAIL
 
     vip = Drive(journey, customer(**{"custom.vip": True}))
@@ -260,16 +260,16 @@ def test_branch_on_outcome_attribute_and_update_step() -> None:
 
     plain = Drive(journey, customer())
     plain.start("signed_up", {})
-    assert of_type(plain.step(TimerFired(1), T0 + HOUR), SendMessage) == []
+    assert of_type(plain.step(TimerFired(1), T0 + HOUR), SendJourneyMessage) == []
     assert plain.current.status is InstanceStatus.COMPLETED
 
 
 def test_a_send_without_an_address_fails_without_emitting() -> None:
-    from conversations.journeys.instance import CustomerContext
+    from conversations.journeys.instance import JourneyCustomer
 
-    drive = Drive(example("otp"), CustomerContext("cus_0_NOPHONE"))
+    drive = Drive(example("otp"), JourneyCustomer("cus_0_NOPHONE"))
     effects = drive.start("otp_requested", {"code": "1"})
-    assert of_type(effects, SendMessage) == []
+    assert of_type(effects, SendJourneyMessage) == []
     assert Count("sms_code", "failed") in effects
     assert "no address" in drive.current.sends[0].error
 
@@ -306,6 +306,6 @@ def test_a_handoff_timeout_hands_back_by_itself() -> None:
     assert of_type(effects, ScheduleTimer) == [ScheduleTimer(1, T0 + 2 * HOUR)]
     effects = drive.step(TimerFired(1), T0 + 2 * HOUR)
     assert of_type(effects, HandBack) == [HandBack()] and of_type(effects, CancelTimer) == []
-    assert [s.body for s in of_type(effects, SendMessage)] == ["Sorry for the wait"]
+    assert [s.body for s in of_type(effects, SendJourneyMessage)] == ["Sorry for the wait"]
     assert ("agents", "timed out") in [(entry.step, entry.what) for entry in drive.current.log]
     assert drive.current.status is InstanceStatus.COMPLETED

@@ -12,7 +12,6 @@ from redis.asyncio import Redis
 
 from actors.streams import ensure_group, new_batch
 from conversations.codec import decode_message, decode_outbox_job, encode
-from conversations.ingest import IngestProcessor
 from conversations.journeys import handoff
 from conversations.journeys.definition import parse_definition
 from conversations.journeys.instance import Instance, InstanceStatus, decode_instance
@@ -20,7 +19,8 @@ from conversations.journeys.registry import publish
 from conversations.journeys.views import JourneyReader
 from conversations.models import Channel, EventReceived, InboundMessage
 from conversations.normalize import phone_identifier
-from conversations.outbound import OutboundRouter
+from conversations.participants import build_processor
+from conversations.participants.routing import RoutingSettings
 from conversations.profiles import decode_attribute
 from conversations.routing.policy import load_policy
 from conversations.store import INGEST_FIELD, Keys
@@ -67,8 +67,8 @@ class Env:
         slow = {
             c: msgspec.structs.replace(r, timeout_seconds=365 * 86400) for c, r in policy.channels.items()
         }
-        router = OutboundRouter(redis, keys, 0, 1, policy=msgspec.structs.replace(policy, channels=slow))
-        self.processor = IngestProcessor(redis, keys, 0, 1, clock=lambda: self.now, router=router)
+        routing = RoutingSettings(policy=msgspec.structs.replace(policy, channels=slow))
+        self.processor = build_processor(redis, keys, 0, 1, clock=lambda: self.now, routing=routing)
         self.reader = ThreadReader(redis, keys)
 
     async def publish(self, raw: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from channels.attempt_renderer import AttemptRenderer
 from channels.base import InvalidPayload
 from channels.rcs_rbm import (
     NOT_CAPABLE,
@@ -23,8 +24,9 @@ from channels.rcs_rbm import (
     parse_event,
     read_google_error,
 )
-from channels.rcs_render import rbm_message_id, render_agent_message, render_sms, sms_fallback
+from channels.rcs_render import rbm_message_id, render_agent_message, render_sms
 from channels.sms_segments import segment_count
+from channels.templates import TemplateRenderer
 from conversations.models import (
     Channel,
     Identifier,
@@ -37,6 +39,8 @@ from conversations.models import (
     StatusUpdate,
     Suggestion,
 )
+from conversations.pricing import merged_prices
+from conversations.routing.rendering import AttemptContent
 from tests.support.fixtures import fixture, fixture_bytes
 
 PHONE = Identifier(IdentifierKind.PHONE, "+12223334444")
@@ -205,14 +209,27 @@ def test_non_gsm_text_uses_ucs2_limits() -> None:
     assert segment_count(text) == 1 and len(text) <= 70 and text.startswith("Commande expédiée 📦")
 
 
-def test_fallback_job_is_an_sms_of_the_same_message() -> None:
-    fallback = sms_fallback(_job(card=CARD), 2)
-    assert (fallback.channel, fallback.message_id, fallback.address) == (
-        Channel.SMS,
-        "msg_01TEST",
-        "+12223334444",
+def test_an_sms_attempt_of_a_card_message_carries_the_card_as_text() -> None:
+    # RBM no longer substitutes an SMS itself: routing starts an SMS attempt, rendered here.
+    content = AttemptContent(
+        message_id="msg_01TEST-2",
+        recipient=Identifier(IdentifierKind.PHONE, "+12223334444"),
+        message_type="rich_media",
+        body="Order 1042 is on its way and arrives Thursday.",
+        requested_at=0.0,
+        rich_card=CARD,
+        adapt=True,
     )
-    assert fallback.rich_card is None and fallback.body.startswith("Your order has shipped")
+    sms = AttemptRenderer(None, merged_prices({}), TemplateRenderer(), 2)(
+        content, "cus_0_01TEST", Channel.SMS
+    )
+    assert sms.body == render_sms(_job(card=CARD), 2)
+    assert sms.body.startswith("Your order has shipped") and sms.segments == segment_count(sms.body)
+    assert sms.cost is not None and sms.cost > 0
+    rcs = AttemptRenderer(None, merged_prices({}), TemplateRenderer(), 2)(
+        content, "cus_0_01TEST", Channel.RCS
+    )
+    assert rcs.body == content.body  # RCS shows the card itself
     assert NOT_CAPABLE == "rcs_not_capable"
 
 

@@ -21,9 +21,9 @@ from redis.asyncio import Redis
 from actors.outbox import OutboxSender
 from actors.streams import ensure_group, new_batch
 from channels.sms_twilio import TwilioSmsSender
+from conversations.batch.processor import BatchProcessor
 from conversations.codec import decode_message, decode_outbox_job, decode_thread_event, encode
 from conversations.ids import new_message_id
-from conversations.ingest import IngestProcessor
 from conversations.models import (
     Channel,
     InboundMessage,
@@ -37,7 +37,8 @@ from conversations.models import (
     StatusUpdate,
 )
 from conversations.normalize import phone_identifier
-from conversations.outbound import OutboundRouter
+from conversations.participants import build_processor
+from conversations.participants.routing import RoutingSettings
 from conversations.preferences import Preferences, TypePreference
 from conversations.routing.engagement import HALF_LIFE_SECONDS, decayed, scores_from_hash
 from conversations.store import INGEST_FIELD, Keys
@@ -53,7 +54,7 @@ class Shard:
 
     redis: Redis
     keys: Keys
-    processor: IngestProcessor
+    processor: BatchProcessor
     now: float = T0
 
     async def feed(self, *entries) -> None:
@@ -92,8 +93,8 @@ class Shard:
 
 def _make_shard(redis: Redis, keys: Keys, channels) -> Shard:
     shard = Shard(redis, keys, None)  # type: ignore[arg-type]
-    router = OutboundRouter(redis, keys, 0, 1, channels=channels)
-    shard.processor = IngestProcessor(redis, keys, 0, 1, clock=lambda: shard.now, router=router)
+    routing = RoutingSettings(channels=channels)
+    shard.processor = build_processor(redis, keys, 0, 1, clock=lambda: shard.now, routing=routing)
     return shard
 
 

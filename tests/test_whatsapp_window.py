@@ -9,13 +9,14 @@ import pytest
 from redis.asyncio import Redis
 
 from actors.streams import ensure_group, new_batch
+from conversations.batch.processor import BatchProcessor
 from conversations.codec import decode_outbox_job, encode
 from conversations.config import WhatsAppTemplate
 from conversations.ids import new_message_id
-from conversations.ingest import IngestProcessor
 from conversations.models import Channel, InboundMessage, MessageStatus, OutboundRequest, TemplateRef
 from conversations.normalize import phone_identifier
-from conversations.outbound import OutboundRouter
+from conversations.participants import build_processor
+from conversations.participants.routing import RoutingSettings
 from conversations.store import INGEST_FIELD, Keys
 from conversations.thread import ThreadReader
 from tests.support.stack import unique_phone
@@ -45,7 +46,7 @@ class _Clock:
         return self.now
 
 
-async def _apply(redis: Redis, keys: Keys, processor: IngestProcessor, *entries) -> None:
+async def _apply(redis: Redis, keys: Keys, processor: BatchProcessor, *entries) -> None:
     stream = keys.ingest(0)
     await ensure_group(redis, stream)
     for entry in entries:
@@ -75,8 +76,8 @@ async def test_the_processor_sends_inside_and_refuses_outside_the_window(env: tu
     redis, keys = env
     clock = _Clock(T0)
     templates = {"transactional": WhatsAppTemplate("order_update")}
-    router = OutboundRouter(redis, keys, 0, 1, whatsapp_templates=templates)
-    processor = IngestProcessor(redis, keys, 0, 1, clock=clock, router=router)
+    routing = RoutingSettings(whatsapp_templates=templates)
+    processor = build_processor(redis, keys, 0, 1, clock=clock, routing=routing)
     phone = unique_phone()
     inside, outside, templated = _send(phone, "in"), _send(phone, "out"), _send(phone, "tpl", "transactional")
 

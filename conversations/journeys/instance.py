@@ -96,7 +96,7 @@ class Instance(msgspec.Struct, kw_only=True):
     log: list[LogEntry] = msgspec.field(default_factory=list)
 
 
-class CustomerContext(msgspec.Struct):
+class JourneyCustomer(msgspec.Struct):
     """What the machine may know about the customer: attributes, handles, last channel."""
 
     id: str
@@ -154,7 +154,7 @@ Stimulus = Start | EventSeen | ReplySeen | StatusSeen | TimerFired | HandedBack
 # --- effects ----------------------------------------------------------------------------
 
 
-class SendMessage(msgspec.Struct, frozen=True):
+class SendJourneyMessage(msgspec.Struct, frozen=True):
     """Send like a backend would: an OutboundRequest with a message type and optional channel."""
 
     message_id: str
@@ -203,7 +203,9 @@ class Count(msgspec.Struct, frozen=True):
     metric: str
 
 
-Effect = SendMessage | ScheduleTimer | CancelTimer | SetAttributes | HandOff | HandBack | Finish | Count
+Effect = (
+    SendJourneyMessage | ScheduleTimer | CancelTimer | SetAttributes | HandOff | HandBack | Finish | Count
+)
 
 
 decode_instance = msgspec.msgpack.Decoder(Instance).decode

@@ -32,7 +32,6 @@ from conversations.journeys.durations import format_duration
 from conversations.journeys.instance import (
     CancelTimer,
     Count,
-    CustomerContext,
     Effect,
     EventSeen,
     EventSnapshot,
@@ -42,10 +41,11 @@ from conversations.journeys.instance import (
     HandOff,
     Instance,
     InstanceStatus,
+    JourneyCustomer,
     LogEntry,
     ReplySeen,
     ScheduleTimer,
-    SendMessage,
+    SendJourneyMessage,
     SendRecord,
     SetAttributes,
     Start,
@@ -85,7 +85,7 @@ def may_enter(journey: Journey, last_entered: float | None, now: float) -> bool:
     return now - last_entered >= rule.every.seconds
 
 
-def triggers(journey: Journey, event: EventSnapshot, customer: CustomerContext) -> bool:
+def triggers(journey: Journey, event: EventSnapshot, customer: JourneyCustomer) -> bool:
     """Whether ``event`` is this journey's trigger (name and filter)."""
     return event_matches(journey.definition.trigger, event, customer.attributes)
 
@@ -113,7 +113,7 @@ def advance(
     journey: Journey,
     stimulus: Stimulus,
     now: float,
-    customer: CustomerContext,
+    customer: JourneyCustomer,
 ) -> tuple[Instance, list[Effect]]:
     """Apply one stimulus; returns the new instance and what the shard must do about it."""
     run = _Run(copy.deepcopy(instance), journey, now, copy.deepcopy(customer))
@@ -126,7 +126,7 @@ def advance(
 
 
 def stop(
-    instance: Instance, journey: Journey, now: float, reason: str, customer: CustomerContext
+    instance: Instance, journey: Journey, now: float, reason: str, customer: JourneyCustomer
 ) -> tuple[Instance, list[Effect]]:
     """End an instance from outside (e.g. a restart under ``entry: always``)."""
     run = _Run(copy.deepcopy(instance), journey, now, copy.deepcopy(customer))
@@ -144,7 +144,7 @@ def current_step_id(instance: Instance, journey: Journey) -> str:
 class _Run:
     """One advance: the instance being changed and the effects collected so far."""
 
-    def __init__(self, instance: Instance, journey: Journey, now: float, customer: CustomerContext) -> None:
+    def __init__(self, instance: Instance, journey: Journey, now: float, customer: JourneyCustomer) -> None:
         self.instance = instance
         self.journey = journey
         self.now = now
@@ -306,7 +306,9 @@ class _Run:
             return
         channel = Channel(channel_name) if channel_name else None
         self.effects.append(
-            SendMessage(message_id, step.id, recipient, body, step.message_type, channel, subject, step.track)
+            SendJourneyMessage(
+                message_id, step.id, recipient, body, step.message_type, channel, subject, step.track
+            )
         )
         self.mark(record, "sent")  # "sent" means the journey emitted it; a provider's "sent" adds nothing
         self.log(step.id, f"sent {message_id} via {channel_name or 'routing'}")

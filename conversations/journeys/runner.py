@@ -1,7 +1,9 @@
 """Running journeys inside a shard's batch: load before the transaction, write inside it.
 
-The ingest processor calls ``prepare`` with the batch's entries (one or two pipelined reads),
-``observe`` for each entry it applies, and ``flush`` before its EXEC. Every journey write -
+A batch participant: ``read`` queues which journeys the batch's customers are on (with every
+other participant's reads), ``read_more`` loads those instances (a round trip taken only when a
+customer of the batch is on a journey), ``apply`` turns each entry into stimuli, and ``flush``
+writes the changed instances. Every journey write -
 instance state, timers, sends, attribute updates, counters - joins the batch's MULTI/EXEC,
 so a stimulus takes effect exactly once, like the entry that carried it.
 
@@ -14,22 +16,21 @@ once it lands), and its outcome and statuses come back here as stimuli.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import msgspec
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from conversations import timers
+from conversations import stream_entries, timers
+from conversations.batch.context import BatchContext, BatchItem, ReadQueue
 from conversations.codec import encode
+from conversations.customer_hash import CustomerFacts, CustomerHashWrites
 from conversations.ids import ulid
 from conversations.journeys.definition import DefinitionError, Journey
 from conversations.journeys.handoff import ACTIVE, ASSIGNEE_FIELD, AUTOMATION_FIELD, PAUSED
 from conversations.journeys.instance import (
     CancelTimer,
     Count,
-    CustomerContext,
     Effect,
     EventSeen,
     EventSnapshot,
@@ -38,9 +39,10 @@ from conversations.journeys.instance import (
     HandedBack,
     HandOff,
     Instance,
+    JourneyCustomer,
     ReplySeen,
     ScheduleTimer,
-    SendMessage,
+    SendJourneyMessage,
     SetAttributes,
     Start,
     StatusSeen,
@@ -51,24 +53,22 @@ from conversations.journeys.instance import (
 from conversations.journeys.machine import advance, may_enter, new_instance, stop, triggers
 from conversations.journeys.registry import StoredVersion, compile_stored
 from conversations.models import (
-    Channel,
     Engagement,
     EngagementKind,
     EventReceived,
     Forwarded,
-    Identifier,
-    IdentifierKind,
     InboundMessage,
-    IngestEntry,
     JourneyHandback,
     JourneyTimer,
+    MessageRecord,
     MessageStatus,
     OutboundRequest,
     SendOutcome,
+    ShardEntry,
     StatusUpdate,
 )
-from conversations.profiles import decode_attribute, encode_attribute
-from conversations.store import INGEST_FIELD, Keys
+from conversations.profiles import encode_attribute
+from conversations.store import Keys
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def timer_id(instance_id: str, token: int) -> str:
 class _Customer:
     """One customer's journeys during one batch."""
 
-    context: CustomerContext
+    context: JourneyCustomer
     instances: dict[str, Instance] = field(default_factory=dict)  # running (and finished this batch)
     entered: dict[str, float] = field(default_factory=dict)
     automation: str = ""  # the console's switch: "paused" while an agent has the customer
@@ -102,80 +102,89 @@ class _Customer:
 
 
 class JourneyRunner:
-    """Advances the journey instances of one shard's customers, batch by batch."""
+    """The journeys participant: advances the journey instances of one shard's customers."""
 
-    def __init__(self, redis: Redis, keys: Keys, shard: int) -> None:
-        self._redis = redis
+    def __init__(self, keys: Keys, shard: int) -> None:
         self._keys = keys
         self._shard = shard
         self._journeys: dict[tuple[str, int], Journey | None] = {}  # versions never change: cache
         self._current: dict[str, int] = {}
         self._batch: dict[str, _Customer] = {}
+        self._active: dict[str, dict[str, tuple[str, int]]] = {}
+        self._with_events: set[str] = set()
+        self._profile_writes = CustomerHashWrites()
 
     # --- before the transaction -----------------------------------------------------
 
-    async def prepare(self, items: Sequence[tuple[str, IngestEntry]]) -> None:
-        """Read what this batch's customers' journeys need (two pipelined round trips at most)."""
-        self._batch = {}
-        customers = sorted({customer_id for customer_id, _ in items if customer_id})
-        if not customers:
-            return
-        with_events = {cid for cid, entry in items if isinstance(entry, EventReceived)}
-        pipe = self._redis.pipeline(transaction=False)
+    def read(self, ctx: BatchContext, reads: ReadQueue) -> None:
+        """The running journeys of every customer (and, with an event, which journeys exist)."""
+        self._batch, self._active = {}, {}
+        self._profile_writes = ctx.customer_writes
+        customers = ctx.home_customers()
+        self._with_events = {
+            item.customer_id for item in ctx.items if item.home and isinstance(item.entry, EventReceived)
+        }
         for customer_id in customers:
-            pipe.hgetall(self._keys.journey_active(customer_id))
-        if with_events:
-            pipe.hgetall(self._keys.journeys())
-        replies = await pipe.execute()
-        active: dict[str, dict[str, tuple[str, int]]] = {}
-        for customer_id, raw in zip(customers, replies, strict=False):
-            active[customer_id] = {iid.decode(): _name_version(v.decode()) for iid, v in raw.items()}
-        if with_events:
-            self._current = {n.decode(): int(v) for n, v in replies[-1].items()}
-        wanted = [cid for cid in customers if active[cid] or cid in with_events]
+
+            def keep_active(raw: dict[bytes, bytes], cid: str = customer_id) -> None:
+                self._active[cid] = {iid.decode(): _name_version(v.decode()) for iid, v in raw.items()}
+
+            reads.then(keep_active).hgetall(ctx.keys.journey_active(customer_id))
+        if self._with_events:
+
+            def keep_current(raw: dict[bytes, bytes]) -> None:
+                self._current = {n.decode(): int(v) for n, v in raw.items()}
+
+            reads.then(keep_current).hgetall(ctx.keys.journeys())
+
+    def read_more(self, ctx: BatchContext, reads: ReadQueue) -> None:
+        """Only for customers on a journey (or with an event): instances, entries, handoff state."""
+        wanted = sorted(cid for cid, active in self._active.items() if active or cid in self._with_events)
         if not wanted:
             return
-        needed = {pair for cid in wanted for pair in active[cid].values()}
-        if with_events:
+        needed = {pair for cid in wanted for pair in self._active[cid].values()}
+        if self._with_events:
             needed |= set(self._current.items())
-        missing = sorted(pair for pair in needed if pair not in self._journeys)
-
-        pipe = self._redis.pipeline(transaction=False)
         for customer_id in wanted:
-            pipe.hgetall(self._keys.customer(customer_id))
-            pipe.hgetall(self._keys.journey_entered(customer_id))
-            pipe.hmget(self._keys.conversation(customer_id), [AUTOMATION_FIELD, ASSIGNEE_FIELD])
-            for instance_id in active[customer_id]:
-                pipe.get(self._keys.journey_instance(instance_id))
-        for name, version in missing:
-            pipe.hget(self._keys.journey_versions(name), str(version))
-        replies = iter(await pipe.execute())
-        for customer_id in wanted:
-            profile, entered, (automation, assignee) = next(replies), next(replies), next(replies)
-            state = _Customer(
-                context=_context(customer_id, profile),
-                entered={k.decode(): float(v) for k, v in entered.items()},
-                automation=automation.decode() if automation else "",
-                assignee=assignee.decode() if assignee else "",
-            )
-            for instance_id in active[customer_id]:
-                blob = next(replies)
-                if blob:
-                    state.instances[instance_id] = decode_instance(blob)
+            state = _Customer(context=_context(ctx.facts(customer_id)))
             self._batch[customer_id] = state
-        for name, version in missing:
-            blob = next(replies)
-            self._journeys[(name, version)] = _compile(name, version, blob)
+
+            def keep_entered(raw: dict[bytes, bytes], state: _Customer = state) -> None:
+                state.entered = {k.decode(): float(v) for k, v in raw.items()}
+
+            def keep_switch(values: list[bytes | None], state: _Customer = state) -> None:
+                automation, assignee = values
+                state.automation = automation.decode() if automation else ""
+                state.assignee = assignee.decode() if assignee else ""
+
+            reads.then(keep_entered).hgetall(ctx.keys.journey_entered(customer_id))
+            reads.then(keep_switch).hmget(
+                ctx.keys.conversation(customer_id), [AUTOMATION_FIELD, ASSIGNEE_FIELD]
+            )
+            for instance_id in self._active[customer_id]:
+
+                def keep_instance(
+                    blob: bytes | None, state: _Customer = state, iid: str = instance_id
+                ) -> None:
+                    if blob:
+                        state.instances[iid] = decode_instance(blob)
+
+                reads.then(keep_instance).get(ctx.keys.journey_instance(instance_id))
+        for name, version in sorted(pair for pair in needed if pair not in self._journeys):
+
+            def keep_journey(blob: bytes | None, name: str = name, version: int = version) -> None:
+                self._journeys[(name, version)] = _compile(name, version, blob)
+
+            reads.then(keep_journey).hget(ctx.keys.journey_versions(name), str(version))
 
     # --- inside the transaction -----------------------------------------------------
 
-    def observe(
-        self, pipe: Pipeline, customer_id: str, entry: IngestEntry, now: float, refused: bool = False
-    ) -> None:
+    def apply(self, item: BatchItem, ctx: BatchContext, pipe: Pipeline) -> None:
         """Turn an applied ingest entry into stimuli for the customer's journeys."""
-        state = self._batch.get(customer_id)
+        state = self._batch.get(item.customer_id)
         if state is None:
             return
+        entry, now, refused = _as_message(item.entry, ctx.records), ctx.now, item.refused
         if isinstance(entry, JourneyHandback):
             self._deliver(pipe, state, HandedBack(entry.at, entry.agent), now)
             return
@@ -214,7 +223,7 @@ class JourneyRunner:
             if instance is not None:
                 self._advance(pipe, state, instance, TimerFired(entry.token), now)
 
-    def flush(self, pipe: Pipeline) -> None:
+    def flush(self, ctx: BatchContext, pipe: Pipeline) -> None:
         """Write every instance this batch changed; call once, before EXEC."""
         for customer_id, state in self._batch.items():
             for instance_id in sorted(state.dirty):
@@ -317,7 +326,7 @@ class JourneyRunner:
             state.dirty.add(after.id)
         stats = self._keys.journey_stats(after.journey)
         for effect in effects:
-            if isinstance(effect, SendMessage):
+            if isinstance(effect, SendJourneyMessage):
                 request = OutboundRequest(
                     message_id=effect.message_id,
                     recipient=effect.recipient,
@@ -329,7 +338,7 @@ class JourneyRunner:
                     track=effect.track,
                 )
                 forwarded = Forwarded(customer_id=customer_id, entry=request)
-                pipe.xadd(self._keys.ingest(self._shard), {INGEST_FIELD: encode(forwarded)})
+                stream_entries.append(pipe, self._keys.ingest(self._shard), forwarded)
             elif isinstance(effect, ScheduleTimer):
                 fire = JourneyTimer(customer_id, after.journey, after.id, effect.token)
                 timers.schedule(
@@ -338,10 +347,8 @@ class JourneyRunner:
             elif isinstance(effect, CancelTimer):
                 timers.cancel(pipe, self._keys, self._shard, timer_id(after.id, effect.token))
             elif isinstance(effect, SetAttributes):
-                fields = {
-                    f"attr:{name}": encode_attribute(value, now) for name, value in effect.values.items()
-                }
-                pipe.hset(self._keys.customer(customer_id), mapping={**fields, "updated_at": repr(now)})
+                encoded = {name: encode_attribute(value, now) for name, value in effect.values.items()}
+                self._profile_writes.attributes(customer_id, encoded, now)
                 state.context.attributes.update(effect.values)
             elif isinstance(effect, HandOff):
                 state.automation = PAUSED
@@ -379,17 +386,21 @@ def _compile(name: str, version: int, blob: bytes | None) -> Journey | None:
         return None
 
 
-def _context(customer_id: str, fields: dict[bytes, bytes]) -> CustomerContext:
+def _context(facts: CustomerFacts) -> JourneyCustomer:
     """The customer as journeys see them, from their profile hash."""
-    context = CustomerContext(customer_id)
-    for raw_name, raw_value in fields.items():
-        name = raw_name.decode()
-        if name.startswith("attr:"):
-            context.attributes[name[5:]] = decode_attribute(raw_value)[0]
-        elif name.startswith("ident:"):
-            _, kind, value = name.split(":", 2)
-            context.identifiers.append(Identifier(IdentifierKind(kind), value))
-        elif name == "last_channel":
-            context.last_channel = Channel(raw_value.decode()).value
-    context.identifiers.sort(key=lambda i: (i.kind.value, i.value))
-    return context
+    return JourneyCustomer(
+        facts.customer_id,
+        attributes=dict(facts.attributes),
+        identifiers=list(facts.identifiers),
+        last_channel=facts.last_channel.value if facts.last_channel else "",
+    )
+
+
+def _as_message(entry: ShardEntry, records: dict[str, MessageRecord]) -> ShardEntry:
+    """A provider report on a routing attempt, as a report on the message the attempt carries
+    (what journeys know)."""
+    if isinstance(entry, StatusUpdate | SendOutcome | Engagement):
+        record = records.get(entry.message_id)
+        if record is not None and record.parent_id:
+            return msgspec.structs.replace(entry, message_id=record.parent_id)
+    return entry

@@ -1,22 +1,20 @@
-"""The customer context routing decides on, read from Redis in the processor's read phase.
+"""The customer context routing decides on, built from what the batch read.
 
-Everything comes from keys the shard already owns: the customer hash (identifiers,
-``last_inbound_at:<channel>``, ``timezone``, ``unreachable:<channel>``), the stored
-preferences, the engagement hash and the recent-sends sets used by frequency caps.
+Everything comes from keys the shard already owns: the customer hash (identifiers, last
+inbound time per channel, time zone, unreachable channels; see ``conversations.customer_hash``),
+the stored preferences, the engagement hash and the recent-sends sets used by frequency caps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping
 
 import msgspec
 from redis.asyncio.client import Pipeline
 
-from conversations.codec import decode_preferences
+from conversations.customer_hash import CustomerFacts
 from conversations.models import Channel, Identifier, IdentifierKind
 from conversations.preferences import Preferences
-from conversations.profiles import decode_attribute
 from conversations.routing.engagement import scores_from_hash
 from conversations.routing.policy import RoutingPolicy
 from conversations.store import Keys
@@ -74,59 +72,26 @@ def capped_types(policy: RoutingPolicy) -> list[tuple[str, float]]:
     ]
 
 
-def queue_context_reads(
-    pipe: Pipeline, keys: Keys, customer_id: str, capped: Sequence[tuple[str, float]], now: float
-) -> int:
-    """Queue one customer's reads on ``pipe``; returns how many replies they produce."""
-    pipe.hgetall(keys.customer(customer_id))
-    pipe.get(keys.preferences(customer_id))
-    pipe.hgetall(keys.engagement(customer_id))
-    for message_type, window in capped:
-        pipe.zrangebyscore(
-            keys.recent_sends(customer_id, message_type), now - window, "+inf", withscores=True
-        )
-    return 3 + len(capped)
-
-
-def build_context(
-    customer_id: str, replies: Sequence[Any], capped: Sequence[tuple[str, float]], now: float
+def context_from(
+    facts: CustomerFacts,
+    preferences: Preferences | None,
+    engagement: Mapping[bytes, bytes] | None,
+    recent_sends: Mapping[str, list[float]],
+    campaign_spent: dict[str, float],
+    now: float,
 ) -> CustomerContext:
-    """The context from the replies of ``queue_context_reads`` (in the same order)."""
-    fields: dict[bytes, bytes] = replies[0] or {}
-    context = CustomerContext(customer_id=customer_id)
-    for raw_name, raw_value in fields.items():
-        name = raw_name.decode()
-        if name == "attr:timezone":  # attributes are msgpack (value, set_at), not text
-            zone, _at = decode_attribute(raw_value)
-            if isinstance(zone, str):
-                context.timezone = zone
-            continue
-        if name.startswith("attr:"):
-            continue
-        value = raw_value.decode(errors="replace")
-        kind, _, rest = name.partition(":")
-        try:
-            if kind == "ident":
-                id_kind, _, id_value = rest.partition(":")
-                context.identifiers.append(Identifier(IdentifierKind(id_kind), id_value))
-            elif kind == "last_inbound_at":
-                context.last_inbound_at[Channel(rest)] = float(value)
-            elif kind == "unreachable":
-                context.unreachable_since[Channel(rest)] = float(value)
-            elif name == "timezone":
-                context.timezone = value
-        except ValueError:
-            continue  # a field written by a newer version (an unknown channel): not ours to judge
-    context.identifiers.sort(key=lambda i: (i.kind.value, i.value))
-    if replies[1]:
-        try:
-            context.preferences = decode_preferences(replies[1])
-        except msgspec.DecodeError:
-            context.preferences = Preferences()
-    context.engagement = scores_from_hash(replies[2] or {}, now)
-    for (message_type, _), sends in zip(capped, replies[3:], strict=True):
-        context.recent_sends[message_type] = [float(score) for _, score in sends]
-    return context
+    """The context from what the batch read: the customer hash, preferences, engagement, caps."""
+    return CustomerContext(
+        customer_id=facts.customer_id,
+        identifiers=list(facts.identifiers),
+        preferences=preferences if preferences is not None else Preferences(),
+        last_inbound_at=dict(facts.last_inbound_at),
+        unreachable_since=dict(facts.unreachable_since),
+        timezone=facts.timezone,
+        engagement=scores_from_hash(engagement or {}, now),
+        recent_sends={t: list(times) for t, times in recent_sends.items()},
+        campaign_spent=campaign_spent,  # shared: spend in this batch counts at once
+    )
 
 
 def record_send(
@@ -137,8 +102,3 @@ def record_send(
     pipe.zadd(key, {message_id: at})
     pipe.zremrangebyscore(key, "-inf", at - window)
     pipe.expire(key, int(window) + 60)
-
-
-def mark_unreachable(pipe: Pipeline, keys: Keys, customer_id: str, channel: Channel, at: float) -> None:
-    """Remember that the provider said this customer cannot be reached on ``channel``."""
-    pipe.hset(keys.customer(customer_id), f"unreachable:{channel.value}", repr(at))

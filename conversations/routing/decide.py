@@ -11,6 +11,7 @@ import zoneinfo
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
+import msgspec
 import phonenumbers
 
 from conversations.models import (
@@ -18,6 +19,7 @@ from conversations.models import (
     DecisionOutcome,
     IdentifierKind,
     MessageStatus,
+    RouteOrder,
     RouteRequest,
     RouteStep,
     RoutingDecision,
@@ -60,8 +62,16 @@ def decide(
             skipped.append(considered)
         else:
             steps.append(considered)
-    if rules.order == "cheapest" and request.channel is None:
+    if rules.order is RouteOrder.CHEAPEST and request.channel is None:
         steps.sort(key=lambda s: _cost_rank(s, preferred, rules.chain))
+    if request.channel is not None:
+        fallback = _unreachable_fallback(
+            request, context, policy, rules, message_type, prices, country, now, available, skipped
+        )
+        if isinstance(fallback, SkippedChannel):
+            skipped.append(fallback)
+        elif fallback is not None:
+            steps.append(fallback)
 
     outcome, hold, deferred_until = DecisionOutcome.SEND, None, None
     if not steps:
@@ -75,13 +85,44 @@ def decide(
         chain=tuple(steps),
         skipped=tuple(skipped),
         mode=rules.mode,
-        order="pinned" if request.channel is not None else rules.order,
+        order=RouteOrder.PINNED if request.channel is not None else rules.order,
         hold=hold,
         deferred_until=deferred_until,
         country=country,
         currency=prices.currency,
         decided_at=now,
     )
+
+
+def _unreachable_fallback(
+    request: RouteRequest,
+    context: CustomerContext,
+    policy: RoutingPolicy,
+    rules: TypeRules,
+    message_type: str,
+    prices: PriceTable,
+    country: str,
+    now: float,
+    available: Collection[Channel] | None,
+    skipped: list[SkippedChannel],
+) -> RouteStep | SkippedChannel | None:
+    """For a pinned channel with an unreachable fallback (RCS -> SMS): the adapted step, taken
+    when the provider reports the customer unreachable (or at once when that is already known)."""
+    assert request.channel is not None
+    pinned_rules = policy.channel(request.channel)
+    fallback = pinned_rules.unreachable_fallback
+    if fallback is None or fallback is request.channel:
+        return None
+    pinned_skip = next((s for s in skipped if s.channel is request.channel), None)
+    if pinned_skip is not None and pinned_skip.reason not in (SkipReason.NOT_CAPABLE, SkipReason.UNREACHABLE):
+        return None  # consent, window or price ruled the pinned channel out: no substitute
+    considered = _consider(
+        fallback, request, context, policy, rules, message_type, prices, country, now, available, adapt=True
+    )
+    if isinstance(considered, SkippedChannel):
+        return considered
+    only_after = tuple(pinned_rules.unreachable_codes) if pinned_skip is None else ()
+    return msgspec.structs.replace(considered, adapt=True, only_after=only_after)
 
 
 def _preferred(
@@ -113,6 +154,7 @@ def _consider(
     country: str,
     now: float,
     available: Collection[Channel] | None,
+    adapt: bool = False,
 ) -> RouteStep | SkippedChannel:
     """One channel: a step of the chain, or the reason it is left out (first reason wins)."""
     channel_rules = policy.channel(channel)
@@ -130,7 +172,7 @@ def _consider(
     if since is not None and now - since < channel_rules.unreachable_days * 86400:
         reason = SkipReason.NOT_CAPABLE if channel is Channel.RCS else SkipReason.UNREACHABLE
         return SkippedChannel(channel, reason, "the provider reported it at " + _iso(since))
-    if request.media and not channel_rules.rich and not step_rules.adapt:
+    if request.media and not channel_rules.rich and not (step_rules.adapt or adapt):
         return SkippedChannel(channel, SkipReason.NOT_CAPABLE, "cannot carry media")
     template = ""
     if channel_rules.window_hours > 0:

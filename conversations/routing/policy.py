@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from conversations.models import Channel, MessageStatus
+from conversations.models import Channel, MessageStatus, RouteMode, RouteOrder
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.toml")
 
@@ -41,6 +41,9 @@ class ChannelRules(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     template: str = ""
     unreachable_codes: list[str] = msgspec.field(default_factory=list)
     unreachable_days: Annotated[float, msgspec.Meta(gt=0)] = 30.0  # how long a learned "unreachable" holds
+    # A message pinned to this channel goes on here (content adapted) when the customer cannot
+    # be reached on it: an RCS card becomes an SMS when the phone has no RCS.
+    unreachable_fallback: Channel | None = None
 
     @property
     def success_status(self) -> MessageStatus:
@@ -74,8 +77,8 @@ class TypeRules(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """How one message type is routed."""
 
     chain: Annotated[list[Channel], msgspec.Meta(min_length=1)]
-    mode: Literal["fallback", "all"] = "fallback"
-    order: Literal["pinned", "cheapest"] = "pinned"
+    mode: RouteMode = RouteMode.FALLBACK
+    order: RouteOrder = RouteOrder.PINNED
     quiet_hours: bool = False
     max_price: Annotated[float, msgspec.Meta(ge=0)] | None = None
     frequency_cap: FrequencyCap | None = None
