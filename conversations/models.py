@@ -411,6 +411,7 @@ class RoutingEvent(enum.StrEnum):
     ATTEMPT = "attempt"
     TIMEOUT = "timeout"
     FALLBACK = "fallback"
+    SKIPPED = "skipped"  # a later step no longer allowed when its turn came (e.g. consent withdrawn)
     SUCCEEDED = "succeeded"
     LATE_DELIVERY = "late_delivery"
     EXHAUSTED = "exhausted"

@@ -20,7 +20,9 @@ from redis.asyncio import Redis
 
 from actors.outbox import OutboxSender
 from actors.streams import ensure_group, new_batch
+from channels.attempt_renderer import AttemptRenderer
 from channels.sms_twilio import TwilioSmsSender
+from channels.templates import TemplateRenderer
 from conversations.batch.processor import BatchProcessor
 from conversations.codec import decode_message, decode_outbox_job, decode_thread_event, encode
 from conversations.ids import new_message_id
@@ -31,6 +33,7 @@ from conversations.models import (
     MessageStatus,
     OutboundRequest,
     OutboxJob,
+    RichCard,
     RoutingLogged,
     SendOutcome,
     SkipReason,
@@ -40,6 +43,7 @@ from conversations.normalize import phone_identifier
 from conversations.participants import build_processor
 from conversations.participants.routing import RoutingSettings
 from conversations.preferences import Preferences, TypePreference
+from conversations.pricing import merged_prices
 from conversations.routing.engagement import HALF_LIFE_SECONDS, decayed, scores_from_hash
 from conversations.store import INGEST_FIELD, Keys
 from conversations.timers import TimerWheel
@@ -91,9 +95,9 @@ class Shard:
         return await self.message(message_id)
 
 
-def _make_shard(redis: Redis, keys: Keys, channels) -> Shard:
+def _make_shard(redis: Redis, keys: Keys, channels=None, render=None) -> Shard:
     shard = Shard(redis, keys, None)  # type: ignore[arg-type]
-    routing = RoutingSettings(channels=channels)
+    routing = RoutingSettings(channels=channels, render=render)
     shard.processor = build_processor(redis, keys, 0, 1, clock=lambda: shard.now, routing=routing)
     return shard
 
@@ -353,3 +357,113 @@ async def test_engagement_counts_replies_and_statuses_with_decay(shard: Shard) -
     # Engaged now: marketing may go by WhatsApp (email unknown for this customer).
     offer = await shard.request(phone, "marketing", "20% off")
     assert offer.routing is not None and offer.routing.decision.chosen is Channel.WHATSAPP
+
+
+# --- one fallback path: RCS's SMS substitute is a routed step ------------------------------
+
+CARD = RichCard(title="Your order has shipped", description="Order 1042 arrives Thursday.")
+
+
+def _renderer() -> AttemptRenderer:
+    """The shard's attempt renderer with the shipped templates and default prices, no tracking."""
+    return AttemptRenderer(None, merged_prices({}), TemplateRenderer())
+
+
+def _rich_request(phone: str, at: float) -> OutboundRequest:
+    return OutboundRequest(
+        new_message_id(), phone_identifier(phone), "Shipped", "rich_media", at, Channel.RCS, rich_card=CARD
+    )
+
+
+def _inbound(phone: str, body: str, at: float, channel: Channel = Channel.SMS) -> InboundMessage:
+    return InboundMessage(
+        channel, "twilio", f"SM{uuid.uuid4().hex}", phone_identifier(phone), "+15005550006", body, at
+    )
+
+
+async def test_rcs_not_capable_to_a_customer_who_opted_out_of_sms_is_refused_on_sms(shard: Shard) -> None:
+    phone = unique_phone()
+    await shard.feed(_inbound(phone, "STOP", shard.now))
+    request = _rich_request(phone, shard.now)
+    await shard.feed(request)
+    message = await shard.message(request.message_id)
+    assert message.routing is not None
+    assert [(s.channel, s.reason) for s in message.routing.decision.skipped] == [(Channel.SMS, "opted_out")]
+    rcs = [j for j in await shard.jobs() if j.channel is Channel.RCS]
+    assert len(rcs) == 1
+    await shard.feed(_outcome(rcs[0], "rbm", MessageStatus.FAILED, shard.now + 1, "rcs_not_capable"))
+    jobs = await shard.jobs()
+    assert [j.message_id for j in jobs if j.message_id.startswith(request.message_id)] == [rcs[0].message_id]
+    message = await shard.message(request.message_id)
+    assert (message.status, message.error_code) == (MessageStatus.FAILED, "rcs_not_capable")
+    events = await shard.routing_events(message.customer_id)
+    exhausted = [e for e in events if e.event == "exhausted"]
+    assert len(exhausted) == 1 and "sms opted_out" in exhausted[0].detail
+
+
+async def test_an_opt_out_after_the_decision_skips_the_sms_step_with_the_reason(shard: Shard) -> None:
+    phone = unique_phone()
+    request = _rich_request(phone, shard.now)
+    await shard.feed(request)
+    message = await shard.message(request.message_id)
+    assert message.routing is not None
+    assert [s.channel for s in message.routing.decision.chain] == [Channel.RCS, Channel.SMS]
+    (rcs,) = await shard.jobs()
+    await shard.feed(_inbound(phone, "STOP", shard.now + 1))
+    await shard.feed(_outcome(rcs, "rbm", MessageStatus.FAILED, shard.now + 2, "rcs_not_capable"))
+    sends = [j for j in await shard.jobs() if j.message_id.startswith(request.message_id)]
+    assert [j.channel for j in sends] == [Channel.RCS]  # no SMS of the card
+    events = await shard.routing_events(message.customer_id)
+    skipped = [e for e in events if e.event == "skipped"]
+    assert [(e.channel, e.detail) for e in skipped] == [(Channel.SMS, "sms: opted_out (sms_keyword:STOP)")]
+    assert (await shard.message(request.message_id)).status is MessageStatus.FAILED
+
+
+async def test_rcs_not_capable_sends_the_card_adapted_as_an_sms_attempt(env: tuple[Redis, Keys]) -> None:
+    shard = _make_shard(*env, render=_renderer())
+    phone = unique_phone()
+    request = _rich_request(phone, shard.now)
+    await shard.feed(request)
+    (rcs,) = await shard.jobs()
+    await shard.feed(_outcome(rcs, "rbm", MessageStatus.FAILED, shard.now + 1, "rcs_not_capable"))
+    _, sms = await shard.jobs()
+    assert sms.channel is Channel.SMS and sms.rich_card is None
+    assert sms.body == "Your order has shipped\nOrder 1042 arrives Thursday."
+    attempt = await shard.message(sms.message_id)
+    assert (attempt.fallback_from, attempt.fallback_reason) == (Channel.RCS, "rcs_not_capable")
+    events = [e.event for e in await shard.routing_events(attempt.customer_id)]
+    assert events == ["decided", "attempt", "fallback", "attempt"]
+
+
+async def test_an_unpinned_templated_message_renders_each_attempt_for_its_channel(
+    env: tuple[Redis, Keys],
+) -> None:
+    shard = _make_shard(*env, render=_renderer())
+    phone = unique_phone()
+    await shard.feed(_inbound(phone, "hi", shard.now, Channel.WHATSAPP))  # inside the 24-hour window
+    variables = {
+        "customer_name": "Ada",
+        "order_id": "1042",
+        "carrier": "DHL",
+        "tracking_url": "https://example.com/t/1042",
+    }
+    sms_rendering = TemplateRenderer().render("order_shipped", Channel.SMS, variables).body
+    message_id = new_message_id()
+    request = OutboundRequest(
+        message_id,
+        phone_identifier(phone),
+        sms_rendering,  # what the API checked and keeps as the message's text
+        "service",
+        shard.now,
+        template_kind="order_shipped",
+        variables=variables,
+    )
+    await shard.feed(request)
+    (whatsapp,) = [j for j in await shard.jobs() if j.message_id.startswith(message_id)]
+    assert whatsapp.channel is Channel.WHATSAPP
+    assert whatsapp.body == TemplateRenderer().render("order_shipped", Channel.WHATSAPP, variables).body
+    assert whatsapp.body != sms_rendering
+    await shard.feed(_outcome(whatsapp, "meta", MessageStatus.FAILED, shard.now + 1, "131047"))
+    sms = [j for j in await shard.jobs() if j.message_id.startswith(message_id)][-1]
+    assert (sms.channel, sms.body) == (Channel.SMS, sms_rendering)
+    assert (await shard.message(message_id)).body == sms_rendering

@@ -30,6 +30,8 @@ from conversations.models import (
     RoutingTimer,
     RoutingTimerKind,
     SendOutcome,
+    ShardEntry,
+    SkipReason,
     StatusChange,
     StatusUpdate,
 )
@@ -108,6 +110,9 @@ class Router:
                 request = parent.routing.request if parent and parent.routing else None
                 if request and request.campaign_id and request.budget is not None:
                     campaigns.add(request.campaign_id)
+        for item in ctx.items:  # a failure or a timeout may move a chain on: consent is re-checked
+            if item.home and _may_fall_back(item.entry):
+                ctx.read_preferences(item.customer_id, reads)
         for customer_id in sorted(customers):
             ctx.read_preferences(customer_id, reads)
 
@@ -216,7 +221,10 @@ class Router:
             bool(change.error_code)
             and change.error_code in self._policy.channel(record.channel).unreachable_codes
         )
-        stimulus = machine.AttemptChanged(record.id, change, record.status, record.error_code, unreachable)
+        blocked = self._blocked(parent, ctx) if change.status in machine.FAILURES else {}
+        stimulus = machine.AttemptChanged(
+            record.id, change, record.status, record.error_code, unreachable, blocked
+        )
         self._run(parent, stimulus, ctx, tx, None)
 
     def _timer(self, entry: RoutingTimer, ctx: BatchContext, tx: Pipeline) -> None:
@@ -236,7 +244,7 @@ class Router:
             decision = self._decide(routing.request, context, ctx.now)
             stimulus = machine.Decided(decision, self._is_capped(decision))
         elif entry.kind is RoutingTimerKind.TIMEOUT:
-            stimulus = machine.AttemptTimedOut(entry.attempt_id)
+            stimulus = machine.AttemptTimedOut(entry.attempt_id, self._blocked(parent, ctx))
         else:
             stimulus = machine.FollowUpDue(entry.step)
         self._run(parent, stimulus, ctx, tx, context)
@@ -254,6 +262,22 @@ class Router:
         assert parent.routing is not None
         effects = machine.step(parent.routing, parent.status, stimulus, ctx.now)
         self._writer.carry_out(effects, parent, ctx, tx, context, self._reads.campaign_spent)
+
+    def _blocked(self, parent: MessageRecord, ctx: BatchContext) -> dict[int, str]:
+        """The chain's later steps that consent no longer allows (the customer opted out since)."""
+        assert parent.routing is not None
+        preferences = ctx.preferences.get(parent.customer_id)
+        if preferences is None:
+            return {}
+        routing = parent.routing
+        message_type = routing.decision.message_type
+        blocked = {}
+        for index, planned in enumerate(routing.decision.chain):
+            if index >= routing.next_step and not preferences.allows(planned.channel, message_type):
+                opt_out = preferences.channel_opt_outs.get(planned.channel)
+                source = f" ({opt_out.source})" if opt_out else ""
+                blocked[index] = f"{SkipReason.OPTED_OUT}{source}"
+        return blocked
 
     def _decide(self, request: RouteRequest, context: CustomerContext, now: float) -> RoutingDecision:
         return decide(
@@ -300,3 +324,10 @@ class Router:
         if request.channel is not None:
             return request.channel
         return self._policy.rules_for(request.message_type)[1].chain[0]
+
+
+def _may_fall_back(entry: ShardEntry) -> bool:
+    """Whether applying ``entry`` may start a chain's next step."""
+    if isinstance(entry, StatusUpdate | SendOutcome):
+        return entry.status in machine.FAILURES
+    return isinstance(entry, RoutingTimer) and entry.kind is RoutingTimerKind.TIMEOUT

@@ -69,12 +69,14 @@ class AttemptChanged(msgspec.Struct, frozen=True):
     status: MessageStatus
     error_code: str = ""
     unreachable: bool = False  # the error code means the customer cannot be reached on the channel
+    blocked: dict[int, str] = msgspec.field(default_factory=dict)  # step -> why it may not run now
 
 
 class AttemptTimedOut(msgspec.Struct, frozen=True):
     """A fallback step's timeout timer came due."""
 
     attempt_id: str
+    blocked: dict[int, str] = msgspec.field(default_factory=dict)  # step -> why it may not run now
 
 
 class FollowUpDue(msgspec.Struct, frozen=True):
@@ -159,7 +161,7 @@ def step(routing: Routing, status: MessageStatus, stimulus: Stimulus, now: float
     elif isinstance(stimulus, AttemptChanged):
         run.attempt_changed(stimulus)
     elif isinstance(stimulus, AttemptTimedOut):
-        run.timed_out(stimulus.attempt_id)
+        run.timed_out(stimulus)
     else:
         run.follow_up(stimulus.step)
     return run.effects
@@ -306,15 +308,16 @@ class _Run:
         failed = (attempt, stimulus.status, stimulus.error_code)
         if routing.decision.mode is RouteMode.FALLBACK:
             if attempt is routing.attempts[-1]:
-                self.advance(why, failed, attempt.channel, change.error_code or str(change.status))
+                reason = change.error_code or str(change.status)
+                self.advance(why, failed, attempt.channel, reason, stimulus.blocked)
         elif len(routing.attempts) == len(routing.decision.chain) and all(
             a.outcome is AttemptOutcome.FAILED for a in routing.attempts
         ):
             self.exhaust(why, failed)
 
-    def timed_out(self, attempt_id_: str) -> None:
+    def timed_out(self, stimulus: AttemptTimedOut) -> None:
         routing = self.routing
-        attempt = self._attempt(attempt_id_)
+        attempt = self._attempt(stimulus.attempt_id)
         current = routing.attempts[-1] if routing.attempts else None
         if attempt is None or attempt is not current or attempt.outcome is not AttemptOutcome.PENDING:
             return  # stale: a status already answered this step
@@ -324,7 +327,7 @@ class _Run:
         attempt.outcome = AttemptOutcome.TIMED_OUT
         why = f"no {planned.success} on {attempt.channel} within {planned.timeout:g}s"
         self.emit(Log(RoutingEvent.TIMEOUT, self.now, attempt.channel, attempt.id, why))
-        self.advance(why, None, attempt.channel, "timeout")
+        self.advance(why, None, attempt.channel, "timeout", stimulus.blocked)
 
     def follow_up(self, index: int) -> None:
         routing = self.routing
@@ -342,16 +345,25 @@ class _Run:
         failed: tuple[RouteAttempt, MessageStatus, str] | None,
         after: Channel,
         reason: str,
+        blocked: dict[int, str],
     ) -> None:
-        """Move to the next step of a fallback chain (skipping steps whose condition does not
-        hold, e.g. RCS's SMS substitute after a plain timeout), or end it."""
+        """Move to the next step of a fallback chain, or end it. A step whose condition does not
+        hold (RCS's SMS substitute after a plain timeout) is passed over; one that is no longer
+        allowed (the customer opted out since the decision) is passed over and logged."""
         routing = self.routing
         routing.state = RoutingState.ACTIVE
         chain = routing.decision.chain
-        while routing.next_step < len(chain) and chain[routing.next_step].only_after:
-            if reason in chain[routing.next_step].only_after:
+        while routing.next_step < len(chain):
+            index = routing.next_step
+            planned = chain[index]
+            if planned.only_after and reason not in planned.only_after:
+                routing.next_step += 1
+            elif index in blocked:
+                detail = f"{planned.channel}: {blocked[index]}"
+                self.emit(Log(RoutingEvent.SKIPPED, self.now, planned.channel, detail=detail))
+                routing.next_step += 1
+            else:
                 break
-            routing.next_step += 1
         if routing.next_step < len(chain):
             next_channel = chain[routing.next_step].channel
             self.emit(Log(RoutingEvent.FALLBACK, self.now, next_channel, detail=f"{why} -> {next_channel}"))
@@ -361,7 +373,9 @@ class _Run:
 
     def exhaust(self, why: str, failed: tuple[RouteAttempt, MessageStatus, str] | None) -> None:
         self.routing.state = RoutingState.EXHAUSTED
-        self.emit(Log(RoutingEvent.EXHAUSTED, self.now, detail=f"{why}; no step left"))
+        left_out = ", ".join(f"{s.channel} {s.reason}" for s in self.routing.decision.skipped)
+        detail = f"{why}; no step left" + (f" (left out: {left_out})" if left_out else "")
+        self.emit(Log(RoutingEvent.EXHAUSTED, self.now, detail=detail))
         if failed is not None and self.status not in (MessageStatus.DELIVERED, MessageStatus.READ):
             attempt, status, error_code = failed
             self.emit(Mirror(attempt.id))

@@ -10,9 +10,9 @@ from conversations.codec import encode
 from conversations.ids import new_message_id
 from conversations.models import Channel, MessageRecord, MessageStatus, OutboundRequest
 from conversations.sharding import shard_for_identifier
-from gateway.compose import compose
 from gateway.errors import ApiError, decode_json_body
 from gateway.idempotency import Reservation
+from gateway.message_content import ROUTABLE_PHONE_CHANNELS, check_variants, compose
 from gateway.message_requests import (
     SendMessage,
     check_channel_content,
@@ -66,6 +66,10 @@ async def _accept_message(services: Services, raw: bytes, reservation: Reservati
             variables=template.variables if template else {},
         )
         body, subject, html = content.body, content.subject, content.html
+        if template is not None and command.channel is None and channel is not Channel.EMAIL:
+            # Routing picks the channel later and each attempt renders its own variant: every
+            # variant it could pick must render now, so a missing variable is still this 422.
+            check_variants(services.templates, template.kind, template.variables, ROUTABLE_PHONE_CHANNELS)
     track = command.track if command.track is not None else channel.value in services.config.tracking.channels
     message_id = reservation.resource_id("msg_") if reservation else new_message_id()
     entry = OutboundRequest(
@@ -81,6 +85,7 @@ async def _accept_message(services: Services, raw: bytes, reservation: Reservati
         subject=subject,
         html=html,
         template_kind=template.kind if template else "",
+        variables=dict(template.variables) if template else {},
         track=track and bool(services.config.tracking.secret),
         campaign_id=command.campaign.id if command.campaign else "",
         budget=command.campaign.budget if command.campaign else None,

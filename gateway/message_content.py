@@ -1,7 +1,10 @@
-"""What ``POST /v1/messages`` will send on a channel: a rendered template or the given body.
+"""The content of ``POST /v1/messages``, checked before it is accepted: a rendered template or
+the given body.
 
-Rendering happens here, in the gateway, before the OutboundRequest is written, so a missing
-variable is the caller's 422 (naming it) rather than a failed send later.
+The gateway renders (and so checks) every variant the message could go out as before the
+OutboundRequest is written, so a missing variable is the caller's 422 (naming it) rather than a
+failed send later; the shard renders each attempt again for its own channel from the template
+kind and variables the request keeps.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from gateway.errors import ApiError
 GENERIC_KIND = "generic"
 MAX_TEXT_LENGTH = 1600  # Twilio's limit for one SMS body; WhatsApp/RCS text stays within it too
 TEXT_CHANNELS = (Channel.SMS, Channel.WHATSAPP, Channel.RCS)
+ROUTABLE_PHONE_CHANNELS = (Channel.SMS, Channel.WHATSAPP, Channel.RCS, Channel.VOICE)
 
 
 def compose(
@@ -74,3 +78,19 @@ def _render(
         raise ApiError(422, "template_variable_missing", str(exc), field) from exc
     except TemplateError as exc:  # e.g. the sandbox refused an operation on a variable
         raise ApiError(422, "template_error", f"template {kind!r} failed: {exc}", "template") from exc
+
+
+def check_variants(
+    renderer: TemplateRenderer, kind: str, variables: Mapping[str, Any], channels: tuple[Channel, ...]
+) -> None:
+    """Every variant ``kind`` has for ``channels`` renders with ``variables`` (422 naming the field)."""
+    for channel in channels:
+        try:
+            renderer.render(kind, channel, variables)
+        except TemplateNotAvailable:
+            continue  # no variant for this channel: the attempt sends the checked rendering
+        except MissingVariable as exc:
+            field = f"template.variables.{exc.variable}"
+            raise ApiError(422, "template_variable_missing", f"{exc} ({channel.value})", field) from exc
+        except TemplateError as exc:
+            raise ApiError(422, "template_error", f"template {kind!r} failed: {exc}", "template") from exc
