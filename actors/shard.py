@@ -23,6 +23,7 @@ from conversations.console import ConsoleBatchHook
 from conversations.ingest import IngestProcessor
 from conversations.models import OutboxJob
 from conversations.outbound import OutboundRouter
+from conversations.pricing import configured_prices
 from conversations.routing.policy import load_policy
 from conversations.sharding import shard_for_customer
 from conversations.store import Keys
@@ -66,7 +67,9 @@ class ShardActor:
         self._session = aiohttp.ClientSession()
         self._capabilities = CapabilityCache(self._redis, self._keys, self._config.rbm.capability_ttl_seconds)
         senders = build_senders(self._session, self._config, self._capabilities)
-        prepare = OutboundPreparer.from_config(self._config)
+        # One table for routing's estimates and each attempt's cost.
+        prices = configured_prices(self._config.prices)
+        prepare = OutboundPreparer.from_config(self._config, prices)
         # Routing only chooses channels that have a sender here; others are skipped with
         # reason channel_unavailable in the decision.
         router = OutboundRouter(
@@ -75,6 +78,7 @@ class ShardActor:
             shard,
             self._config.shards,
             policy=load_policy(self._config.routing_policy or None),
+            prices=prices,
             channels=frozenset(senders),
             prepare=prepare,
             whatsapp_templates=self._config.whatsapp.templates,

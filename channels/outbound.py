@@ -7,11 +7,11 @@ sent (a tracked link is longer than the original).
 
 from __future__ import annotations
 
-from channels.sms_segments import encoding_of, segment_count
 from channels.tracking import LinkTracker
 from conversations.config import Config
 from conversations.models import Channel, OutboundContent, OutboundRequest
-from conversations.pricing import PriceTable, country_of, merged_prices, message_cost
+from conversations.pricing import PriceTable
+from conversations.sms_segments import encoding_of, segment_count
 
 
 class OutboundPreparer:
@@ -22,11 +22,15 @@ class OutboundPreparer:
         self._prices = prices
 
     @classmethod
-    def from_config(cls, config: Config) -> OutboundPreparer:
+    def from_config(cls, config: Config, prices: PriceTable) -> OutboundPreparer:
+        """A preparer pricing with ``prices``: the same table routing decides with."""
         tracker = LinkTracker(config.tracking.secret, config.public_url) if config.tracking.secret else None
-        return cls(tracker, merged_prices(config.prices))
+        return cls(tracker, prices)
 
-    def __call__(self, entry: OutboundRequest, customer_id: str, channel: Channel) -> OutboundContent:
+    def __call__(
+        self, entry: OutboundRequest, customer_id: str, channel: Channel, country: str
+    ) -> OutboundContent:
+        """The content as sent on ``channel``; ``country`` is the one routing priced the decision for."""
         body, html = entry.body, entry.html
         if entry.track and self._tracker is not None:
             body = self._tracker.rewrite_text(body, entry.message_id, customer_id)
@@ -35,5 +39,5 @@ class OutboundPreparer:
         segments, encoding = 0, ""
         if channel is Channel.SMS:
             segments, encoding = segment_count(body), encoding_of(body)
-        cost = message_cost(channel, country_of(entry.recipient), segments, self._prices)
+        cost = self._prices.cost(channel, country, entry.message_type, segments)
         return OutboundContent(body=body, html=html, segments=segments, encoding=encoding, cost=cost)

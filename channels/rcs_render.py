@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import msgspec
 
-from channels.sms_segments import segment_count
 from conversations.models import Channel, OutboxJob, RichCard
+from conversations.sms_segments import segment_count
 
 ELLIPSIS = "..."  # ASCII on purpose: "…" is not GSM-7 and would turn the whole SMS into UCS-2
 

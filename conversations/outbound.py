@@ -41,6 +41,7 @@ from conversations.models import (
     TemplateRef,
 )
 from conversations.preferences import Preferences
+from conversations.pricing import DEFAULT_PRICES, PriceTable
 from conversations.routing.content import Content, adapt_for
 from conversations.routing.context import (
     CustomerContext,
@@ -53,7 +54,6 @@ from conversations.routing.context import (
 from conversations.routing.decide import decide
 from conversations.routing.engagement import EngagementRecorder, SendTimeOptimiser
 from conversations.routing.policy import RoutingPolicy, load_policy
-from conversations.routing.prices import DEFAULT_PRICES, PriceTable
 from conversations.sharding import shard_for_customer
 from conversations.status import advances
 from conversations.store import INGEST_FIELD, Keys
@@ -79,8 +79,8 @@ def _meets(status: MessageStatus, success: MessageStatus) -> bool:
 
 
 # Renders an outbound message for the channel it goes out on (link tracking, SMS segments,
-# cost); see channels.outbound.OutboundPreparer.
-OutboundPreparer = Callable[[OutboundRequest, str, Channel], OutboundContent]
+# cost for the decision's country); see channels.outbound.OutboundPreparer.
+OutboundPreparer = Callable[[OutboundRequest, str, Channel, str], OutboundContent]
 
 
 @dataclass(slots=True)
@@ -475,7 +475,7 @@ class OutboundRouter:
             template_kind=parent.template_kind,
             track=request.track,
         )
-        return self._prepare(entry, parent.customer_id, channel)
+        return self._prepare(entry, parent.customer_id, channel, parent.routing.decision.country)
 
     def _whatsapp_template(self, parent: MessageRecord, channel: Channel, name: str) -> TemplateRef | None:
         """The approved template a WhatsApp attempt sends: the caller's own, or the one routing

@@ -24,7 +24,6 @@ from channels.rcs_rbm import (
     read_google_error,
 )
 from channels.rcs_render import rbm_message_id, render_agent_message, render_sms, sms_fallback
-from channels.sms_segments import segment_count
 from conversations.models import (
     Channel,
     Identifier,
@@ -37,6 +36,7 @@ from conversations.models import (
     StatusUpdate,
     Suggestion,
 )
+from conversations.sms_segments import segment_count
 from tests.support.fixtures import fixture, fixture_bytes
 
 PHONE = Identifier(IdentifierKind.PHONE, "+12223334444")
