@@ -12,6 +12,7 @@ import ray
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from actors.loops import Loops
 from actors.outbox import OutboxSender
 from actors.streams import ensure_group, new_batch, pending_batches
 from channels.outbound import OutboundPreparer
@@ -106,11 +107,12 @@ class ShardActor:
         # one lock keeps this actor the single, sequential writer of its shard.
         self._lock = asyncio.Lock()
         self._stats = ShardStats(shard, time.time(), 0, 0, 0, 0, 0, 0, 0)
-        self._tasks = [
-            asyncio.create_task(self._consume_ingest(), name=f"ingest-{shard}"),
-            asyncio.create_task(self._sender.run(), name=f"outbox-{shard}"),
-            asyncio.create_task(self._fire_timers(), name=f"timers-{shard}"),
-        ]
+        # Any exception a loop lets out is logged and the loop restarted after a backoff;
+        # ping() reports the shard not ready while one of them is not running.
+        self._loops = Loops()
+        self._loops.start(f"ingest-{shard}", self._consume_ingest)
+        self._loops.start(f"outbox-{shard}", self._sender.run)
+        self._loops.start(f"timers-{shard}", self._fire_timers)
 
     def _callback_url(self, job: OutboxJob) -> str:
         return status_callback_url(self._config, job)
@@ -129,11 +131,9 @@ class ShardActor:
                     if batch:
                         await self._apply(batch)
             except RedisError as exc:
-                # The batch stays pending; after a pause the loop re-reads it from the start.
+                # The batch stays pending; after a pause the loop re-reads it from the start
+                # (any other error does the same through the loop's supervisor).
                 log.warning("shard %s: Redis error, retrying: %s", self._shard, exc)
-                await asyncio.sleep(0.5)
-            except Exception:
-                log.exception("shard %s: batch failed, retrying", self._shard)
                 await asyncio.sleep(0.5)
 
     async def _fire_timers(self) -> None:
@@ -243,8 +243,10 @@ class ShardActor:
             await self._redis.delete(lock)
 
     async def ping(self) -> int:
-        """Readiness probe: answers with the shard number once Redis answers too."""
+        """Readiness probe: the shard number once Redis answers and every loop is running
+        (else LoopsNotRunning naming the loops that are not)."""
         await self._redis.ping()
+        self._loops.check()
         return self._shard
 
     async def stats(self) -> ShardStats:
@@ -255,8 +257,7 @@ class ShardActor:
 
     async def shutdown(self) -> None:
         """Stop taking new work and wait for sends in flight."""
-        for task in self._tasks:
-            task.cancel()
+        await self._loops.stop()
         await self._sender.drain()
         await self._session.close()
         await self._redis.aclose()
