@@ -75,6 +75,7 @@ class OutboxSender:
         self._markers = PipelineCoalescer(redis, transaction=False)
         self._acks = PipelineCoalescer(redis, transaction=True)
         self._active: set[bytes] = set()  # stream ids of the jobs running now
+        self._crash: BaseException | None = None  # a job's unexpected error, for run() to raise
         self.sent = 0
         self.failed = 0
 
@@ -82,7 +83,9 @@ class OutboxSender:
         """Forever: first the jobs a previous incarnation left pending, then new ones.
 
         Redis errors (an outage, or a restart of this actor while Redis is down) pause and
-        retry instead of ending the task, which would leave the shard's outbox unserved.
+        retry instead of ending the task, which would leave the shard's outbox unserved. Any
+        other error, a job's included, ends it: its supervisor (actors.loops) logs, backs off and
+        runs it again, and the replay reports the crashed job's outcome as unknown.
         """
         replayed = False
         while True:
@@ -94,6 +97,7 @@ class OutboxSender:
                             await self._start(stream_id, fields)
                     replayed = True
                 while True:
+                    self._raise_crash()
                     batch = await new_batch(self._redis, self._stream, self._consumer, 256, 1000)
                     for stream_id, fields in batch:
                         await self._start(stream_id, fields)
@@ -121,6 +125,13 @@ class OutboxSender:
         self._slots.release()
         if not task.cancelled() and task.exception() is not None:
             log.error("outbox job crashed", exc_info=task.exception())
+            self._crash = self._crash or task.exception()
+
+    def _raise_crash(self) -> None:
+        """Raise the first error a job crashed with since the last call (a sender's bug)."""
+        crash, self._crash = self._crash, None
+        if crash is not None:
+            raise RuntimeError(f"shard {self._shard}: an outbox job crashed: {crash!r}") from crash
 
     async def _handle(self, stream_id: bytes, fields: dict[bytes, bytes] | None) -> None:
         if not fields:

@@ -12,6 +12,7 @@ import ray
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from actors.loops import Loops
 from actors.outbox import OutboxSender
 from actors.streams import ensure_group, new_batch, pending_batches
 from channels.attempt_renderer import AttemptRenderer
@@ -23,6 +24,7 @@ from conversations.console import ConsoleBatchHook
 from conversations.models import OutboxJob
 from conversations.participants import build_processor
 from conversations.participants.routing import RoutingSettings
+from conversations.pricing import configured_prices
 from conversations.routing.policy import load_policy
 from conversations.sharding import shard_for_customer
 from conversations.store import Keys
@@ -66,11 +68,14 @@ class ShardActor:
         self._session = aiohttp.ClientSession()
         self._capabilities = CapabilityCache(self._redis, self._keys, self._config.rbm.capability_ttl_seconds)
         senders = build_senders(self._session, self._config, self._capabilities)
-        render = AttemptRenderer.from_config(self._config)
+        # One table for routing's estimates and each attempt's cost.
+        prices = configured_prices(self._config.prices)
+        render = AttemptRenderer.from_config(self._config, prices)
         # Routing only chooses channels that have a sender here; others are skipped with
         # reason channel_unavailable in the decision.
         routing = RoutingSettings(
             policy=load_policy(self._config.routing_policy or None),
+            prices=prices,
             channels=frozenset(senders),
             render=render,
             whatsapp_templates=self._config.whatsapp.templates,
@@ -98,11 +103,12 @@ class ShardActor:
         # one lock keeps this actor the single, sequential writer of its shard.
         self._lock = asyncio.Lock()
         self._stats = ShardStats(shard, time.time(), 0, 0, 0, 0, 0, 0, 0)
-        self._tasks = [
-            asyncio.create_task(self._consume_ingest(), name=f"ingest-{shard}"),
-            asyncio.create_task(self._sender.run(), name=f"outbox-{shard}"),
-            asyncio.create_task(self._fire_timers(), name=f"timers-{shard}"),
-        ]
+        # Any exception a loop lets out is logged and the loop restarted after a backoff;
+        # ping() reports the shard not ready while one of them is not running.
+        self._loops = Loops()
+        self._loops.start(f"ingest-{shard}", self._consume_ingest)
+        self._loops.start(f"outbox-{shard}", self._sender.run)
+        self._loops.start(f"timers-{shard}", self._fire_timers)
 
     def _callback_url(self, job: OutboxJob) -> str:
         return status_callback_url(self._config, job)
@@ -121,11 +127,9 @@ class ShardActor:
                     if batch:
                         await self._apply(batch)
             except RedisError as exc:
-                # The batch stays pending; after a pause the loop re-reads it from the start.
+                # The batch stays pending; after a pause the loop re-reads it from the start
+                # (any other error does the same through the loop's supervisor).
                 log.warning("shard %s: Redis error, retrying: %s", self._shard, exc)
-                await asyncio.sleep(0.5)
-            except Exception:
-                log.exception("shard %s: batch failed, retrying", self._shard)
                 await asyncio.sleep(0.5)
 
     async def _fire_timers(self) -> None:
@@ -235,8 +239,10 @@ class ShardActor:
             await self._redis.delete(lock)
 
     async def ping(self) -> int:
-        """Readiness probe: answers with the shard number once Redis answers too."""
+        """Readiness probe: the shard number once Redis answers and every loop is running
+        (else LoopsNotRunning naming the loops that are not)."""
         await self._redis.ping()
+        self._loops.check()
         return self._shard
 
     async def stats(self) -> ShardStats:
@@ -247,8 +253,7 @@ class ShardActor:
 
     async def shutdown(self) -> None:
         """Stop taking new work and wait for sends in flight."""
-        for task in self._tasks:
-            task.cancel()
+        await self._loops.stop()
         await self._sender.drain()
         await self._session.close()
         await self._redis.aclose()

@@ -66,14 +66,23 @@ async def wait_until_ready(actors: list, timeout: float = 60.0) -> None:
 
 
 async def shards_ready(actors: list, timeout: float = 2.0) -> list[int]:
-    """The shards that do not answer within ``timeout`` (empty when all are ready)."""
+    """The shards that are not ready (empty when all are)."""
+    return sorted(await unready_shards(actors, timeout))
 
-    async def probe(index: int, actor) -> int | None:
+
+async def unready_shards(actors: list, timeout: float = 2.0) -> dict[int, str]:
+    """Why each shard that is not ready is not: no answer within ``timeout``, Redis, or a loop."""
+
+    async def probe(actor) -> str | None:
         try:
             await asyncio.wait_for(actor.ping.remote(), timeout)
             return None
-        except Exception:
-            return index
+        except TimeoutError:
+            return f"no answer within {timeout:g}s"
+        except Exception as exc:
+            # Ray wraps what ping() raised (e.g. LoopsNotRunning) with the actor's traceback.
+            cause = getattr(exc, "cause", None) or exc
+            return f"{type(cause).__name__}: {cause}"
 
-    results = await asyncio.gather(*(probe(i, a) for i, a in enumerate(actors)))
-    return [index for index in results if index is not None]
+    reasons = await asyncio.gather(*(probe(actor) for actor in actors))
+    return {index: reason for index, reason in enumerate(reasons) if reason is not None}

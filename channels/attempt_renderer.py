@@ -10,13 +10,13 @@ is really sent (a tracked link is longer than the original).
 from __future__ import annotations
 
 from channels.rcs_render import render_sms
-from channels.sms_segments import encoding_of, segment_count
 from channels.templates import MissingVariable, RenderFailed, TemplateNotAvailable, TemplateRenderer
 from channels.tracking import LinkTracker
 from conversations.config import Config
 from conversations.models import Channel, OutboundContent
-from conversations.pricing import PriceTable, country_of, merged_prices, message_cost
+from conversations.pricing import PriceTable
 from conversations.routing.rendering import AttemptContent
+from conversations.sms_segments import encoding_of, segment_count
 
 CARD_AS_TEXT = frozenset({Channel.SMS, Channel.WHATSAPP})  # a card becomes text here
 
@@ -37,11 +37,10 @@ class AttemptRenderer:
         self._card_max_segments = card_max_segments
 
     @classmethod
-    def from_config(cls, config: Config) -> AttemptRenderer:
+    def from_config(cls, config: Config, prices: PriceTable) -> AttemptRenderer:
+        """A renderer pricing with ``prices``: the same table routing decides with."""
         tracker = LinkTracker(config.tracking.secret, config.public_url) if config.tracking.secret else None
-        return cls(
-            tracker, merged_prices(config.prices), TemplateRenderer(), config.rbm.sms_fallback_max_segments
-        )
+        return cls(tracker, prices, TemplateRenderer(), config.rbm.sms_fallback_max_segments)
 
     def __call__(self, content: AttemptContent, customer_id: str, channel: Channel) -> OutboundContent:
         body, html, subject = self._rendered(content, channel)
@@ -54,7 +53,7 @@ class AttemptRenderer:
         segments, encoding = 0, ""
         if channel is Channel.SMS:
             segments, encoding = segment_count(body), encoding_of(body)
-        cost = message_cost(channel, country_of(content.recipient), segments, self._prices)
+        cost = self._prices.cost(channel, content.country, content.message_type, segments)
         return OutboundContent(
             body=body, html=html, segments=segments, encoding=encoding, cost=cost, subject=subject
         )

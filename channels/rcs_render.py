@@ -12,8 +12,8 @@ from typing import Protocol
 
 import msgspec
 
-from channels.sms_segments import segment_count
 from conversations.models import OutboxJob, RichCard
+from conversations.sms_segments import segment_count
 
 ELLIPSIS = "..."  # ASCII on purpose: "…" is not GSM-7 and would turn the whole SMS into UCS-2
 

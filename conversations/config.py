@@ -12,6 +12,7 @@ import msgspec
 
 from conversations.access import ApiKeySpec, parse_api_key
 from conversations.keywords import KeywordReplies
+from conversations.models import Channel
 
 ENV_PREFIX = "THREADLINE_"
 SIMULATOR_ACCOUNT_SID = "AC" + "0" * 32
@@ -110,6 +111,41 @@ class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     token_sha256: str
 
 
+class PricesConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """``[prices]``: overrides of conversations.pricing.DEFAULT_PRICES, country -> price per channel.
+
+    Countries are ISO 3166 alpha-2 codes, ``"*"`` any other; SMS is per segment, voice per minute.
+    """
+
+    sms: dict[str, float] = msgspec.field(default_factory=dict)
+    whatsapp: dict[str, float] = msgspec.field(default_factory=dict)
+    rcs: dict[str, float] = msgspec.field(default_factory=dict)
+    voice: dict[str, float] = msgspec.field(default_factory=dict)
+    email: dict[str, float] = msgspec.field(default_factory=dict)
+    # Per message type, e.g. [prices.by_type.marketing] whatsapp = {US = 0.025}; a country it
+    # does not name costs what the channel's own rate says.
+    by_type: dict[str, dict[Channel, dict[str, float]]] = msgspec.field(default_factory=dict)
+    currency: str = ""  # empty: the default table's (USD); campaign budgets are in it
+    voice_minutes: float = 0.0  # what a call is expected to last; 0: the default (1 minute)
+
+    def __post_init__(self) -> None:
+        tables = [(channel.value, getattr(self, channel.value)) for channel in Channel]
+        tables += [
+            (f"by_type.{message_type}.{channel}", prices)
+            for message_type, by_channel in self.by_type.items()
+            for channel, prices in by_channel.items()
+        ]
+        # msgspec appends " - at `$.prices`" to these messages.
+        for name, prices in tables:
+            for country, price in prices.items():
+                if country != "*" and not (len(country) == 2 and country.isalpha()):
+                    raise ValueError(f'`{name}.{country}`: not an ISO 3166 alpha-2 country code or "*"')
+                if not 0 <= price < float("inf"):
+                    raise ValueError(f"`{name}.{country}`: a price must be a finite number >= 0")
+        if self.voice_minutes < 0:
+            raise ValueError("`voice_minutes` must be >= 0")
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Everything a gateway or shard actor needs to know at start."""
 
@@ -150,8 +186,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     simulator_smtp_port: int = 8025  # the simulator's SMTP sink, used when email.smtp_url is empty
     email: EmailConfig = msgspec.field(default_factory=EmailConfig)
     tracking: TrackingConfig = msgspec.field(default_factory=TrackingConfig)
-    # Per channel, per country (ISO 3166 alpha-2, "*" for any) price overrides; see conversations.pricing.
-    prices: dict[str, dict[str, float]] = msgspec.field(default_factory=dict)
+    prices: PricesConfig = msgspec.field(default_factory=PricesConfig)
     admin_api_keys: list[str] = msgspec.field(default_factory=list)  # may create console agents
     agents: list[AgentConfig] = msgspec.field(default_factory=list)  # console agents from the file
     console_events_maxlen: int = 100_000  # updates kept for agents that reconnect

@@ -25,7 +25,6 @@ from channels.rcs_rbm import (
     read_google_error,
 )
 from channels.rcs_render import rbm_message_id, render_agent_message, render_sms
-from channels.sms_segments import segment_count
 from channels.templates import TemplateRenderer
 from conversations.models import (
     Channel,
@@ -39,8 +38,9 @@ from conversations.models import (
     StatusUpdate,
     Suggestion,
 )
-from conversations.pricing import merged_prices
+from conversations.pricing import DEFAULT_PRICES
 from conversations.routing.rendering import AttemptContent
+from conversations.sms_segments import segment_count
 from tests.support.fixtures import fixture, fixture_bytes
 
 PHONE = Identifier(IdentifierKind.PHONE, "+12223334444")
@@ -220,15 +220,11 @@ def test_an_sms_attempt_of_a_card_message_carries_the_card_as_text() -> None:
         rich_card=CARD,
         adapt=True,
     )
-    sms = AttemptRenderer(None, merged_prices({}), TemplateRenderer(), 2)(
-        content, "cus_0_01TEST", Channel.SMS
-    )
+    sms = AttemptRenderer(None, DEFAULT_PRICES, TemplateRenderer(), 2)(content, "cus_0_01TEST", Channel.SMS)
     assert sms.body == render_sms(_job(card=CARD), 2)
     assert sms.body.startswith("Your order has shipped") and sms.segments == segment_count(sms.body)
     assert sms.cost is not None and sms.cost > 0
-    rcs = AttemptRenderer(None, merged_prices({}), TemplateRenderer(), 2)(
-        content, "cus_0_01TEST", Channel.RCS
-    )
+    rcs = AttemptRenderer(None, DEFAULT_PRICES, TemplateRenderer(), 2)(content, "cus_0_01TEST", Channel.RCS)
     assert rcs.body == content.body  # RCS shows the card itself
     assert NOT_CAPABLE == "rcs_not_capable"
 

@@ -10,7 +10,7 @@ import aiohttp
 import msgspec
 
 from channels.rcs_rbm import compute_signature
-from channels.sms_segments import segment_count
+from conversations.sms_segments import segment_count
 from tests.support.fixtures import fixture
 from tests.support.stack import Stack, eventually, twilio_inbound_form, unique_phone
 

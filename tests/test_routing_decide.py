@@ -20,10 +20,10 @@ from conversations.models import (
     SkipReason,
 )
 from conversations.preferences import ConsentChange, ConsentState, Preferences, TypePreference
+from conversations.pricing import DEFAULT_PRICES, PriceTable, Rate
 from conversations.routing.context import CustomerContext
 from conversations.routing.decide import decide, quiet_hours_end
 from conversations.routing.policy import DEFAULT_POLICY_PATH, QuietHours, load_policy, parse_policy
-from conversations.routing.prices import DEFAULT_PRICES, PriceTable, Rate
 
 POLICY = load_policy()
 PHONE = Identifier(IdentifierKind.PHONE, "+14155550100")

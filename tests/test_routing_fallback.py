@@ -43,7 +43,7 @@ from conversations.normalize import phone_identifier
 from conversations.participants import build_processor
 from conversations.participants.routing import RoutingSettings
 from conversations.preferences import Preferences, TypePreference
-from conversations.pricing import merged_prices
+from conversations.pricing import DEFAULT_PRICES
 from conversations.routing.engagement import HALF_LIFE_SECONDS, decayed, scores_from_hash
 from conversations.store import INGEST_FIELD, Keys
 from conversations.timers import TimerWheel
@@ -366,7 +366,7 @@ CARD = RichCard(title="Your order has shipped", description="Order 1042 arrives 
 
 def _renderer() -> AttemptRenderer:
     """The shard's attempt renderer with the shipped templates and default prices, no tracking."""
-    return AttemptRenderer(None, merged_prices({}), TemplateRenderer())
+    return AttemptRenderer(None, DEFAULT_PRICES, TemplateRenderer())
 
 
 def _rich_request(phone: str, at: float) -> OutboundRequest:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from channels.sms_segments import encoding_of, segment_count
-from conversations.models import Channel, Identifier, IdentifierKind
-from conversations.pricing import country_of, merged_prices, message_cost
+from conversations.config import PricesConfig
+from conversations.models import Channel
+from conversations.pricing import DEFAULT_PRICES, configured_prices, country_of
+from conversations.sms_segments import encoding_of, segment_count
 from tests.support.email import message_record
 from tests.support.stack import Stack, eventually, unique_phone
 
@@ -38,21 +39,22 @@ def test_segment_counts(text: str, segments: int, encoding: str) -> None:
 
 
 def test_cost_is_per_segment_for_sms_and_per_message_elsewhere() -> None:
-    assert message_cost(Channel.SMS, "US", 1) == 0.0079
-    assert message_cost(Channel.SMS, "US", 3) == 0.0237
-    assert message_cost(Channel.SMS, "ZZ", 2) == 0.1  # unknown country: the "*" price
-    assert message_cost(Channel.EMAIL, "", 0) == 0.0001
-    assert message_cost(Channel.WHATSAPP, "US", 5) == 0.004  # segments mean nothing there
-    table = merged_prices({"sms": {"us": 0.01}, "email": {"*": 0}})
-    assert message_cost(Channel.SMS, "US", 2, table) == 0.02
-    assert message_cost(Channel.SMS, "GB", 1, table) == 0.0463  # untouched defaults remain
-    assert message_cost(Channel.EMAIL, "", 0, table) == 0
+    assert DEFAULT_PRICES.cost(Channel.SMS, "US", segments=1) == 0.0079
+    assert DEFAULT_PRICES.cost(Channel.SMS, "US", segments=3) == 0.0237
+    assert DEFAULT_PRICES.cost(Channel.SMS, "ZZ", segments=2) == 0.1  # unknown country: the "*" price
+    assert DEFAULT_PRICES.cost(Channel.EMAIL, "", segments=0) == 0.0001
+    assert DEFAULT_PRICES.cost(Channel.WHATSAPP, "US", segments=5) == 0.004  # segments mean nothing there
+    table = configured_prices(PricesConfig(sms={"us": 0.01}, email={"*": 0}))
+    assert table.cost(Channel.SMS, "US", segments=2) == 0.02
+    assert table.cost(Channel.SMS, "GB", segments=1) == 0.0463  # untouched defaults remain
+    assert table.cost(Channel.EMAIL, "", segments=0) == 0
 
 
 def test_country_comes_from_the_phone_number() -> None:
-    assert country_of(Identifier(IdentifierKind.PHONE, "+14155550100")) == "US"
-    assert country_of(Identifier(IdentifierKind.PHONE, "+447700900123")) == "GB"
-    assert country_of(Identifier(IdentifierKind.EMAIL, "a@example.com")) == ""
+    assert country_of("+14155550100") == "US"
+    assert country_of("+447700900123") == "GB"
+    assert country_of("a@example.com") == ""  # not a phone: the default
+    assert country_of("a@example.com", "US") == "US"
 
 
 async def _sent(stack: Stack, message_id: str) -> dict | None:

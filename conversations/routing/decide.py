@@ -12,7 +12,6 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 
 import msgspec
-import phonenumbers
 
 from conversations.models import (
     Channel,
@@ -26,13 +25,13 @@ from conversations.models import (
     SkippedChannel,
     SkipReason,
 )
+from conversations.pricing import PriceTable, country_of
 from conversations.routing.content import Content, adapt_for
 from conversations.routing.context import CustomerContext
 from conversations.routing.engagement import SendTimeOptimiser
 from conversations.routing.policy import QuietHours, RoutingPolicy, StepRules, TypeRules
-from conversations.routing.prices import PriceTable
 
-__all__ = ["RoutingDecision", "decide", "destination_country", "quiet_hours_end"]
+__all__ = ["RoutingDecision", "decide", "quiet_hours_end"]
 
 
 def decide(
@@ -47,7 +46,7 @@ def decide(
 ) -> RoutingDecision:
     """Choose the channel chain for ``request``; ``available`` are the channels with a sender."""
     message_type, rules = policy.rules_for(request.message_type)
-    country = destination_country(_phone_of(request, context), policy.default_country)
+    country = country_of(_phone_of(request, context), policy.default_country)
     preferred = _preferred(request, context, message_type, rules)
     candidates = [*preferred, *(c for c in rules.chain if c not in preferred)]
     if request.channel is not None:
@@ -269,18 +268,6 @@ def quiet_hours_end(window: QuietHours, timezone: str, now: float) -> float | No
         return None
     day = local.date() + timedelta(days=1) if wraps and at >= start else local.date()
     return datetime.combine(day, end, tzinfo=zone).timestamp()
-
-
-def destination_country(phone: str | None, default: str) -> str:
-    """ISO country of an E.164 number, or ``default``."""
-    if phone and phone.startswith("+"):
-        try:
-            region = phonenumbers.region_code_for_number(phonenumbers.parse(phone, None))
-        except phonenumbers.NumberParseException:
-            region = None
-        if region and region != "ZZ":
-            return region
-    return default
 
 
 def _phone_of(request: RouteRequest, context: CustomerContext) -> str | None:

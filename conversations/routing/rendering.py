@@ -22,6 +22,7 @@ class AttemptContent(msgspec.Struct, frozen=True, kw_only=True):
     message_type: str
     body: str
     requested_at: float
+    country: str = ""  # the destination country routing priced the decision for
     subject: str = ""
     html: str = ""
     template_kind: str = ""

@@ -37,7 +37,7 @@ from conversations.routing.machine import (
 from conversations.routing.rendering import AttemptContent
 
 # Renders one attempt's content for its channel (template, card adaptation, tracked links,
-# segments, cost); the shard gives the channels' renderer (``channels.outbound``).
+# segments, cost); the shard gives the channels' renderer (``channels.attempt_renderer``).
 RenderAttempt = Callable[[AttemptContent, str, Channel], OutboundContent]
 
 
@@ -128,6 +128,7 @@ class RoutingWriter:
             message_type=parent.message_type,
             body=request.body,
             requested_at=parent.created_at,
+            country=parent.routing.decision.country,
             subject=parent.subject,
             html=parent.html,
             template_kind=request.template_kind,

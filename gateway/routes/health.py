@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from actors.supervisor import shards_ready
+from actors.supervisor import unready_shards
 from gateway.services import SERVICES
 
 routes = web.RouteTableDef()
@@ -16,6 +16,8 @@ class Readiness(msgspec.Struct, omit_defaults=True):
     redis: str
     shards: int
     unready_shards: list[int] = msgspec.field(default_factory=list)
+    # Why each unready shard is not ready, e.g. "LoopsNotRunning: outbox-3 loop backing_off …".
+    reasons: dict[int, str] = msgspec.field(default_factory=dict)
 
 
 @routes.get("/healthz")
@@ -26,7 +28,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Redis answers and every shard actor answers."""
+    """Redis answers and every shard actor answers with all its loops running."""
     services = request.app[SERVICES]
     try:
         await services.redis.ping()
@@ -34,9 +36,12 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as exc:
         redis_state = f"unreachable: {type(exc).__name__}"
     actors = services.shard_actors
-    unready = await shards_ready(actors) if actors else list(range(services.config.shards))
-    ready = redis_state == "ok" and not unready
-    body = Readiness("ready" if ready else "not_ready", redis_state, len(actors), unready)
+    if actors:
+        reasons = await unready_shards(actors)
+    else:
+        reasons = dict.fromkeys(range(services.config.shards), "no shard actors")
+    ready = redis_state == "ok" and not reasons
+    body = Readiness("ready" if ready else "not_ready", redis_state, len(actors), sorted(reasons), reasons)
     return web.Response(
         status=200 if ready else 503,
         body=msgspec.json.encode(body),

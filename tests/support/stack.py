@@ -26,6 +26,7 @@ from conversations.config import (
     SIMULATOR_WHATSAPP_VERIFY_TOKEN,
     Config,
     EmailConfig,
+    PricesConfig,
     RbmConfig,
     TrackingConfig,
     TwilioConfig,
@@ -55,6 +56,11 @@ def wall_clock_free_policy() -> str:
     with handle:
         handle.write(text)
     return handle.name
+
+
+# New Zealand prices (no other test sends there) turned upside down: SMS far cheaper than
+# WhatsApp, whereas the defaults make WhatsApp the cheaper one; see tests/test_pricing.py.
+CONFIGURED_PRICES = PricesConfig(sms={"NZ": 0.001}, whatsapp={"nz": 0.9})
 
 
 def make_config(
@@ -102,6 +108,7 @@ def make_config(
             timeout_seconds=10.0,
         ),
         tracking=TrackingConfig(secret="test-tracking-" + uuid.uuid4().hex[:8]),
+        prices=CONFIGURED_PRICES,
     )
 
 
