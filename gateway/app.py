@@ -20,23 +20,19 @@ from gateway.auth import ApiKeys
 from gateway.console import setup_console
 from gateway.errors import error_middleware
 from gateway.idempotency import IdempotencyStore
-from gateway.ingest import IngestWriter
+from gateway.ingest_writer import IngestWriter
 from gateway.rate_limit import RateLimiter, rate_limit_middleware
 from gateway.routes import (
     console,
     customers,
-    email_webhooks,
     events,
     health,
     journeys,
     messages,
     preference_page,
-    rcs_webhooks,
     tracking,
-    twilio_voice_webhooks,
-    twilio_webhooks,
-    whatsapp_webhooks,
 )
+from gateway.routes.webhooks import webhook_routes
 from gateway.services import SERVICES, Services
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -56,11 +52,6 @@ def create_app(
         config = msgspec.structs.replace(config, secret_key=secrets.token_urlsafe(32))
     route_modules = (
         health,
-        twilio_webhooks,
-        twilio_voice_webhooks,
-        whatsapp_webhooks,
-        rcs_webhooks,
-        email_webhooks,
         tracking,
         messages,
         customers,
@@ -72,6 +63,7 @@ def create_app(
     )
     for module in route_modules:
         app.add_routes(module.routes)
+    app.add_routes(webhook_routes(config))
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         redis = Redis.from_url(config.redis_url, health_check_interval=30)

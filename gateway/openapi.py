@@ -15,7 +15,11 @@ from typing import Any, Literal
 import msgspec
 from aiohttp import web
 
+from channels.email_inbound import InboundEmailReceived, SendGridInboundForm
 from channels.rcs_rbm import WebhookBody as RbmWebhookBody
+from channels.sms_twilio import TwilioInboundForm, TwilioStatusForm
+from channels.voice_twilio import TwilioVoiceForm
+from channels.whatsapp_cloud import Received
 from channels.whatsapp_cloud import WebhookBody as WhatsAppWebhookBody
 from conversations.access import Scope
 from conversations.merge import MergeResult
@@ -30,83 +34,12 @@ from gateway.routes.events import BatchBody, EventAccepted, EventBody
 from gateway.routes.health import Readiness
 from gateway.routes.messages import Accepted
 from gateway.routes.preference_page import PreferenceLink
-from gateway.routes.whatsapp_webhooks import Received
 
 routes = web.RouteTableDef()
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 XML = "text/xml"
-
-
-class TwilioInboundForm(msgspec.Struct):
-    """The form Twilio posts for an inbound SMS/MMS/WhatsApp message (the fields we read)."""
-
-    MessageSid: str
-    From: str
-    To: str = ""
-    Body: str = ""
-    AccountSid: str = ""
-    NumMedia: str = "0"
-    NumSegments: str = ""
-    MediaUrl0: str = ""
-    MediaContentType0: str = ""
-    ProfileName: str = ""
-    WaId: str = ""
-    SmsMessageSid: str = ""
-    SmsSid: str = ""
-    ApiVersion: str = ""
-
-
-class TwilioStatusForm(msgspec.Struct):
-    """The form Twilio posts as a message status callback."""
-
-    MessageSid: str
-    MessageStatus: Literal[
-        "accepted",
-        "scheduled",
-        "queued",
-        "sending",
-        "sent",
-        "delivered",
-        "read",
-        "undelivered",
-        "failed",
-        "canceled",
-    ]
-    To: str = ""
-    From: str = ""
-    AccountSid: str = ""
-    ErrorCode: str = ""
-    SmsSid: str = ""
-    SmsStatus: str = ""
-
-
-class TwilioVoiceForm(msgspec.Struct):
-    """The form Twilio posts for a call, its Gather result, or its status callback."""
-
-    CallSid: str
-    From: str = ""
-    To: str = ""
-    CallStatus: str = ""
-    Direction: str = ""
-    AccountSid: str = ""
-    SpeechResult: str = ""
-    Confidence: str = ""
-    Digits: str = ""
-
-
-class SendGridInboundForm(msgspec.Struct):
-    """The text parts SendGrid Inbound Parse posts for an email (attachments are drained)."""
-
-    to: str
-    from_: str = msgspec.field(name="from")
-    subject: str = ""
-    text: str = ""
-    html: str = ""
-    headers: str = ""
-    envelope: str = ""
-    charsets: str = ""
 
 
 class CustomerList(msgspec.Struct):
@@ -595,7 +528,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/webhooks/email/inbound",
         "emailInbound",
         "An email, as SendGrid Inbound Parse posts it (secret in ?secret= or basic auth)",
-        ("Stored", _OBJECT, JSON),
+        ("Stored", InboundEmailReceived, JSON),
         SendGridInboundForm,
         "multipart/form-data",
         params=(Param("secret", "query", _STRING, "The inbound parse secret"),),
