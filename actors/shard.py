@@ -16,7 +16,7 @@ from actors.loops import Loops
 from actors.outbox import OutboxSender
 from actors.streams import ensure_group, new_batch, pending_batches
 from channels.attempt_renderer import AttemptRenderer
-from channels.registry import build_senders, status_callback_url
+from channels.registry import StatusCallbacks, build_senders
 from conversations import commands, merge
 from conversations.capabilities import CapabilityCache
 from conversations.config import Config
@@ -60,8 +60,9 @@ class ShardActor:
     acked, so an actor killed mid-batch loses nothing.
     """
 
-    async def __init__(self, config_json: bytes, shard: int) -> None:  # type: ignore[misc]
+    async def __init__(self, config_json: bytes, shard: int, callbacks_json: bytes) -> None:  # type: ignore[misc]
         self._config = msgspec.json.decode(config_json, type=Config)
+        self._callbacks = msgspec.json.decode(callbacks_json, type=StatusCallbacks)
         self._shard = shard
         self._keys = Keys(self._config.key_prefix)
         self._redis = Redis.from_url(self._config.redis_url)
@@ -111,7 +112,7 @@ class ShardActor:
         self._loops.start(f"timers-{shard}", self._fire_timers)
 
     def _callback_url(self, job: OutboxJob) -> str:
-        return status_callback_url(self._config, job)
+        return self._callbacks.url(job)
 
     async def _consume_ingest(self) -> None:
         stream = self._keys.ingest(self._shard)

@@ -10,6 +10,7 @@ import msgspec
 import ray
 
 from actors.shard import ShardActor, shard_actor_name
+from channels.registry import StatusCallbacks
 from conversations.config import Config
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,14 @@ def connect_ray(config: Config) -> None:
         )
 
 
-def start_shard_actors(config: Config) -> list[Any]:
-    """Create (or find, when another gateway already did) one named actor per shard."""
+def start_shard_actors(config: Config, callbacks: StatusCallbacks) -> list[Any]:
+    """Create (or find, when another gateway already did) one named actor per shard.
+
+    ``callbacks`` are the status callback URLs the gateway serves (its webhook registry's).
+    """
     remote_class = ray.remote(ShardActor)
     config_json = msgspec.json.encode(config)
+    callbacks_json = msgspec.json.encode(callbacks)
     lifetime = "detached" if config.ray_address else None
     return [
         remote_class.options(
@@ -47,7 +52,7 @@ def start_shard_actors(config: Config) -> list[Any]:
             max_task_retries=-1,
             num_cpus=0,
             max_concurrency=1000,
-        ).remote(config_json, shard)
+        ).remote(config_json, shard, callbacks_json)
         for shard in range(config.shards)
     ]
 

@@ -57,6 +57,7 @@ from conversations.normalize import phone_identifier
 from conversations.store import INGEST_FIELD, Keys
 from gateway.app import create_app
 from gateway.embedded import free_port, port_open
+from gateway.routes.webhooks import status_callbacks
 
 log = logging.getLogger("chaos")
 API_KEY = "chaos-" + uuid.uuid4().hex
@@ -369,7 +370,7 @@ async def run(plan: Plan) -> int:
     runners: list[web.AppRunner] = []
     try:
         connect_ray(config)
-        actors = start_shard_actors(config)
+        actors = start_shard_actors(config, status_callbacks(config.public_url))
         await wait_until_ready(actors, timeout=120)
         simulator = create_simulator_app(
             SimulatorSettings(config.twilio.account_sid, config.twilio.auth_token, config.public_url)

@@ -54,11 +54,24 @@ class ChannelUnreachable(ProviderError):
 
 
 class InvalidPayload(ValueError):
-    """A webhook body that does not match the provider's format; ``field`` names what is wrong."""
+    """A webhook body that does not match the provider's format; ``field`` names what is wrong.
 
-    def __init__(self, message: str, field: str | None = None) -> None:
+    ``code`` is the error code the gateway answers with (400).
+    """
+
+    def __init__(self, message: str, field: str | None = None, *, code: str = "invalid_payload") -> None:
         super().__init__(message)
         self.field = field
+        self.code = code
+
+
+class WebhookRejected(Exception):
+    """The request does not prove the provider sent it (signature, token, secret): answered 403."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 class Sender(Protocol):

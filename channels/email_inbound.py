@@ -8,31 +8,57 @@ is the EMAIL identifier of the ``From`` header; duplicates are recognised by Mes
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from email.header import decode_header, make_header
 from email.parser import HeaderParser
 from email.utils import parseaddr
 from html.parser import HTMLParser
 
-from channels.base import InvalidPayload
+import msgspec
+
+from channels.base import InvalidPayload, WebhookRejected
+from channels.inbound import (
+    BodyKind,
+    InboundAdapter,
+    InboundEntry,
+    Parsed,
+    WebhookReply,
+    WebhookRequest,
+    read_form,
+)
 from conversations.models import Channel, InboundMessage
 from conversations.normalize import InvalidIdentifier, email_identifier
 
 PROVIDER = "sendgrid"
-TEXT_FIELDS = (
-    "from",
-    "to",
-    "cc",
-    "subject",
-    "text",
-    "html",
-    "headers",
-    "envelope",
-    "charsets",
-    "attachments",
-)
+
+
+class SendGridInboundForm(msgspec.Struct):
+    """The text parts SendGrid Inbound Parse posts for an email (attachment files are drained)."""
+
+    to: str = ""
+    from_: str = msgspec.field(default="", name="from")
+    cc: str = ""
+    subject: str = ""
+    text: str = ""
+    html: str = ""
+    headers: str = ""
+    envelope: str = ""
+    charsets: str = ""
+    attachments: str = ""
+
+
+class InboundEmailReceived(msgspec.Struct):
+    """The answer to SendGrid: whether the email was new or a retry of one already stored."""
+
+    status: str  # received | duplicate
+
+
+TEXT_FIELDS: tuple[str, ...] = SendGridInboundForm.__struct_encode_fields__
 
 
 def decode_fields(raw: Mapping[str, bytes]) -> dict[str, str]:
@@ -54,9 +80,9 @@ def decode_fields(raw: Mapping[str, bytes]) -> dict[str, str]:
     return decoded
 
 
-def _envelope(form: Mapping[str, str]) -> tuple[list[str], str]:
+def _envelope(form: SendGridInboundForm) -> tuple[list[str], str]:
     try:
-        envelope = json.loads(form.get("envelope") or "{}")
+        envelope = json.loads(form.envelope or "{}")
     except ValueError:
         raise InvalidPayload("envelope is not JSON", "envelope") from None
     if not isinstance(envelope, dict):
@@ -114,8 +140,9 @@ def message_id_of(headers: str) -> str:
 
 def parse_inbound_email(form: Mapping[str, str], received_at: float) -> InboundMessage:
     """A SendGrid Inbound Parse post (decoded text fields) as an InboundMessage on the email channel."""
-    envelope_to, envelope_from = _envelope(form)
-    name, address = parseaddr(form.get("from", ""))
+    fields = read_form(form, SendGridInboundForm)
+    envelope_to, envelope_from = _envelope(fields)
+    name, address = parseaddr(fields.from_)
     try:
         sender = email_identifier(address)
     except InvalidIdentifier:
@@ -125,17 +152,13 @@ def parse_inbound_email(form: Mapping[str, str], received_at: float) -> InboundM
         except InvalidIdentifier:
             raise InvalidPayload("from is not an email address", "from") from None
         name = ""
-    text = form.get("text", "")
-    html = form.get("html", "")
-    headers = form.get("headers", "")
+    text, html, headers = fields.text, fields.html, fields.headers
     message_id = message_id_of(headers)
     if not message_id:
         # No Message-ID (rare, broken mailers): derive a stable one so retries still dedupe.
-        digest = hashlib.sha256(
-            "\x00".join((sender.value, form.get("subject", ""), headers, text or html)).encode()
-        )
+        digest = hashlib.sha256("\x00".join((sender.value, fields.subject, headers, text or html)).encode())
         message_id = "sha256:" + digest.hexdigest()[:40]
-    recipient = envelope_to[0] if envelope_to else parseaddr(form.get("to", ""))[1]
+    recipient = envelope_to[0] if envelope_to else parseaddr(fields.to)[1]
     return InboundMessage(
         channel=Channel.EMAIL,
         provider=PROVIDER,
@@ -145,6 +168,52 @@ def parse_inbound_email(form: Mapping[str, str], received_at: float) -> InboundM
         body=text.strip() if text.strip() else html_to_text(html),
         received_at=received_at,
         profile_name=display_name(name),
-        subject=" ".join(form.get("subject", "").split()),
+        subject=" ".join(fields.subject.split()),
         html=html,
     )
+
+
+def presented_secret(query: Mapping[str, str], headers: Mapping[str, str]) -> str:
+    """The secret as ``?secret=…`` or as the password of HTTP basic auth ("" when neither)."""
+    if "secret" in query:
+        return query["secret"]
+    scheme, _, encoded = headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return ""
+    try:
+        _, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return password
+
+
+class SendGridInboundWebhook(InboundAdapter):
+    """SendGrid Inbound Parse: the shared secret is checked before anything is read or stored.
+
+    An email lands once per Message-ID on the sender's shard.
+    """
+
+    provider = PROVIDER
+    body_kind = BodyKind.MULTIPART
+    content_types = ("multipart/form-data",)
+    form_fields = frozenset(TEXT_FIELDS)
+    verifies_before_body = True
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def verify(self, request: WebhookRequest) -> None:
+        if not self._secret:
+            raise WebhookRejected("inbound_email_disabled", "no inbound email secret is configured")
+        presented = presented_secret(request.query, request.headers)
+        if not presented or not hmac.compare_digest(presented.encode(), self._secret.encode()):
+            code = "secret_missing" if not presented else "secret_invalid"
+            raise WebhookRejected(code, "the inbound email secret is missing or wrong")
+
+    def parse(self, request: WebhookRequest, now: float) -> Parsed:
+        entry = parse_inbound_email(decode_fields(request.parts), now)
+        return Parsed([InboundEntry(entry, f"email:msg:{entry.provider_message_id}", entry.sender)])
+
+    def answer(self, parsed: Parsed, fresh: Sequence[bool]) -> WebhookReply:
+        received = InboundEmailReceived("received" if all(fresh) else "duplicate")
+        return WebhookReply(msgspec.json.encode(received), "application/json")

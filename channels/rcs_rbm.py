@@ -21,8 +21,9 @@ from datetime import datetime
 import aiohttp
 import msgspec
 
-from channels.base import ChannelUnreachable, InvalidPayload, ProviderError, SendResult
+from channels.base import ChannelUnreachable, InvalidPayload, ProviderError, SendResult, WebhookRejected
 from channels.http import request_provider
+from channels.inbound import InboundAdapter, InboundEntry, Parsed, WebhookReply, WebhookRequest
 from channels.rcs_render import rbm_message_id, render_agent_message
 from conversations.capabilities import CapabilityCache
 from conversations.config import RbmConfig
@@ -221,6 +222,45 @@ def _content(event: RbmEvent) -> tuple[str, tuple[Media, ...], dict[str, str]]:
             attributes["thumbnail_url"] = event.user_file.thumbnail.file_uri
         return file.file_name, (Media(url=file.file_uri, content_type=file.mime_type),), attributes
     raise InvalidPayload("UserMessage carries no text, suggestionResponse, location or userFile")
+
+
+class RbmWebhook(InboundAdapter):
+    """RBM's one-time URL verification (clientToken echoed with the secret), then signed events.
+
+    A message lands once per RBM message id on the sender's shard; a status once per id and
+    event on the phone's shard, which finds our message by RBM's id.
+    """
+
+    provider = PROVIDER
+
+    def __init__(self, client_token: str) -> None:
+        self._client_token = client_token
+
+    def verify(self, request: WebhookRequest) -> None:
+        body = decode_webhook(request.body)
+        if body.is_verification:
+            if not is_valid_client_token(self._client_token, body.client_token or ""):
+                raise WebhookRejected(
+                    "client_token_invalid", "clientToken does not match this agent's webhook"
+                )
+            return
+        signature = request.headers.get("X-Goog-Signature")
+        if not is_valid_signature(self._client_token, event_data(body), signature):
+            code = "signature_missing" if not signature else "signature_invalid"
+            raise WebhookRejected(code, "X-Goog-Signature is missing or does not match message.data")
+
+    def parse(self, request: WebhookRequest, now: float) -> Parsed:
+        body = decode_webhook(request.body)
+        if body.is_verification:
+            return Parsed(reply=WebhookReply((body.secret or "").encode()))
+        entry = parse_event(event_data(body), now)
+        if entry is None:  # IS_TYPING and the like: acknowledged, nothing to keep
+            return Parsed()
+        if isinstance(entry, InboundMessage):
+            return Parsed([InboundEntry(entry, f"rbm:msg:{entry.provider_message_id}", entry.sender)])
+        assert entry.recipient is not None  # parse_event sets it from senderPhoneNumber
+        dedupe = f"rbm:status:{entry.provider_message_id}:{entry.provider_status}"
+        return Parsed([InboundEntry(entry, dedupe, entry.recipient)])
 
 
 # --- sending -----------------------------------------------------------------------------

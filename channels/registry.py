@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import aiohttp
+import msgspec
 
 from channels.base import Sender
 from channels.email_smtp import EmailSender
@@ -16,12 +17,21 @@ from conversations.capabilities import CapabilityCache
 from conversations.config import Config
 from conversations.models import Channel, OutboxJob
 
-# RCS has none: RBM reports statuses to /webhooks/rcs; its SMS fallback is an SMS job.
-STATUS_CALLBACK_PATHS = {
-    Channel.SMS: "/webhooks/twilio/sms/status",
-    Channel.VOICE: "/webhooks/twilio/voice/status",
-    Channel.WHATSAPP: "/webhooks/whatsapp",  # Meta posts to the app's webhook; kept for the record
-}
+
+class StatusCallbacks(msgspec.Struct, frozen=True):
+    """Where providers report statuses, per channel: the gateway serves these URLs and says so.
+
+    RCS has none (RBM reports to the app's one webhook; its SMS fallback is an SMS job), so
+    channels without one get SMS's, as before.
+    """
+
+    urls: dict[Channel, str]
+
+    def url(self, job: OutboxJob) -> str:
+        """Where the provider reports this job's statuses; it names our message and customer."""
+        base = self.urls.get(job.channel) or self.urls.get(Channel.SMS, "")
+        query = urlencode({"mid": job.message_id, "cid": job.customer_id})
+        return f"{base}?{query}"
 
 
 def build_senders(
@@ -42,13 +52,6 @@ def build_senders(
     if config.email.smtp_url:
         senders[Channel.EMAIL] = EmailSender(config.email)
     return senders
-
-
-def status_callback_url(config: Config, job: OutboxJob) -> str:
-    """Where the provider reports this job's statuses; it names our message and customer."""
-    path = STATUS_CALLBACK_PATHS.get(job.channel, "/webhooks/twilio/sms/status")
-    query = urlencode({"mid": job.message_id, "cid": job.customer_id})
-    return f"{config.public_url}{path}?{query}"
 
 
 def enabled_channels(config: Config) -> frozenset[Channel]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Annotated
 
 import aiohttp
 import msgspec
 
 from channels.base import InvalidPayload, SendResult
 from channels.http import request_provider
+from channels.inbound import ByCustomer, InboundEntry, Parsed, WebhookRequest, read_form
+from channels.twilio_webhook import TwilioWebhook, callback_ids, twiml_reply
 from conversations.config import TwilioConfig
 from conversations.models import (
     Channel,
@@ -22,7 +25,6 @@ from conversations.normalize import InvalidIdentifier, phone_identifier
 
 PROVIDER = "twilio"
 TWILIO_API_BASE = "https://api.twilio.com"
-EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 MAX_MEDIA = 10
 
 _STATUS_MAP = {
@@ -41,19 +43,42 @@ _STATUS_MAP = {
 }
 
 
+class TwilioInboundForm(msgspec.Struct):
+    """The form Twilio posts for an inbound SMS/MMS/WhatsApp message (the fields we read).
+
+    One of MessageSid, SmsMessageSid or SmsSid names the message; media come as
+    ``MediaUrl{i}``/``MediaContentType{i}`` for i below NumMedia.
+    """
+
+    From: str
+    MessageSid: str = ""
+    SmsMessageSid: str = ""
+    SmsSid: str = ""
+    To: str = ""
+    Body: str = ""
+    NumMedia: str = "0"
+    ProfileName: str = ""
+    ButtonText: str = ""
+    ButtonPayload: str = ""
+
+
+class TwilioStatusForm(msgspec.Struct):
+    """The form Twilio posts as a message status callback (MessageStatus or, older, SmsStatus)."""
+
+    MessageSid: str = ""
+    SmsSid: str = ""
+    MessageStatus: Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(_STATUS_MAP)})] = ""
+    SmsStatus: str = ""
+    To: str = ""
+    ErrorCode: str = ""
+
+
 def map_status(provider_status: str) -> MessageStatus:
     """Twilio's MessageStatus onto ours; unknown values are a payload error."""
     try:
         return _STATUS_MAP[provider_status.strip().lower()]
     except KeyError:
         raise InvalidPayload(f"unknown MessageStatus {provider_status!r}", "MessageStatus") from None
-
-
-def _required(form: Mapping[str, str], name: str) -> str:
-    value = form.get(name, "")
-    if not value:
-        raise InvalidPayload(f"missing field {name}", name)
-    return value
 
 
 def channel_of(address: str) -> Channel:
@@ -63,16 +88,18 @@ def channel_of(address: str) -> Channel:
 
 def parse_inbound(form: Mapping[str, str], received_at: float) -> InboundMessage:
     """An inbound Twilio message webhook (SMS, MMS or WhatsApp-via-Twilio) as an InboundMessage."""
-    message_sid = form.get("MessageSid") or form.get("SmsMessageSid") or form.get("SmsSid") or ""
+    fields = read_form(form, TwilioInboundForm)
+    message_sid = fields.MessageSid or fields.SmsMessageSid or fields.SmsSid
     if not message_sid:
         raise InvalidPayload("missing field MessageSid", "MessageSid")
-    sender_raw = _required(form, "From")
+    if not fields.From:
+        raise InvalidPayload("missing field From", "From")
     try:
-        sender = phone_identifier(sender_raw)
+        sender = phone_identifier(fields.From)
     except InvalidIdentifier as exc:
         raise InvalidPayload(str(exc), "From") from exc
     try:
-        num_media = min(int(form.get("NumMedia", "0") or 0), MAX_MEDIA)
+        num_media = min(int(fields.NumMedia or 0), MAX_MEDIA)
     except ValueError:
         raise InvalidPayload("NumMedia is not a number", "NumMedia") from None
     media = tuple(
@@ -81,30 +108,31 @@ def parse_inbound(form: Mapping[str, str], received_at: float) -> InboundMessage
         if form.get(f"MediaUrl{i}")
     )
     return InboundMessage(
-        channel=channel_of(sender_raw),
+        channel=channel_of(fields.From),
         provider=PROVIDER,
         provider_message_id=message_sid,
         sender=sender,
-        recipient=form.get("To", ""),
+        recipient=fields.To,
         # A tapped WhatsApp quick-reply button carries its label in ButtonText (Body holds it too).
-        body=form.get("Body", "") or form.get("ButtonText", ""),
+        body=fields.Body or fields.ButtonText,
         received_at=received_at,
         media=media,
-        profile_name=form.get("ProfileName", ""),
-        reply_payload=form.get("ButtonPayload", ""),
+        profile_name=fields.ProfileName,
+        reply_payload=fields.ButtonPayload,
     )
 
 
 def parse_status(form: Mapping[str, str], message_id: str, customer_id: str, at: float) -> StatusUpdate:
     """A Twilio message status callback as a StatusUpdate for our message ``message_id``."""
-    message_sid = form.get("MessageSid") or form.get("SmsSid") or ""
+    fields = read_form(form, TwilioStatusForm)
+    message_sid = fields.MessageSid or fields.SmsSid
     if not message_sid:
         raise InvalidPayload("missing field MessageSid", "MessageSid")
-    provider_status = form.get("MessageStatus") or form.get("SmsStatus") or ""
+    provider_status = fields.MessageStatus or fields.SmsStatus
     if not provider_status:
         raise InvalidPayload("missing field MessageStatus", "MessageStatus")
     return StatusUpdate(
-        channel=channel_of(form.get("To", "")),
+        channel=channel_of(fields.To),
         provider=PROVIDER,
         provider_message_id=message_sid,
         message_id=message_id,
@@ -112,8 +140,28 @@ def parse_status(form: Mapping[str, str], message_id: str, customer_id: str, at:
         status=map_status(provider_status),
         provider_status=provider_status,
         at=at,
-        error_code=form.get("ErrorCode", ""),
+        error_code=fields.ErrorCode,
     )
+
+
+class TwilioMessageWebhook(TwilioWebhook):
+    """Inbound messages: each lands once per MessageSid on the sender's shard; empty TwiML back."""
+
+    def parse(self, request: WebhookRequest, now: float) -> Parsed:
+        entry = parse_inbound(request.form, now)
+        return Parsed(
+            [InboundEntry(entry, f"twilio:msg:{entry.provider_message_id}", entry.sender)], twiml_reply()
+        )
+
+
+class TwilioMessageStatusWebhook(TwilioWebhook):
+    """Status callbacks for our messages: our ids ride in the callback URL's query."""
+
+    def parse(self, request: WebhookRequest, now: float) -> Parsed:
+        message_id, customer_id = callback_ids(request)
+        entry = parse_status(request.form, message_id, customer_id, now)
+        dedupe = f"twilio:status:{entry.provider_message_id}:{entry.provider_status}"
+        return Parsed([InboundEntry(entry, dedupe, ByCustomer(customer_id))], twiml_reply())
 
 
 class _TwilioError(msgspec.Struct):

@@ -21,13 +21,14 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from channels.base import InvalidPayload, ProviderError, SendResult
 from channels.http import request_provider
+from channels.inbound import ByCustomer, InboundEntry, Parsed, WebhookRequest, read_form
 from channels.sms_twilio import read_twilio_error
+from channels.twilio_webhook import TwilioWebhook, callback_ids, twiml_reply
 from conversations.config import TwilioConfig, VoiceConfig
 from conversations.models import Channel, Identifier, InboundMessage, MessageStatus, OutboxJob, StatusUpdate
 from conversations.normalize import InvalidIdentifier, phone_identifier
 
 PROVIDER = "twilio"
-GATHER_PATH = "/webhooks/twilio/voice/gather"
 MAX_TWIML_CHARS = 4000  # Twilio's limit on the Twiml parameter of a call
 STATUS_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
 
@@ -70,32 +71,49 @@ class CallInfo(msgspec.Struct, frozen=True):
     status: str
 
 
-def _required(form: Mapping[str, str], name: str) -> str:
-    value = form.get(name, "")
+class TwilioVoiceForm(msgspec.Struct):
+    """The form Twilio posts for a call, its Gather result, or its status callback (the fields we read)."""
+
+    CallSid: str
+    From: str = ""
+    To: str = ""
+    CallStatus: str = ""
+    SpeechResult: str = ""
+    Confidence: str = ""
+    Digits: str = ""
+    ErrorCode: str = ""
+
+
+def _required(fields: TwilioVoiceForm, name: str) -> str:
+    value: str = getattr(fields, name)
     if not value:
         raise InvalidPayload(f"missing field {name}", name)
     return value
 
 
-def parse_call(form: Mapping[str, str]) -> CallInfo:
-    """The call an incoming-call or Gather webhook is about."""
-    call_sid = _required(form, "CallSid")
+def _call(fields: TwilioVoiceForm) -> CallInfo:
+    call_sid = _required(fields, "CallSid")
     try:
-        caller = phone_identifier(_required(form, "From"))
+        caller = phone_identifier(_required(fields, "From"))
     except InvalidIdentifier as exc:
         raise InvalidPayload(str(exc), "From") from exc
-    return CallInfo(call_sid, caller, form.get("To", ""), form.get("CallStatus", ""))
+    return CallInfo(call_sid, caller, fields.To, fields.CallStatus)
 
 
-def gather_action(seq: int) -> str:
+def parse_call(form: Mapping[str, str]) -> CallInfo:
+    """The call an incoming-call or Gather webhook is about."""
+    return _call(read_form(form, TwilioVoiceForm))
+
+
+def gather_action(gather_path: str, seq: int) -> str:
     """Where the ``seq``-th Gather of a call posts its result (relative: Twilio resolves it)."""
-    return f"{GATHER_PATH}?{urlencode({'seq': seq})}"
+    return f"{gather_path}?{urlencode({'seq': seq})}"
 
 
-def answer_twiml(config: VoiceConfig) -> str:
+def answer_twiml(config: VoiceConfig, gather_path: str) -> str:
     """The TwiML that answers an incoming call: the greeting inside the first Gather."""
     return _templates.get_template("voice_answer.xml.j2").render(
-        action=gather_action(1), language=config.language, business_name=config.business_name
+        action=gather_action(gather_path, 1), language=config.language, business_name=config.business_name
     )
 
 
@@ -104,11 +122,11 @@ def is_closing(text: str) -> bool:
     return text.strip().lower().rstrip(".!") in _CLOSING_PHRASES
 
 
-def reply_twiml(config: VoiceConfig, seq: int, heard: str) -> str:
+def reply_twiml(config: VoiceConfig, seq: int, heard: str, gather_path: str) -> str:
     """After Gather ``seq``: acknowledge and listen again, or say goodbye and hang up."""
     done = not heard or is_closing(heard) or seq >= config.max_turns
     return _templates.get_template("voice_reply.xml.j2").render(
-        action="" if done else gather_action(seq + 1),
+        action="" if done else gather_action(gather_path, seq + 1),
         language=config.language,
         business_name=config.business_name,
     )
@@ -116,14 +134,15 @@ def reply_twiml(config: VoiceConfig, seq: int, heard: str) -> str:
 
 def parse_gather(form: Mapping[str, str], seq: int, received_at: float) -> InboundMessage | None:
     """What the caller said or pressed in Gather ``seq``; None when the Gather heard nothing."""
-    call = parse_call(form)
-    speech = form.get("SpeechResult", "").strip()
-    digits = form.get("Digits", "").strip()
+    fields = read_form(form, TwilioVoiceForm)
+    call = _call(fields)
+    speech = fields.SpeechResult.strip()
+    digits = fields.Digits.strip()
     if not speech and not digits:
         return None
     attributes = {"call_sid": call.call_sid, "gather": str(seq), "input": "speech" if speech else "dtmf"}
-    if speech and form.get("Confidence"):
-        attributes["confidence"] = form["Confidence"]
+    if speech and fields.Confidence:
+        attributes["confidence"] = fields.Confidence
     return InboundMessage(
         channel=Channel.VOICE,
         provider=PROVIDER,
@@ -146,15 +165,16 @@ def map_call_status(provider_status: str) -> MessageStatus:
 
 def parse_call_status(form: Mapping[str, str], message_id: str, customer_id: str, at: float) -> StatusUpdate:
     """A call status callback as a StatusUpdate; busy/no-answer/failed carry the reason as error_code."""
-    call_sid = _required(form, "CallSid")
-    provider_status = _required(form, "CallStatus").strip().lower()
+    fields = read_form(form, TwilioVoiceForm)
+    call_sid = _required(fields, "CallSid")
+    provider_status = _required(fields, "CallStatus").strip().lower()
     status = map_call_status(provider_status)
     error_code = error_message = ""
     if status is MessageStatus.FAILED:
         error_code = provider_status
         error_message = _FAILURE_MESSAGES.get(provider_status, provider_status)
-        if form.get("ErrorCode"):
-            error_message += f" (Twilio error {form['ErrorCode']})"
+        if fields.ErrorCode:
+            error_message += f" (Twilio error {fields.ErrorCode})"
     return StatusUpdate(
         channel=Channel.VOICE,
         provider=PROVIDER,
@@ -167,6 +187,46 @@ def parse_call_status(form: Mapping[str, str], message_id: str, customer_id: str
         error_code=error_code,
         error_message=error_message,
     )
+
+
+class TwilioIncomingCallWebhook(TwilioWebhook):
+    """Someone calls our number: greet them inside the first Gather (nothing stored yet)."""
+
+    def __init__(self, auth_token: str, config: VoiceConfig, gather_path: str) -> None:
+        super().__init__(auth_token)
+        self._config = config
+        self._gather_path = gather_path
+
+    def parse(self, request: WebhookRequest, now: float) -> Parsed:
+        parse_call(request.form)
+        return Parsed(reply=twiml_reply(answer_twiml(self._config, self._gather_path)))
+
+
+class TwilioGatherWebhook(TwilioIncomingCallWebhook):
+    """What the caller said (or pressed) becomes a voice entry once per turn; then we answer."""
+
+    def parse(self, request: WebhookRequest, now: float) -> Parsed:
+        raw_seq = request.query.get("seq", "")
+        if not raw_seq.isdigit() or int(raw_seq) < 1:
+            raise InvalidPayload(
+                "Gather action URL lacks its sequence number", "seq", code="invalid_callback_url"
+            )
+        seq = int(raw_seq)
+        entry = parse_gather(request.form, seq, now)
+        reply = twiml_reply(reply_twiml(self._config, seq, entry.body if entry else "", self._gather_path))
+        if entry is None:
+            return Parsed(reply=reply)
+        return Parsed([InboundEntry(entry, f"twilio:voice:{entry.provider_message_id}", entry.sender)], reply)
+
+
+class TwilioCallStatusWebhook(TwilioWebhook):
+    """Status callbacks for our notification calls: our ids ride in the callback URL's query."""
+
+    def parse(self, request: WebhookRequest, now: float) -> Parsed:
+        message_id, customer_id = callback_ids(request)
+        entry = parse_call_status(request.form, message_id, customer_id, now)
+        dedupe = f"twilio:callstatus:{entry.provider_message_id}:{entry.provider_status}"
+        return Parsed([InboundEntry(entry, dedupe, ByCustomer(customer_id))], twiml_reply())
 
 
 def notification_twiml(message: str, language: str) -> str:

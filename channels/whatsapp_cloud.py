@@ -11,13 +11,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import aiohttp
 import msgspec
 
-from channels.base import InvalidPayload, ProviderError, SendResult
+from channels.base import InvalidPayload, ProviderError, SendResult, WebhookRejected
 from channels.http import request_provider
+from channels.inbound import (
+    AnyShard,
+    InboundAdapter,
+    InboundEntry,
+    Parsed,
+    ShardKey,
+    WebhookReply,
+    WebhookRequest,
+)
 from conversations.config import WhatsAppConfig
 from conversations.models import (
     Channel,
@@ -378,6 +387,77 @@ def parse_webhook(body: WebhookBody, now: float) -> ParsedWebhook:
                 except InvalidPayload as exc:
                     parsed.skipped.append(f"status {status.id} {status.status}: {exc}")
     return parsed
+
+
+class Received(msgspec.Struct):
+    """What one webhook POST did (Meta ignores the body; it helps people and tests)."""
+
+    messages: int
+    statuses: int
+    duplicates: int
+    skipped: list[str]
+
+
+def _status_shard(status: StatusUpdate) -> ShardKey:
+    """A status goes to its recipient's shard; without one any shard can match the wamid."""
+    return status.recipient if status.recipient is not None else AnyShard(status.provider_message_id)
+
+
+class WhatsAppWebhook(InboundAdapter):
+    """Meta's subscription check (GET) and signed, batched message/status POSTs.
+
+    A message lands once per wamid, a status once per wamid and status (Meta retries for days).
+    """
+
+    provider = PROVIDER
+
+    def __init__(self, app_secret: str, verify_token: str) -> None:
+        self._app_secret = app_secret
+        self._verify_token = verify_token
+
+    def verify(self, request: WebhookRequest) -> None:
+        if request.method == "GET":
+            token = request.query.get("hub.verify_token", "")
+            if (
+                request.query.get("hub.mode") != "subscribe"
+                or not self._verify_token
+                or not hmac.compare_digest(token.encode(), self._verify_token.encode())
+            ):
+                raise WebhookRejected(
+                    "verification_failed", "hub.mode must be subscribe with our hub.verify_token"
+                )
+            return
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if not is_valid_signature(self._app_secret, request.body, signature):
+            code = "signature_missing" if not signature else "signature_invalid"
+            raise WebhookRejected(code, f"{SIGNATURE_HEADER} is missing or does not match this body")
+
+    def parse(self, request: WebhookRequest, now: float) -> Parsed:
+        if request.method == "GET":
+            challenge = request.query.get("hub.challenge", "")
+            if not challenge:
+                raise InvalidPayload("hub.challenge is required", "hub.challenge", code="missing_challenge")
+            return Parsed(reply=WebhookReply(challenge.encode(), "text/plain"))
+        parsed = parse_webhook(decode_webhook(request.body), now)
+        entries = [
+            *(InboundEntry(m, f"whatsapp:msg:{m.provider_message_id}", m.sender) for m in parsed.messages),
+            *(
+                InboundEntry(
+                    s, f"whatsapp:status:{s.provider_message_id}:{s.provider_status}", _status_shard(s)
+                )
+                for s in parsed.statuses
+            ),
+        ]
+        return Parsed(entries, skipped=parsed.skipped)
+
+    def answer(self, parsed: Parsed, fresh: Sequence[bool]) -> WebhookReply:
+        if parsed.reply is not None:  # the subscription check's challenge
+            return parsed.reply
+        messages = sum(1 for item in parsed.entries if isinstance(item.entry, InboundMessage))
+        received = Received(
+            messages, len(parsed.entries) - messages, list(fresh).count(False), parsed.skipped
+        )
+        return WebhookReply(msgspec.json.encode(received), "application/json")
 
 
 # --- sending --------------------------------------------------------------------------------

@@ -15,29 +15,17 @@ from conversations.config import Config
 from conversations.journeys.registry import publish_directory
 from conversations.store import Keys
 from conversations.thread import ThreadReader
-from gateway import openapi
 from gateway.auth import ApiKeys
 from gateway.console import setup_console
 from gateway.errors import error_middleware
 from gateway.idempotency import IdempotencyStore
-from gateway.ingest import IngestWriter
+from gateway.ingest_writer import IngestWriter
+from gateway.openapi import document_bytes
 from gateway.rate_limit import RateLimiter, rate_limit_middleware
-from gateway.routes import (
-    console,
-    customers,
-    email_webhooks,
-    events,
-    health,
-    journeys,
-    messages,
-    preference_page,
-    rcs_webhooks,
-    tracking,
-    twilio_voice_webhooks,
-    twilio_webhooks,
-    whatsapp_webhooks,
-)
+from gateway.routes.docs import OPENAPI_DOCUMENT
+from gateway.routes.webhooks import webhook_routes
 from gateway.services import SERVICES, Services
+from gateway.surface import ROUTE_TABLES
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -54,24 +42,9 @@ def create_app(
     if not config.secret_key:
         # Links signed with a throw-away key stop working on restart; `serve` persists one.
         config = msgspec.structs.replace(config, secret_key=secrets.token_urlsafe(32))
-    route_modules = (
-        health,
-        twilio_webhooks,
-        twilio_voice_webhooks,
-        whatsapp_webhooks,
-        rcs_webhooks,
-        email_webhooks,
-        tracking,
-        messages,
-        customers,
-        preference_page,
-        console,
-        events,
-        journeys,
-        openapi,
-    )
-    for module in route_modules:
-        app.add_routes(module.routes)
+    for table in (*ROUTE_TABLES, webhook_routes(config)):
+        app.add_routes(table.route_defs())
+    app[OPENAPI_DOCUMENT] = document_bytes()
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         redis = Redis.from_url(config.redis_url, health_check_interval=30)

@@ -188,13 +188,14 @@ async def _serve(args: argparse.Namespace, config: Config, actors: list) -> None
 def serve(args: argparse.Namespace) -> None:
     from actors.supervisor import connect_ray, start_shard_actors
     from gateway.embedded import resolve_embedded
+    from gateway.routes.webhooks import status_callbacks
 
     config = _load(args.config)
     _check_journeys(config)
     config, redis_child = resolve_embedded(config, args.port)
     try:
         connect_ray(config)
-        actors = start_shard_actors(config)
+        actors = start_shard_actors(config, status_callbacks(config.public_url))
         _use_uvloop()
         asyncio.run(_serve(args, config, actors))
     finally:

@@ -20,6 +20,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from channels.inbound import validation_field
+
 log = logging.getLogger(__name__)
 
 REDIS_RETRY_AFTER_SECONDS = "5"
@@ -27,8 +29,6 @@ MAX_JSON_DEPTH = 32
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _JSON_BRACKET = re.compile(rb"[\[\]{}]")
 _DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
-_FIELD_PATH = re.compile(r"at `\$\.?([^`]*)`")
-_NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `([^`]*)`")
 
 
 class ErrorBody(msgspec.Struct, omit_defaults=True):
@@ -77,14 +77,8 @@ def error_response(
 
 def validation_error(exc: msgspec.ValidationError) -> ApiError:
     """A msgspec validation error as a 422 naming the field (``$.to.phone`` → ``to.phone``)."""
-    text = str(exc)
-    match = _FIELD_PATH.search(text)
-    path = match.group(1) if match else ""
-    named = _NAMED_FIELD.search(text)
-    if named:
-        path = f"{path}.{named.group(1)}" if path else named.group(1)
-    message = _FIELD_PATH.sub("", text).strip(" -")
-    return ApiError(422, "validation_failed", message or text, path or None)
+    message, path = validation_field(exc)
+    return ApiError(422, "validation_failed", message, path)
 
 
 def json_depth(body: bytes) -> int:

@@ -16,7 +16,7 @@ from conversations.store import Keys
 from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
 from gateway.idempotency import IdempotencyStore
-from gateway.ingest import IngestWriter
+from gateway.ingest_writer import IngestWriter
 from gateway.templating import page_environment
 
 if TYPE_CHECKING:  # rate_limit's middleware reads SERVICES from this module

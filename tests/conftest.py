@@ -16,6 +16,7 @@ from channels.simulator.app import SimulatorSettings, create_simulator_app
 from channels.simulator.whatsapp import WhatsAppSimulatorSettings
 from gateway.app import create_app
 from gateway.embedded import free_port
+from gateway.routes.webhooks import status_callbacks
 from tests.support.redis_server import test_redis_url
 from tests.support.stack import Stack, make_config
 
@@ -51,7 +52,7 @@ def ray_session() -> Iterator[None]:
 async def stack(redis_url: str, key_prefix: str, ray_session: None) -> AsyncIterator[Stack]:
     gateway_port, simulator_port, smtp_port = free_port(), free_port(), free_port()
     config = make_config(redis_url, gateway_port, simulator_port, key_prefix, smtp_port)
-    actors = start_shard_actors(config)
+    actors = start_shard_actors(config, status_callbacks(config.public_url))
     await wait_until_ready(actors)
     runners = []
     whatsapp = WhatsAppSimulatorSettings(

@@ -14,7 +14,7 @@ from conversations.access import key_digest
 from conversations.store import Keys
 from gateway.errors import ApiError
 from gateway.idempotency import IdempotencyStore, Reservation
-from gateway.ingest import IngestWriter
+from gateway.ingest_writer import IngestWriter
 from tests.support.stack import API_KEY, Stack, eventually, unique_phone
 
 

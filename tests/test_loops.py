@@ -17,6 +17,7 @@ from actors.loops import Backoff, Loops, LoopsNotRunning, LoopState, SupervisedL
 from actors.supervisor import start_shard_actors, wait_until_ready
 from conversations.config import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Config, TwilioConfig
 from gateway.app import create_app
+from gateway.routes.webhooks import status_callbacks
 from tests.support.stack import eventually, unique_phone, wall_clock_free_policy
 
 FAST = Backoff(base=0.01, cap=0.04)
@@ -170,7 +171,7 @@ async def flaky_shard(
             base_url=str(provider.make_url("")).rstrip("/"),
         ),
     )
-    actors = start_shard_actors(config)
+    actors = start_shard_actors(config, status_callbacks(config.public_url))
     gateway = TestServer(create_app(config, actors))
     try:
         await wait_until_ready(actors)

@@ -15,13 +15,14 @@ from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
 from actors.outbox import OutboxSender
-from channels.registry import build_senders, status_callback_url
+from channels.registry import build_senders
 from channels.simulator.app import STATE, SimulatorSettings, create_simulator_app
 from conversations.codec import decode_ingest, encode
 from conversations.config import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Config, TwilioConfig
 from conversations.models import Channel, OutboxJob, SendOutcome
 from conversations.store import INGEST_FIELD, Keys
 from gateway.embedded import free_port
+from gateway.routes.webhooks import status_callbacks
 from tests.support.redis_server import spawn_redis_server
 from tests.support.stack import eventually, unique_phone
 
@@ -49,7 +50,7 @@ async def test_sender_started_while_redis_is_down_sends_once_redis_is_back() -> 
     process = None
     async with aiohttp.ClientSession() as session:
         sender = OutboxSender(
-            redis, keys, 0, build_senders(session, config), lambda job: status_callback_url(config, job)
+            redis, keys, 0, build_senders(session, config), status_callbacks(config.public_url).url
         )
         task = asyncio.create_task(sender.run())
         try:

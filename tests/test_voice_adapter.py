@@ -17,6 +17,7 @@ from channels.voice_twilio import (
 )
 from conversations.config import VoiceConfig
 from conversations.models import Channel, Identifier, IdentifierKind, MessageStatus
+from gateway.routes.webhooks import TWILIO_GATHER_PATH as GATHER_PATH
 from tests.support.fixtures import fixture
 
 CALLER = Identifier(IdentifierKind.PHONE, "+14158675308")
@@ -33,7 +34,7 @@ def test_incoming_call_names_the_caller() -> None:
 
 
 def test_answer_is_a_gather_with_the_escaped_greeting() -> None:
-    twiml = answer_twiml(VoiceConfig(business_name='Smith & Sons <"Threadline">'))
+    twiml = answer_twiml(VoiceConfig(business_name='Smith & Sons <"Threadline">'), GATHER_PATH)
     assert "Smith &amp; Sons &lt;" in twiml
     root = ET.fromstring(twiml.encode())
     gather = root.find("Gather")
@@ -79,11 +80,11 @@ def test_gather_without_caller_is_invalid() -> None:
 
 def test_reply_listens_again_until_the_caller_is_done() -> None:
     config = VoiceConfig(max_turns=3)
-    again = ET.fromstring(reply_twiml(config, 1, "Where is my parcel?").encode())
+    again = ET.fromstring(reply_twiml(config, 1, "Where is my parcel?", GATHER_PATH).encode())
     gather = again.find("Gather")
     assert gather is not None and gather.get("action") == "/webhooks/twilio/voice/gather?seq=2"
     for heard, seq in (("No thanks.", 1), ("", 1), ("One more thing", 3)):
-        done = ET.fromstring(reply_twiml(config, seq, heard).encode())
+        done = ET.fromstring(reply_twiml(config, seq, heard, GATHER_PATH).encode())
         assert done.find("Gather") is None and done.find("Hangup") is not None
 
 

@@ -46,7 +46,7 @@ from gateway.console.frames import (
 )
 from gateway.console.hub import ConsoleHub
 from gateway.console.session import ConsoleSocket
-from gateway.ingest import IngestWriter
+from gateway.ingest_writer import IngestWriter
 
 log = logging.getLogger(__name__)
 

@@ -10,16 +10,19 @@ import msgspec
 from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
+from conversations.access import Scope
 from conversations.agents import AGENT_NAME, AgentExists
+from gateway.auth import ApiKeys
 from gateway.console import CONSOLE, Console
 from gateway.console.frames import MAX_NOTE_CHARS, Auth, Welcome, decode_client_frame
 from gateway.console.session import CLOSE_POLICY, ConsoleSocket
+from gateway.endpoints import JSON, Endpoint, Endpoints, errors
 from gateway.errors import ApiError, decode_json_body
 from gateway.routes.messages import json_response
 
 log = logging.getLogger(__name__)
 
-routes = web.RouteTableDef()
+routes = Endpoints()
 
 AUTH_TIMEOUT_SECONDS = 10.0
 HEARTBEAT_SECONDS = 25.0
@@ -38,11 +41,25 @@ class CreatedAgent(msgspec.Struct):
     token: str  # shown once: only its SHA-256 is stored
 
 
-@routes.post("/v1/agents")
+def _admin_keys(request: web.Request) -> ApiKeys:
+    return request.app[CONSOLE].admin_keys
+
+
+@routes.api(
+    "POST",
+    "/v1/agents",
+    "createAgent",
+    "Create a console agent; its token is shown once",
+    "console",
+    Scope.ADMIN,
+    (201, "The agent and its token", CreatedAgent),
+    (409, 422),
+    body=NewAgent,
+    keys=_admin_keys,
+)
 async def create_agent(request: web.Request) -> web.Response:
     """Create a console agent (admin API key required); answers with its token, once."""
     console = request.app[CONSOLE]
-    console.admin_keys.require(request)
     command = decode_json_body(await request.read(), NewAgent)
     try:
         token = await console.agents.create(command.name)
@@ -51,7 +68,7 @@ async def create_agent(request: web.Request) -> web.Response:
     return json_response(CreatedAgent(command.name, token), status=201)
 
 
-@routes.get("/console")
+@routes.page("GET", "/console")
 async def console_page(request: web.Request) -> web.Response:
     """The agent console page; it signs in with an agent token and talks over the WebSocket."""
     template = request.app[CONSOLE].templates.get_template("console.html.j2")
@@ -70,7 +87,16 @@ async def console_page(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/v1/console/ws")
+@routes.documented(
+    Endpoint(
+        "GET",
+        "/v1/console/ws",
+        "consoleSocket",
+        "The agent console WebSocket (upgrade; agent token in the first frame or header)",
+        "console",
+        {101: ("Switching to the WebSocket protocol", None, JSON), **errors(400, 403, 429, 503)},
+    )
+)
 async def console_socket(request: web.Request) -> web.WebSocketResponse:
     """One agent's connection: authenticate, then carry out frames until it closes."""
     console = request.app[CONSOLE]

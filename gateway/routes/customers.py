@@ -18,19 +18,22 @@ from conversations.commands import (
     decode_upsert_reply,
     encode_command,
 )
-from conversations.merge import decode_merge_result
+from conversations.merge import MergeResult, decode_merge_result
 from conversations.models import Channel, Direction, Identifier, IdentifierKind
 from conversations.normalize import InvalidIdentifier, identifier
 from conversations.preferences import Preferences, TypePreference
-from conversations.profiles import Attributes, InvalidAttribute, read_profile, validate_attributes
+from conversations.profiles import Attributes, InvalidAttribute, Profile, read_profile, validate_attributes
 from conversations.sharding import shard_for_customer, shard_for_identifier
-from conversations.thread import MAX_PAGE, ThreadFilter, is_valid_cursor
+from conversations.thread import MAX_PAGE, ThreadFilter, ThreadPage, is_valid_cursor
+from gateway.endpoints import ANY_OBJECT, Endpoints, Param
 from gateway.errors import ApiError, decode_json_body, validation_error
 from gateway.routes.messages import json_response
 from gateway.services import SERVICES, Services
 from gateway.shard_calls import call_shard
 
-routes = web.RouteTableDef()
+routes = Endpoints()
+_STRING = {"type": "string"}
+CUSTOMER_ID = Param("customer_id", "path", _STRING, "A customer id (cus_…)", True)
 
 DEFAULT_PAGE = 50
 LOOKUP_KINDS = [kind.value for kind in IdentifierKind]
@@ -75,8 +78,16 @@ class PreferencesBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class UpsertResult(msgspec.Struct):
-    customer: object
+    """The customer after an upsert, and whether it was created."""
+
+    customer: Profile
     created: bool
+
+
+class CustomerList(msgspec.Struct):
+    """Customers found by one identifier (zero or one)."""
+
+    data: list[Profile]
 
 
 def _normalised(kind: str, raw: str, field: str) -> Identifier:
@@ -98,11 +109,20 @@ async def resolve_customer_id(services: Services, customer_id: str) -> str:
     return customer_id
 
 
-@routes.get("/v1/customers")
+@routes.api(
+    "GET",
+    "/v1/customers",
+    "findCustomers",
+    "Customers matching exactly one identifier",
+    "customers",
+    Scope.READ,
+    (200, "Matching customers", CustomerList),
+    (422,),
+    params=tuple(Param(kind, "query", _STRING, f"Find by {kind}") for kind in LOOKUP_KINDS),
+)
 async def find_customers(request: web.Request) -> web.Response:
     """Customers matching one identifier: ``?phone=``, ``?email=``, ``?wa_id=``, ``?rcs=`` or ``?external_id=``."""
     services = request.app[SERVICES]
-    services.api_keys.require(request, Scope.READ)
     given = [(kind, request.query[kind]) for kind in LOOKUP_KINDS if kind in request.query]
     if len(given) != 1:
         raise ApiError(
@@ -115,15 +135,28 @@ async def find_customers(request: web.Request) -> web.Response:
     ident = _normalised(kind, raw, kind)
     customer_id = await services.reader.find_customer_id(ident)
     profile = await read_profile(services.redis, services.keys, customer_id) if customer_id else None
-    return json_response({"data": [profile] if profile else []})
+    return json_response(CustomerList([profile] if profile else []))
 
 
-@routes.put("/v1/customers/{external_id}")
+# The path segment is the backend's external id; it keeps the name the other customer routes
+# use, since OpenAPI counts paths that differ only in a parameter's name as one path.
+@routes.api(
+    "PUT",
+    "/v1/customers/{customer_id}",
+    "upsertCustomer",
+    "Create or update the customer the backend knows by this external id",
+    "customers",
+    Scope.SEND,
+    (200, "Updated (201 when created)", UpsertResult),
+    (409, 422),
+    also_ok=(201,),
+    body=CustomerUpsert,
+    params=(Param("customer_id", "path", _STRING, "Your external id for the customer", True),),
+)
 async def upsert_customer(request: web.Request) -> web.Response:
     """Create or update the customer the backend knows as ``external_id``, linking every identifier given."""
     services = request.app[SERVICES]
-    services.api_keys.require(request, Scope.SEND)
-    external = _normalised("external_id", request.match_info["external_id"], "external_id")
+    external = _normalised("external_id", request.match_info["customer_id"], "external_id")
     body = decode_json_body(await request.read(), CustomerUpsert)
     try:
         validate_attributes(body.attributes)
@@ -157,13 +190,24 @@ async def upsert_customer(request: web.Request) -> web.Response:
             details={"customer_ids": sorted({conflict.owner, conflict.claimant} - {""})},
         )
     profile = await read_profile(services.redis, services.keys, reply.customer_id)
+    if profile is None:  # merged away between the shard's answer and this read
+        raise ApiError(404, "customer_not_found", "the customer was merged into another; retry")
     return json_response(UpsertResult(profile, reply.created), status=201 if reply.created else 200)
 
 
-@routes.get("/v1/customers/{customer_id}")
+@routes.api(
+    "GET",
+    "/v1/customers/{customer_id}",
+    "getCustomer",
+    "A customer's profile",
+    "customers",
+    Scope.READ,
+    (200, "The customer", Profile),
+    (404,),
+    params=(CUSTOMER_ID,),
+)
 async def get_customer(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    services.api_keys.require(request, Scope.READ)
     customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
     return json_response(await read_profile(services.redis, services.keys, customer_id))
 
@@ -187,11 +231,21 @@ def _validate_preferences(services: Services, preferences: dict[str, TypePrefere
             )
 
 
-@routes.put("/v1/customers/{customer_id}/preferences")
+@routes.api(
+    "PUT",
+    "/v1/customers/{customer_id}/preferences",
+    "putPreferences",
+    "Replace per-type channel order and opt-outs",
+    "customers",
+    Scope.SEND,
+    (200, "The stored preferences and the changes", ANY_OBJECT),
+    (404, 422),
+    body=PreferencesBody,
+    params=(CUSTOMER_ID,),
+)
 async def put_preferences(request: web.Request) -> web.Response:
     """Replace the customer's per-type channel order and opt-outs; each opt-out change is audited."""
     services = request.app[SERVICES]
-    services.api_keys.require(request, Scope.SEND)
     customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
     preferences = decode_json_body(await request.read(), PreferencesBody).typed()
     _validate_preferences(services, preferences)
@@ -222,21 +276,39 @@ async def set_preferences(
     return reply
 
 
-@routes.get("/v1/customers/{customer_id}/preferences")
+@routes.api(
+    "GET",
+    "/v1/customers/{customer_id}/preferences",
+    "getPreferences",
+    "The customer's preferences",
+    "customers",
+    Scope.READ,
+    (200, "The preferences", ANY_OBJECT),
+    (404,),
+    params=(CUSTOMER_ID,),
+)
 async def get_preferences(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    services.api_keys.require(request, Scope.READ)
     customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
     blob = await services.redis.get(services.keys.preferences(customer_id))
     preferences = decode_preferences(blob) if blob else Preferences()
     return json_response({"customer_id": customer_id, "preferences": preferences})
 
 
-@routes.get("/v1/customers/{customer_id}/consent")
+@routes.api(
+    "GET",
+    "/v1/customers/{customer_id}/consent",
+    "getConsentLog",
+    "Every consent change recorded for the customer",
+    "customers",
+    Scope.READ,
+    (200, "The consent log, oldest first", ANY_OBJECT),
+    (404,),
+    params=(CUSTOMER_ID,),
+)
 async def get_consent_log(request: web.Request) -> web.Response:
     """Every consent change ever recorded for the customer, oldest first."""
     services = request.app[SERVICES]
-    services.api_keys.require(request, Scope.READ)
     customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
     raw = await services.redis.xrange(services.keys.consent_log(customer_id))
     return json_response(
@@ -244,11 +316,18 @@ async def get_consent_log(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/v1/stats/preferences")
+@routes.api(
+    "GET",
+    "/v1/stats/preferences",
+    "preferenceStats",
+    "Preference adoption per message type and channel",
+    "stats",
+    Scope.READ,
+    (200, "Counts", ANY_OBJECT),
+)
 async def preference_adoption(request: web.Request) -> web.Response:
     """How many customers set preferences, and their first choices and opt-outs per type and channel."""
     services = request.app[SERVICES]
-    services.api_keys.require(request, Scope.READ)
     raw = await services.redis.hgetall(services.keys.preference_stats())
     counts = {k.decode(): int(v) for k, v in raw.items() if int(v)}
     by_type: dict[str, dict[str, dict[str, int]]] = {}
@@ -308,14 +387,33 @@ def _instant(raw: str | None, field: str) -> float | None:
     return parsed.timestamp()
 
 
-@routes.get("/v1/customers/{customer_id}/thread")
+@routes.api(
+    "GET",
+    "/v1/customers/{customer_id}/thread",
+    "getThread",
+    "The customer's one thread, all channels, oldest first",
+    "customers",
+    Scope.READ,
+    (200, "One page of the thread (or NDJSON with Accept: application/x-ndjson)", ThreadPage),
+    (404, 422),
+    params=(
+        CUSTOMER_ID,
+        Param("cursor", "query", _STRING, "`next_cursor` of the previous page"),
+        Param(
+            "limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}
+        ),
+        Param("channel", "query", _STRING, "Comma-separated channels"),
+        Param("direction", "query", {"enum": ["inbound", "outbound"]}),
+        Param("since", "query", _STRING, "Unix seconds or ISO 8601"),
+        Param("until", "query", _STRING, "Unix seconds or ISO 8601"),
+    ),
+)
 async def get_thread(request: web.Request) -> web.StreamResponse:
     """The customer's thread, oldest first, filtered; ``?cursor=`` from ``next_cursor`` pages on.
 
     With ``Accept: application/x-ndjson`` the whole (filtered) thread streams as one entry per line.
     """
     services = request.app[SERVICES]
-    services.api_keys.require(request, Scope.READ)
     cursor = request.query.get("cursor") or None
     if cursor is not None and not is_valid_cursor(cursor):
         raise ApiError(422, "invalid_query", "cursor must be a next_cursor value", "cursor")
@@ -350,11 +448,21 @@ class MergeBody(msgspec.Struct, forbid_unknown_fields=True):
     other: str
 
 
-@routes.post("/v1/customers/{customer_id}/merge")
+@routes.api(
+    "POST",
+    "/v1/customers/{customer_id}/merge",
+    "mergeCustomers",
+    "Merge another customer into this one (idempotent)",
+    "customers",
+    Scope.SEND,
+    (200, "What the merge did", MergeResult),
+    (404, 409, 422),
+    body=MergeBody,
+    params=(CUSTOMER_ID,),
+)
 async def merge_customers(request: web.Request) -> web.Response:
     """Merge ``other`` into this customer (idempotent); the other id redirects here afterwards."""
     services = request.app[SERVICES]
-    services.api_keys.require(request, Scope.SEND)
     body = decode_json_body(await request.read(), MergeBody)
     winner = await resolve_customer_id(services, request.match_info["customer_id"])
     done = await services.redis.get(services.keys.merge_result(body.other))

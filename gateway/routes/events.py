@@ -16,12 +16,13 @@ from conversations.ids import ulid
 from conversations.models import EventReceived, Forwarded, Identifier
 from conversations.normalize import InvalidIdentifier, identifier
 from conversations.sharding import shard_for_customer, shard_for_identifier
+from gateway.endpoints import ANY_OBJECT, Endpoints
 from gateway.errors import ApiError, ErrorBody, decode_json_body, validation_error
 from gateway.routes.customers import resolve_customer_id
 from gateway.routes.messages import json_response
 from gateway.services import SERVICES, Services
 
-routes = web.RouteTableDef()
+routes = Endpoints()
 
 MAX_BATCH = 1000
 MAX_PROPERTIES_BYTES = 16 * 1024
@@ -132,11 +133,21 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-@routes.post("/v1/events")
+@routes.api(
+    "POST",
+    "/v1/events",
+    "recordEvent",
+    "Record a backend event for a customer; journeys react to it (durable before 202)",
+    "events",
+    Scope.SEND,
+    (202, "Stored on the customer's shard", EventAccepted),
+    (404, 422),
+    body=EventBody,
+    also_ok=(200,),
+)
 async def post_event(request: web.Request) -> web.Response:
     """One event: 202 once durable on the customer's shard, 200 ``duplicate`` for a replayed key."""
     services = request.app[SERVICES]
-    services.api_keys.require(request, Scope.SEND)
     body = decode_json_body(await request.read(), EventBody)
     prepared = await _prepare(services, body, request.headers.get("Idempotency-Key") or None)
     fresh = await services.ingest.submit(prepared.shard, prepared.payload, prepared.dedupe)
@@ -146,11 +157,21 @@ async def post_event(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/v1/events:batch")
+@routes.api(
+    "POST",
+    "/v1/events:batch",
+    "recordEvents",
+    "Record up to 1,000 events; each item gets its own result",
+    "events",
+    Scope.SEND,
+    (202, "One result per event", ANY_OBJECT),
+    (404, 422),
+    body=BatchBody,
+    also_ok=(200, 207),
+)
 async def post_events_batch(request: web.Request) -> web.Response:
     """Up to 1,000 events; one result per event, in order, each with its own status."""
     services = request.app[SERVICES]
-    services.api_keys.require(request, Scope.SEND)
     batch = decode_json_body(await request.read(), BatchBody)
     results: list[BatchItem | None] = [None] * len(batch.events)
 

@@ -6,9 +6,16 @@ import msgspec
 from aiohttp import web
 
 from actors.supervisor import unready_shards
+from gateway.endpoints import JSON, Endpoint, Endpoints
 from gateway.services import SERVICES
 
-routes = web.RouteTableDef()
+routes = Endpoints()
+
+
+class Health(msgspec.Struct):
+    """Liveness answer."""
+
+    status: str
 
 
 class Readiness(msgspec.Struct, omit_defaults=True):
@@ -20,13 +27,26 @@ class Readiness(msgspec.Struct, omit_defaults=True):
     reasons: dict[int, str] = msgspec.field(default_factory=dict)
 
 
-@routes.get("/healthz")
+@routes.documented(
+    Endpoint(
+        "GET", "/healthz", "healthz", "Liveness: the process is up", "operations", {200: ("Up", Health, JSON)}
+    )
+)
 async def healthz(request: web.Request) -> web.Response:
     """The process is up."""
-    return web.json_response({"status": "ok"})
+    return web.Response(body=msgspec.json.encode(Health("ok")), content_type=JSON)
 
 
-@routes.get("/readyz")
+@routes.documented(
+    Endpoint(
+        "GET",
+        "/readyz",
+        "readyz",
+        "Readiness: Redis and every shard actor answer",
+        "operations",
+        {200: ("Ready", Readiness, JSON), 503: ("Not ready", Readiness, JSON)},
+    )
+)
 async def readyz(request: web.Request) -> web.Response:
     """Redis answers and every shard actor answers with all its loops running."""
     services = request.app[SERVICES]

@@ -8,12 +8,14 @@ from conversations.access import Scope
 from conversations.journeys.definition import DefinitionError, load_source, parse_definition
 from conversations.journeys.registry import current_versions, publish, stored_version, versions_of
 from conversations.journeys.views import JourneyReader
+from gateway.endpoints import ANY_OBJECT, Endpoints, Param
 from gateway.errors import ApiError
-from gateway.routes.customers import resolve_customer_id
+from gateway.routes.customers import CUSTOMER_ID, resolve_customer_id
 from gateway.routes.messages import json_response
 from gateway.services import SERVICES, Services
 
-routes = web.RouteTableDef()
+routes = Endpoints()
+_NAME = Param("name", "path", {"type": "string"}, "The journey's name", True)
 
 MAX_DEFINITION_BYTES = 256 * 1024
 
@@ -29,19 +31,35 @@ async def _require_journey(services: Services, name: str) -> int:
     return version
 
 
-@routes.get("/v1/journeys")
+@routes.api(
+    "GET",
+    "/v1/journeys",
+    "listJourneys",
+    "Journeys with versions and status",
+    "journeys",
+    Scope.READ,
+    (200, "The journeys", ANY_OBJECT),
+)
 async def list_journeys(request: web.Request) -> web.Response:
     """Every journey with its current version, all versions, and status."""
     services = request.app[SERVICES]
-    services.api_keys.require(request, Scope.READ)
     return json_response({"data": await _reader(services).summaries()})
 
 
-@routes.get("/v1/journeys/{name}")
+@routes.api(
+    "GET",
+    "/v1/journeys/{name}",
+    "getJourney",
+    "One journey definition (current version)",
+    "journeys",
+    Scope.READ,
+    (200, "The definition", ANY_OBJECT),
+    (404,),
+    params=(_NAME,),
+)
 async def get_journey(request: web.Request) -> web.Response:
     """The current definition (or ``?version=N``) as it was published."""
     services = request.app[SERVICES]
-    services.api_keys.require(request, Scope.READ)
     name = request.match_info["name"]
     current = await _require_journey(services, name)
     raw = request.query.get("version")
@@ -63,14 +81,25 @@ async def get_journey(request: web.Request) -> web.Response:
     )
 
 
-@routes.put("/v1/journeys/{name}")
+@routes.api(
+    "PUT",
+    "/v1/journeys/{name}",
+    "putJourney",
+    "Publish a new version of a journey",
+    "journeys",
+    Scope.ADMIN,
+    (200, "The stored version", ANY_OBJECT),
+    (404, 422),
+    body=ANY_OBJECT,
+    params=(_NAME,),
+    also_ok=(201,),
+)
 async def put_journey(request: web.Request) -> web.Response:
     """Publish a definition (JSON, or YAML with a YAML content type) as the journey's next version.
 
     Running instances keep the version they started on; an unchanged definition keeps its version.
     """
     services = request.app[SERVICES]
-    services.api_keys.require(request, Scope.ADMIN)
     name = request.match_info["name"]
     body = await request.read()
     if not body:
@@ -106,22 +135,40 @@ async def put_journey(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/v1/journeys/{name}/stats")
+@routes.api(
+    "GET",
+    "/v1/journeys/{name}/stats",
+    "journeyStats",
+    "Entered, active, completed, converted, exited, per step",
+    "journeys",
+    Scope.READ,
+    (200, "Counters", ANY_OBJECT),
+    (404,),
+    params=(_NAME,),
+)
 async def journey_stats(request: web.Request) -> web.Response:
     """Entered, active, completed, converted, exited; per send step sent/delivered/failed/replied."""
     services = request.app[SERVICES]
-    services.api_keys.require(request, Scope.READ)
     name = request.match_info["name"]
     await _require_journey(services, name)
     stats = await _reader(services).stats(name)
     return json_response(stats)
 
 
-@routes.get("/v1/customers/{customer_id}/journeys")
+@routes.api(
+    "GET",
+    "/v1/customers/{customer_id}/journeys",
+    "customerJourneys",
+    "The customer's journey instances and where each stands",
+    "journeys",
+    Scope.READ,
+    (200, "Instances", ANY_OBJECT),
+    (404,),
+    params=(CUSTOMER_ID,),
+)
 async def customer_journeys(request: web.Request) -> web.Response:
     """The customer's journey instances, newest first, and where each stands."""
     services = request.app[SERVICES]
-    services.api_keys.require(request, Scope.READ)
     customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
     instances = await _reader(services).customer_instances(customer_id)
     return json_response({"customer_id": customer_id, "data": instances})

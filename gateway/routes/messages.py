@@ -10,6 +10,7 @@ from conversations.codec import encode
 from conversations.ids import new_message_id
 from conversations.models import Channel, MessageRecord, MessageStatus, OutboundRequest
 from conversations.sharding import shard_for_identifier
+from gateway.endpoints import GRANT, Endpoints, Param
 from gateway.errors import ApiError, decode_json_body
 from gateway.idempotency import Reservation
 from gateway.message_content import ROUTABLE_PHONE_CHANNELS, check_variants, compose
@@ -21,7 +22,7 @@ from gateway.message_requests import (
 )
 from gateway.services import SERVICES, Services
 
-routes = web.RouteTableDef()
+routes = Endpoints()
 
 
 class Accepted(msgspec.Struct):
@@ -34,12 +35,30 @@ def json_response(value: object, status: int = 200) -> web.Response:
     return web.Response(status=status, body=msgspec.json.encode(value), content_type="application/json")
 
 
-@routes.post("/v1/messages")
+@routes.api(
+    "POST",
+    "/v1/messages",
+    "sendMessage",
+    "Send a message to a customer (durable before 202)",
+    "messages",
+    Scope.SEND,
+    (202, "Accepted; the message is stored on the customer's shard", Accepted),
+    (409, 422),
+    body=SendMessage,
+    params=(
+        Param(
+            "Idempotency-Key",
+            "header",
+            {"type": "string", "minLength": 1, "maxLength": 255},
+            "Retries with the same key and body get the first response again",
+        ),
+    ),
+)
 async def send_message(request: web.Request) -> web.Response:
     """Accept a message for a customer: rendered for its channel, durable on the customer's shard
     before 202. With an ``Idempotency-Key`` header a retry gets the first answer (same id) back."""
     services = request.app[SERVICES]
-    grant = services.api_keys.require(request, Scope.SEND)
+    grant = request[GRANT]
     raw = await request.read()
 
     async def accept(reservation: Reservation | None) -> web.Response:
@@ -97,11 +116,20 @@ async def _accept_message(services: Services, raw: bytes, reservation: Reservati
     return json_response(Accepted(message_id, MessageStatus.ACCEPTED, shard), status=202)
 
 
-@routes.get("/v1/messages/{message_id}")
+@routes.api(
+    "GET",
+    "/v1/messages/{message_id}",
+    "getMessage",
+    "One message with its status history",
+    "messages",
+    Scope.READ,
+    (200, "The message", MessageRecord),
+    (404,),
+    params=(Param("message_id", "path", {"type": "string"}, "A message id (msg_…)", True),),
+)
 async def get_message(request: web.Request) -> web.Response:
     """One message with its status history and, for outbound ones, the routing decision and attempts."""
     services = request.app[SERVICES]
-    services.api_keys.require(request, Scope.READ)
     record: MessageRecord | None = await services.reader.message(request.match_info["message_id"])
     if record is None:
         raise ApiError(404, "message_not_found", "no message with this id")

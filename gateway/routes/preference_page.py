@@ -10,12 +10,13 @@ from conversations.codec import decode_preferences
 from conversations.models import Channel
 from conversations.preferences import Preferences, TypePreference
 from conversations.tokens import Claims, TokenExpired, TokenInvalid, sign, verify
+from gateway.endpoints import Endpoints
 from gateway.errors import ApiError
-from gateway.routes.customers import resolve_customer_id, set_preferences
+from gateway.routes.customers import CUSTOMER_ID, resolve_customer_id, set_preferences
 from gateway.routes.messages import json_response
 from gateway.services import SERVICES, Services
 
-routes = web.RouteTableDef()
+routes = Endpoints()
 
 PURPOSE = "preferences"
 CHANNEL_LABELS = {
@@ -39,11 +40,20 @@ class PreferenceLink(msgspec.Struct):
     expires_at: float
 
 
-@routes.post("/v1/customers/{customer_id}/preference-link")
+@routes.api(
+    "POST",
+    "/v1/customers/{customer_id}/preference-link",
+    "createPreferenceLink",
+    "A signed, expiring link to the hosted preference page",
+    "customers",
+    Scope.SEND,
+    (201, "The link", PreferenceLink),
+    (404,),
+    params=(CUSTOMER_ID,),
+)
 async def create_preference_link(request: web.Request) -> web.Response:
     """A link to send the customer; it expires after ``preference_link_ttl_seconds``."""
     services = request.app[SERVICES]
-    services.api_keys.require(request, Scope.SEND)
     customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
     expires_at = services.clock() + services.config.preference_link_ttl_seconds
     token = sign(services.config.secret_key, PURPOSE, Claims(customer_id, expires_at))
@@ -76,14 +86,14 @@ async def _render(services: Services, customer_id: str, saved: bool) -> web.Resp
     return web.Response(text=html, content_type="text/html")
 
 
-@routes.get("/preferences/{token}")
+@routes.page("GET", "/preferences/{token}")
 async def show_preferences(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     customer_id = await _customer_from_token(services, request.match_info["token"])
     return await _render(services, customer_id, saved=False)
 
 
-@routes.post("/preferences/{token}")
+@routes.page("POST", "/preferences/{token}")
 async def save_preferences(request: web.Request) -> web.Response:
     """The form post: allowed channels and a preferred first channel per message type."""
     services = request.app[SERVICES]

@@ -15,12 +15,13 @@ from channels.tracking import PIXEL_GIF, InvalidToken, LinkTracker, TrackedLink
 from conversations.codec import encode
 from conversations.models import Engagement, EngagementKind
 from conversations.sharding import shard_for_customer
+from gateway.endpoints import Endpoints
 from gateway.errors import ApiError
 from gateway.services import SERVICES, Services
 
 log = logging.getLogger(__name__)
 
-routes = web.RouteTableDef()
+routes = Endpoints()
 
 NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, private", "Pragma": "no-cache"}
 
@@ -47,7 +48,7 @@ async def _record(services: Services, shard: int, entry: Engagement, dedupe_key:
         log.warning("could not record %s of %s: %s", entry.kind, entry.message_id, exc)
 
 
-@routes.get("/t/o/{token}.gif")
+@routes.page("GET", "/t/o/{token}.gif")
 async def track_open(request: web.Request) -> web.Response:
     """The open pixel of an email: recorded once per message, answered with a 1x1 GIF."""
     services = request.app[SERVICES]
@@ -57,7 +58,7 @@ async def track_open(request: web.Request) -> web.Response:
     return web.Response(body=PIXEL_GIF, content_type="image/gif", headers=NO_STORE)
 
 
-@routes.get("/t/{token}")
+@routes.page("GET", "/t/{token}")
 async def track_click(request: web.Request) -> web.Response:
     """A tracked link: record the click on the customer's shard, then 302 to the signed URL."""
     services = request.app[SERVICES]
