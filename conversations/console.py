@@ -23,8 +23,7 @@ from redis.exceptions import ResponseError
 
 from conversations.batch.context import BatchResult
 from conversations.codec import decode_message, decode_thread_event, encode
-from conversations.ids import ulid
-from conversations.models import Channel, Direction, MessageLogged, NoteLogged
+from conversations.models import Channel, Direction, MessageLogged
 from conversations.store import INGEST_FIELD, Keys
 
 PREVIEW_CHARS = 140
@@ -211,15 +210,19 @@ class ConsoleBatchHook:
         args: list[str | int | float | bytes] = [self._maxlen]
         for customer_id in customers:
             inbound = result.inbound.get(customer_id, 0)
+            agent = ""
             if inbound:
                 reason = UpdateReason.INBOUND
             elif customer_id in result.outbound:
                 reason = UpdateReason.OUTBOUND
+            elif customer_id in result.notes:
+                reason, agent = UpdateReason.NOTE, result.notes[customer_id]
             else:
                 reason = UpdateReason.STATUS
             keys.append(self._keys.conversation(customer_id))
-            fresh = "1" if reason is not UpdateReason.STATUS else "0"
-            args += [customer_id, inbound, fresh, repr(now), encode(ConsoleEvent(customer_id, reason, now))]
+            fresh = "1" if reason in (UpdateReason.INBOUND, UpdateReason.OUTBOUND) else "0"
+            event = encode(ConsoleEvent(customer_id, reason, now, agent))
+            args += [customer_id, inbound, fresh, repr(now), event]
         pipe.eval(_BATCH, len(keys), *keys, *args)
 
 
@@ -282,17 +285,6 @@ class ConsoleStore:
         """A thread cursor after which exactly the last ``limit`` entries follow (None: fewer exist)."""
         newest = await self._redis.xrevrange(self._keys.thread(customer_id), count=limit + 1)
         return newest[-1][0].decode() if len(newest) > limit else None
-
-    async def add_note(self, customer_id: str, agent: str, body: str) -> str:
-        """Append an internal note to the thread (never sent) and publish it; returns the note id."""
-        now = self._clock()
-        note_id = "note_" + ulid(now)
-        pipe = self._redis.pipeline(transaction=True)
-        note = NoteLogged(note_id, agent, body, now)
-        pipe.xadd(self._keys.thread(customer_id), {INGEST_FIELD: encode(note)})
-        self._publish(pipe, ConsoleEvent(customer_id, UpdateReason.NOTE, now, agent))
-        await pipe.execute()
-        return note_id
 
     async def record_reply_author(self, customer_id: str, message_id: str, agent: str) -> None:
         """Remember which agent sent an outbound message (shown on the thread)."""

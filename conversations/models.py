@@ -224,6 +224,16 @@ class JourneyHandback(msgspec.Struct, tag="journey_handback", frozen=True):
     agent: str = ""
 
 
+class AgentNote(msgspec.Struct, tag="agent_note", frozen=True):
+    """An agent wrote an internal note on the customer's thread (never sent to the customer)."""
+
+    customer_id: str
+    note_id: str
+    agent: str
+    body: str
+    at: float
+
+
 class Forwarded(msgspec.Struct, tag="forwarded", frozen=True):
     """An entry that arrived on one shard but belongs to a customer homed on another."""
 
@@ -275,6 +285,7 @@ ShardEntry = (
     | EventReceived
     | JourneyTimer
     | JourneyHandback
+    | AgentNote
 )
 IngestEntry = ShardEntry | Forwarded
 

@@ -9,12 +9,15 @@ import pytest
 from redis.asyncio import Redis
 
 from actors.streams import ensure_group, new_batch, pending_batches
-from conversations.codec import decode_message, encode
+from conversations.codec import decode_message, decode_thread_event, encode
+from conversations.console import ConsoleBatchHook, UpdateReason, decode_event
 from conversations.ids import new_message_id
 from conversations.models import (
+    AgentNote,
     Channel,
     InboundMessage,
     MessageStatus,
+    NoteLogged,
     OutboundRequest,
     SendOutcome,
     StatusUpdate,
@@ -154,3 +157,28 @@ async def test_sessions_span_channels_and_reopen_after_an_idle_gap(env: tuple[Re
     sessions = [e.session_id for e in (await ThreadReader(redis, keys).page(customer_id, None, 10)).entries]
     assert sessions[0] == sessions[1] != sessions[2]
     assert all(s.startswith("ses_") for s in sessions)
+
+
+async def test_an_agent_note_is_written_by_the_home_shard_and_published_with_its_agent(
+    env: tuple[Redis, Keys],
+) -> None:
+    redis, keys = env
+    phone = unique_phone()
+    processor = build_processor(redis, keys, 0, 2, console=ConsoleBatchHook(keys, 1000))
+    await processor.process(await _feed(redis, keys, _inbound(phone, "hello", "SM7")))
+    customer_id = await ThreadReader(redis, keys).find_customer_id(phone_identifier(phone))
+    assert customer_id is not None and customer_id.startswith("cus_0_")
+    note = AgentNote(customer_id, "note_1", "ada", "VIP: refund approved", 1002.0)
+    # Submitted on the wrong shard, it is forwarded home like any other entry.
+    await ensure_group(redis, keys.ingest(1))
+    await redis.xadd(keys.ingest(1), {INGEST_FIELD: encode(note)})
+    other = build_processor(redis, keys, 1, 2)
+    assert (await other.process(await new_batch(redis, keys.ingest(1), "shard-1", 10, 100))).forwarded == 1
+    result = await processor.process(await new_batch(redis, keys.ingest(0), "shard-0", 10, 100))
+    assert result.notes == {customer_id: "ada"}
+    raw = await redis.xrange(keys.thread(customer_id))
+    events = [decode_thread_event(fields[INGEST_FIELD]) for _, fields in raw]
+    assert events[-1] == NoteLogged("note_1", "ada", "VIP: refund approved", 1002.0)
+    published = [decode_event(f[INGEST_FIELD]) for _, f in await redis.xrange(keys.console_events())]
+    assert published[-1].reason is UpdateReason.NOTE and published[-1].agent == "ada"
+    assert await redis.xlen(keys.outbox(0)) == 0  # a note is never sent

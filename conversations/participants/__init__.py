@@ -23,6 +23,7 @@ from conversations.participants.engagement import EngagementScores
 from conversations.participants.events import Events
 from conversations.participants.keywords import ConsentKeywords
 from conversations.participants.messages import MessageRecords
+from conversations.participants.notes import AgentNotes
 from conversations.participants.routing import Router, RoutingSettings
 from conversations.participants.sessions import Sessions
 from conversations.participants.thread import ThreadWriter
@@ -47,6 +48,7 @@ def participants(
         MessageRecords(),
         ConsentKeywords(keyword_replies),
         Events(),
+        AgentNotes(),
         Router(routing),
         EngagementScores(EngagementRecorder(keys)),
         JourneyRunner(keys, shard),

@@ -18,9 +18,17 @@ from conversations.console import (
     TransitionRefused,
     parse_event_id,
 )
-from conversations.ids import new_message_id
+from conversations.ids import new_message_id, ulid
 from conversations.journeys.handoff import handback_entry
-from conversations.models import Channel, Direction, Forwarded, Identifier, IdentifierKind, OutboundRequest
+from conversations.models import (
+    AgentNote,
+    Channel,
+    Direction,
+    Forwarded,
+    Identifier,
+    IdentifierKind,
+    OutboundRequest,
+)
 from conversations.sharding import shard_for_customer
 from conversations.thread import ThreadReader, is_valid_cursor
 from gateway.console.frames import (
@@ -123,7 +131,7 @@ class ConsoleCommands:
             await self.reply(sock, frame)
         elif isinstance(frame, Note):
             await self._require_customer(frame.customer_id)
-            note_id = await self.store.add_note(frame.customer_id, sock.agent, frame.text)
+            note_id = await self._add_note(frame.customer_id, sock.agent, frame.text)
             sock.send(Ack("note", frame.ref, frame.customer_id, message_id=note_id))
         elif isinstance(frame, Typing):
             await self.hub.publish_typing(frame.customer_id, sock.agent)
@@ -151,6 +159,14 @@ class ConsoleCommands:
             # Wake the home shard: journeys paused at a handoff step resume in its next batch.
             await self.ingest.submit(home, encode(handback_entry(customer_id, self.clock(), sock.agent)))
         sock.send(Ack(op.value, ref, customer_id, event_id=event_id))
+
+    async def _add_note(self, customer_id: str, agent: str, body: str) -> str:
+        """Hand the note to the customer's home shard (the thread's one writer); durable on return."""
+        now = self.clock()
+        note = AgentNote(customer_id, "note_" + ulid(now), agent, body, now)
+        home = shard_for_customer(customer_id, self.shards) or 0
+        await self.ingest.submit(home, encode(note))
+        return note.note_id
 
     async def _require_customer(self, customer_id: str) -> None:
         if not await self.store.customer_exists(customer_id):
