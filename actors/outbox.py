@@ -23,7 +23,8 @@ from redis.exceptions import RedisError
 from actors.coalesce import PipelineCoalescer
 from actors.streams import ensure_group, new_batch, pending_batches
 from channels.base import ChannelUnreachable, ProviderError, Sender
-from conversations.codec import decode_outbox_job, encode
+from conversations import stream_entries
+from conversations.codec import decode_outbox_job
 from conversations.models import Channel, MessageStatus, OutboxJob, SendOutcome
 from conversations.store import CONSUMER_GROUP, INGEST_FIELD, Keys
 
@@ -247,7 +248,7 @@ class OutboxSender:
 
     def _add_ack(self, pipe: Pipeline, stream_id: bytes, outcome: SendOutcome | None) -> None:
         if outcome is not None:
-            pipe.xadd(self._keys.ingest(self._shard), {INGEST_FIELD: encode(outcome)})
+            stream_entries.append(pipe, self._keys.ingest(self._shard), outcome)
         pipe.xack(self._stream, CONSUMER_GROUP, stream_id)
         pipe.xdel(self._stream, stream_id)
 

@@ -6,6 +6,7 @@ from collections import Counter
 
 from redis.asyncio.client import Pipeline
 
+from conversations import stream_entries
 from conversations.codec import encode
 from conversations.preferences import ConsentChange, Preferences
 from conversations.store import Keys
@@ -39,7 +40,7 @@ def write_preferences(
     """Store ``after``, append each change to the audit log, and move the adoption counters."""
     pipe.set(keys.preferences(customer_id), encode(after))
     for change in changes:
-        pipe.xadd(keys.consent_log(customer_id), {b"d": encode(change)})
+        stream_entries.append(pipe, keys.consent_log(customer_id), change)
     delta = adoption_counts(after)
     delta.subtract(adoption_counts(before))
     for field, amount in delta.items():

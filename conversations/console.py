@@ -21,9 +21,11 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from conversations import stream_entries
 from conversations.batch.context import BatchResult
 from conversations.codec import decode_message, decode_thread_event, encode
-from conversations.models import Channel, Direction, MessageLogged
+from conversations.customer_hash import CustomerFacts, parse_customer_hash
+from conversations.models import Channel, Direction, IdentifierKind, MessageLogged
 from conversations.store import INGEST_FIELD, Keys
 
 PREVIEW_CHARS = 140
@@ -306,12 +308,7 @@ class ConsoleStore:
         )
 
     def _publish(self, pipe, event: ConsoleEvent) -> None:
-        pipe.xadd(
-            self._keys.console_events(),
-            {INGEST_FIELD: encode(event)},
-            maxlen=self._maxlen,
-            approximate=True,
-        )
+        stream_entries.append(pipe, self._keys.console_events(), event, maxlen=self._maxlen)
 
     # --- the update feed -----------------------------------------------------------------
 
@@ -378,9 +375,9 @@ class ConsoleStore:
         found = {}
         for index, customer_id in enumerate(ids):
             conv = _decoded(replies[index * 3])
-            customer = _decoded(replies[index * 3 + 1])
-            if not customer:
+            if not replies[index * 3 + 1]:
                 continue
+            customer = parse_customer_hash(customer_id, replies[index * 3 + 1])
             last = last_messages.get(customer_id)
             record = records.get(last.message_id) if last else None
             found[customer_id] = summarize(customer_id, conv, customer, last, record.body if record else "")
@@ -388,27 +385,21 @@ class ConsoleStore:
 
 
 def _decoded(raw: dict[bytes, bytes]) -> dict[str, str]:
-    # Attribute fields (attr:*) hold msgpack, not text: decoding must not fail on them.
     return {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
 
 
 def summarize(
     customer_id: str,
     conv: dict[str, str],
-    customer: dict[str, str],
+    customer: CustomerFacts,
     last: MessageLogged | None,
     body: str,
 ) -> ConversationSummary:
     """Build a summary from the conversation hash, the customer hash and the last message."""
-    phones = sorted(name.split(":", 2)[2] for name in customer if name.startswith("ident:phone:"))
+    phones = sorted(i.value for i in customer.identifiers if i.kind is IdentifierKind.PHONE)
     phone = phones[0] if phones else ""
-    known = {channel.value for channel in Channel}
-    channels = {
-        Channel(name.split(":", 1)[1])
-        for name in customer
-        if name.startswith("last_inbound_at:") and name.split(":", 1)[1] in known
-    }
-    last_channel = Channel(customer["last_channel"]) if customer.get("last_channel") in known else None
+    channels = set(customer.last_inbound_at)
+    last_channel = customer.last_channel
     if last_channel is not None:
         channels.add(last_channel)
     if last is not None:
@@ -418,7 +409,7 @@ def summarize(
         preview = preview[: PREVIEW_CHARS - 1] + "…"
     return ConversationSummary(
         customer_id=customer_id,
-        name=customer.get("profile_name") or phone or customer_id,
+        name=customer.profile_name or phone or customer_id,
         phone=phone,
         status=ConversationStatus(conv.get("status") or ConversationStatus.OPEN),
         assignee=conv.get("assignee", ""),
@@ -426,7 +417,7 @@ def summarize(
         unread=int(conv.get("unread") or 0),
         last_channel=last_channel or (last.channel if last else None),
         channels=sorted(channels),
-        last_at=last.at if last else float(customer.get("updated_at") or customer.get("created_at") or 0),
+        last_at=last.at if last else (customer.updated_at or customer.created_at or 0.0),
         preview=preview,
         preview_direction=last.direction if last else None,
     )

@@ -13,7 +13,8 @@ from typing import Any
 import msgspec
 
 from conversations.models import Channel, Identifier, IdentifierKind
-from conversations.profiles import decode_attribute
+
+Scalar = str | int | float | bool | None
 
 CREATED_AT = "created_at"
 UPDATED_AT = "updated_at"
@@ -23,6 +24,21 @@ SESSION_ID = "session_id"
 SESSION_LAST_AT = "session_last_at"
 LEGACY_TIMEZONE = "timezone"  # before attributes were stored as attr:<name>
 ATTRIBUTE_PREFIX = "attr:"
+
+
+MERGED_PREFIX = "merged:"  # merged:<loser id>: the customers folded into this one
+
+_attribute_encoder = msgspec.msgpack.Encoder()
+_attribute_decode = msgspec.msgpack.Decoder(tuple[Scalar, float]).decode
+
+
+def encode_attribute(value: Scalar, at: float) -> bytes:
+    """An attribute's stored form: msgpack ``(value, set_at)``, so merges keep the newest."""
+    return _attribute_encoder.encode((value, at))
+
+
+def decode_attribute(blob: bytes) -> tuple[Scalar, float]:
+    return _attribute_decode(blob)
 
 
 def identifier_field(identifier: Identifier) -> str:
@@ -62,8 +78,10 @@ class CustomerFacts(msgspec.Struct, kw_only=True):
     unreachable_since: dict[Channel, float] = msgspec.field(default_factory=dict)
     profile_name: str = ""
     session: CustomerSession | None = None
+    merged_from: list[str] = msgspec.field(default_factory=list)
     created_at: float | None = None
     updated_at: float | None = None
+    legacy_timezone: str = ""
 
     @property
     def exists(self) -> bool:
@@ -72,7 +90,7 @@ class CustomerFacts(msgspec.Struct, kw_only=True):
     @property
     def timezone(self) -> str:
         zone = self.attributes.get("timezone")
-        return zone if isinstance(zone, str) else ""
+        return zone if isinstance(zone, str) else self.legacy_timezone
 
 
 def parse_customer_hash(customer_id: str, fields: Mapping[bytes, bytes] | None) -> CustomerFacts:
@@ -83,6 +101,9 @@ def parse_customer_hash(customer_id: str, fields: Mapping[bytes, bytes] | None) 
         name = raw_name.decode()
         if name.startswith(ATTRIBUTE_PREFIX):  # attributes are msgpack (value, set_at), not text
             facts.attributes[name[len(ATTRIBUTE_PREFIX) :]] = decode_attribute(raw_value)[0]
+            continue
+        if name.startswith(MERGED_PREFIX):
+            facts.merged_from.append(name[len(MERGED_PREFIX) :])
             continue
         value = raw_value.decode(errors="replace")
         kind, _, rest = name.partition(":")
@@ -106,10 +127,11 @@ def parse_customer_hash(customer_id: str, fields: Mapping[bytes, bytes] | None) 
                 facts.created_at = float(value)
             elif name == UPDATED_AT:
                 facts.updated_at = float(value)
-            elif name == LEGACY_TIMEZONE and "timezone" not in facts.attributes:
-                facts.attributes["timezone"] = value
+            elif name == LEGACY_TIMEZONE:
+                facts.legacy_timezone = value
         except ValueError:
             continue  # a field written by a newer version (an unknown channel): not ours to judge
+    facts.merged_from.sort()
     if session_id and session_last_at is not None:
         facts.session = CustomerSession(session_id, session_last_at)
     facts.identifiers.sort(key=lambda i: (i.kind.value, i.value))

@@ -29,9 +29,9 @@ from conversations.codec import (
     encode,
 )
 from conversations.consent import write_preferences
+from conversations.customer_hash import Scalar, decode_attribute
 from conversations.models import EventLogged, Identifier, IdentifierKind, NoteLogged
 from conversations.preferences import Preferences
-from conversations.profiles import Scalar, decode_attribute
 from conversations.store import INGEST_FIELD, Keys
 
 

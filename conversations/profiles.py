@@ -14,11 +14,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 from redis.asyncio import Redis
 
+from conversations.customer_hash import (
+    CREATED_AT,
+    UPDATED_AT,
+    Scalar,
+    attribute_field,
+    encode_attribute,
+    identifier_field,
+    parse_customer_hash,
+)
 from conversations.ids import new_customer_id
 from conversations.models import Channel, Identifier, IdentifierKind
 from conversations.store import Keys
-
-Scalar = str | int | float | bool | None
 
 
 class LifecycleStage(enum.StrEnum):
@@ -82,54 +89,29 @@ class Profile(msgspec.Struct, kw_only=True):
     merged_from: list[str] = msgspec.field(default_factory=list)
 
 
-_attr_codec = msgspec.msgpack.Encoder()
-_attr_decode = msgspec.msgpack.Decoder(tuple[Scalar, float]).decode
-
-
-def encode_attribute(value: Scalar, at: float) -> bytes:
-    return _attr_codec.encode((value, at))
-
-
-def decode_attribute(blob: bytes) -> tuple[Scalar, float]:
-    return _attr_decode(blob)
-
-
 def profile_from_hash(customer_id: str, fields: dict[bytes, bytes]) -> Profile | None:
     """Build the API view of a profile hash (None when the hash is empty)."""
     if not fields:
         return None
-    identifiers: list[Identifier] = []
+    facts = parse_customer_hash(customer_id, fields)
     attributes: dict[str, Any] = {}
     custom: dict[str, Any] = {}
-    merged_from: list[str] = []
-    scalars: dict[str, str] = {}
-    for raw_name, raw_value in fields.items():
-        name = raw_name.decode()
-        if name.startswith("ident:"):
-            _, kind, handle = name.split(":", 2)
-            identifiers.append(Identifier(IdentifierKind(kind), handle))
-        elif name.startswith("attr:"):
-            value, _at = decode_attribute(raw_value)
-            attr = name[5:]
-            if attr.startswith("custom."):
-                custom[attr[7:]] = value
-            else:
-                attributes[attr] = value
-        elif name.startswith("merged:"):
-            merged_from.append(name[7:])
+    for name, value in facts.attributes.items():
+        if name.startswith("custom."):
+            custom[name[7:]] = value
         else:
-            scalars[name] = raw_value.decode()
+            attributes[name] = value
     if custom:
         attributes["custom"] = dict(sorted(custom.items()))
-    last_channel = scalars.get("last_channel")
+    created = facts.created_at or 0.0
     return Profile(
         id=customer_id,
-        identifiers=sorted(identifiers, key=lambda i: (i.kind.value, i.value)),
+        identifiers=facts.identifiers,
         attributes=attributes,
-        created_at=float(scalars.get("created_at", "0")),
-        updated_at=float(scalars.get("updated_at", scalars.get("created_at", "0"))),
-        last_channel=Channel(last_channel) if last_channel else None,
-        merged_from=sorted(merged_from),
+        created_at=created,
+        updated_at=facts.updated_at if facts.updated_at is not None else created,
+        last_channel=facts.last_channel,
+        merged_from=facts.merged_from,
     )
 
 
@@ -198,10 +180,10 @@ async def upsert_profile(
                 raise IdentifierConflict(ident, owner.decode(), customer_id)
     pipe = redis.pipeline(transaction=True)
     key = keys.customer(customer_id)
-    pipe.hsetnx(key, "created_at", repr(now))
-    fields: dict[str, bytes | str] = {"updated_at": repr(now)}
-    fields.update({f"ident:{i.kind.value}:{i.value}": "1" for i in identifiers})
-    fields.update({f"attr:{name}": encode_attribute(value, now) for name, value in attributes.items()})
+    pipe.hsetnx(key, CREATED_AT, repr(now))
+    fields: dict[str, bytes | str] = {UPDATED_AT: repr(now)}
+    fields.update({identifier_field(i): "1" for i in identifiers})
+    fields.update({attribute_field(name): encode_attribute(value, now) for name, value in attributes.items()})
     pipe.hset(key, mapping=fields)
     await pipe.execute()
     return UpsertOutcome(customer_id, created, unlinked)

@@ -28,4 +28,4 @@ async def follow(redis: Redis, keys: Keys, customer_ids: Iterable[str]) -> dict[
 
 async def follow_one(redis: Redis, keys: Keys, customer_id: str) -> str:
     """The id ``customer_id`` resolves to now."""
-    return (await follow(redis, keys, [customer_id]))[customer_id]
+    return (await follow(redis, keys, [customer_id])).get(customer_id, customer_id)

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from actors.streams import ensure_group, new_batch
 from conversations.codec import decode_message, decode_outbox_job, encode
+from conversations.customer_hash import decode_attribute
 from conversations.journeys import handoff
 from conversations.journeys.definition import parse_definition
 from conversations.journeys.instance import Instance, InstanceStatus, decode_instance
@@ -21,7 +22,6 @@ from conversations.models import Channel, EventReceived, InboundMessage
 from conversations.normalize import phone_identifier
 from conversations.participants import build_processor
 from conversations.participants.routing import RoutingSettings
-from conversations.profiles import decode_attribute
 from conversations.routing.policy import load_policy
 from conversations.store import INGEST_FIELD, Keys
 from conversations.thread import ThreadReader

@@ -20,10 +20,10 @@ from __future__ import annotations
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from conversations.codec import encode
+from conversations import stream_entries
 from conversations.models import JourneyHandback
 from conversations.sharding import shard_for_customer
-from conversations.store import INGEST_FIELD, Keys
+from conversations.store import Keys
 
 AUTOMATION_FIELD = "automation"
 ASSIGNEE_FIELD = "assignee"
@@ -48,7 +48,7 @@ def release_in(pipe: Pipeline, keys: Keys, shards: int, customer_id: str, at: fl
     if home is None:
         raise ValueError(f"not a customer id: {customer_id!r}")
     pipe.hset(keys.conversation(customer_id), AUTOMATION_FIELD, ACTIVE)
-    pipe.xadd(keys.ingest(home), {INGEST_FIELD: encode(handback_entry(customer_id, at, agent))})
+    stream_entries.append(pipe, keys.ingest(home), handback_entry(customer_id, at, agent))
 
 
 async def release(

@@ -24,7 +24,7 @@ from redis.asyncio.client import Pipeline
 from conversations import stream_entries, timers
 from conversations.batch.context import BatchContext, BatchItem, ReadQueue
 from conversations.codec import encode
-from conversations.customer_hash import CustomerFacts, CustomerHashWrites
+from conversations.customer_hash import CustomerFacts, CustomerHashWrites, encode_attribute
 from conversations.ids import ulid
 from conversations.journeys.definition import DefinitionError, Journey
 from conversations.journeys.handoff import ACTIVE, ASSIGNEE_FIELD, AUTOMATION_FIELD, PAUSED
@@ -67,7 +67,6 @@ from conversations.models import (
     ShardEntry,
     StatusUpdate,
 )
-from conversations.profiles import encode_attribute
 from conversations.store import Keys
 
 log = logging.getLogger(__name__)

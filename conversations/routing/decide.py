@@ -26,7 +26,6 @@ from conversations.models import (
     SkipReason,
 )
 from conversations.pricing import PriceTable, country_of
-from conversations.routing.content import Content, adapt_for
 from conversations.routing.context import CustomerContext
 from conversations.routing.engagement import SendTimeOptimiser
 from conversations.routing.policy import QuietHours, RoutingPolicy, StepRules, TypeRules
@@ -198,8 +197,8 @@ def _consider(
         return SkippedChannel(
             channel, SkipReason.NOT_ENGAGED, f"engagement {score:.2f} < {step_rules.min_engagement:g}"
         )
-    adapted = adapt_for(channel, Content(request.body, request.media, template))
-    price = prices.price(channel, country, message_type, adapted.body)
+    # Estimated on the text as asked; each attempt is priced again on what it really sends.
+    price = prices.price(channel, country, message_type, request.body)
     if price is not None:
         if rules.max_price is not None and price > rules.max_price:
             return SkippedChannel(

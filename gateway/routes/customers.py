@@ -23,6 +23,7 @@ from conversations.models import Channel, Direction, Identifier, IdentifierKind
 from conversations.normalize import InvalidIdentifier, identifier
 from conversations.preferences import Preferences, TypePreference
 from conversations.profiles import Attributes, InvalidAttribute, Profile, read_profile, validate_attributes
+from conversations.redirects import follow_one
 from conversations.sharding import shard_for_customer, shard_for_identifier
 from conversations.thread import MAX_PAGE, ThreadFilter, ThreadPage, is_valid_cursor
 from gateway.endpoints import ANY_OBJECT, Endpoints, Param
@@ -99,11 +100,7 @@ def _normalised(kind: str, raw: str, field: str) -> Identifier:
 
 async def resolve_customer_id(services: Services, customer_id: str) -> str:
     """The customer's current id, following merge redirects; 404 when unknown."""
-    for _ in range(8):
-        target = await services.redis.get(services.keys.redirect(customer_id))
-        if target is None:
-            break
-        customer_id = target.decode()
+    customer_id = await follow_one(services.redis, services.keys, customer_id)
     if not await services.redis.exists(services.keys.customer(customer_id)):
         raise ApiError(404, "customer_not_found", "no customer with this id")
     return customer_id
