@@ -48,7 +48,7 @@ def wall_clock_free_policy() -> str:
 
     The shared stack runs on the wall clock; quiet hours (21:00-08:00 for marketing) would make
     end-to-end results depend on when the suite runs. Quiet hours are tested with an injected
-    clock in tests/test_routing_*.py.
+    clock in tests/conversations/routing/test_routing_*.py.
     """
     text = DEFAULT_POLICY_PATH.read_text().replace("quiet_hours = true", "quiet_hours = false")
     assert "quiet_hours = false" in text
@@ -59,7 +59,7 @@ def wall_clock_free_policy() -> str:
 
 
 # New Zealand prices (no other test sends there) turned upside down: SMS far cheaper than
-# WhatsApp, whereas the defaults make WhatsApp the cheaper one; see tests/test_pricing.py.
+# WhatsApp, whereas the defaults make WhatsApp the cheaper one; see tests/conversations/test_pricing.py.
 CONFIGURED_PRICES = PricesConfig(sms={"NZ": 0.001}, whatsapp={"nz": 0.9})
 
 

@@ -16,7 +16,7 @@ from channels.base import InvalidPayload
 from conversations.codec import decode_ingest, encode
 from tests.support.shaped import encoded, mutations_of, shaped_like
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 def _mutated(channel: str, skip: tuple[str, ...] = ()) -> st.SearchStrategy:

@@ -28,7 +28,7 @@ from conversations.routing.rendering import AttemptContent
 from conversations.store import Keys
 from tests.support.stack import CONFIGURED_PRICES, Stack, eventually
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PHONE = Identifier(IdentifierKind.PHONE, "+14155550100")
 NOON = 1_741_780_800.0  # 2025-03-12 12:00 UTC
 
