@@ -71,7 +71,7 @@ class ShardActor:
         senders = build_senders(self._session, self._config, self._capabilities)
         # One table for routing's estimates and each attempt's cost.
         prices = configured_prices(self._config.prices)
-        render = AttemptRenderer.from_config(self._config, prices)
+        render = AttemptRenderer.from_config(self._config, prices, self._callbacks.opt_out_urls)
         # Routing only chooses channels that have a sender here; others are skipped with
         # reason channel_unavailable in the decision.
         routing = RoutingSettings(

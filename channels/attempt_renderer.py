@@ -9,11 +9,14 @@ is really sent (a tracked link is longer than the original).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from channels.rcs_render import render_sms
 from channels.templates import MissingVariable, RenderFailed, TemplateNotAvailable, TemplateRenderer
 from channels.tracking import LinkTracker
 from conversations.config import Config
 from conversations.models import Channel, OutboundContent
+from conversations.opt_out_links import OptOutLinks
 from conversations.pricing import PriceTable
 from conversations.routing.rendering import AttemptContent
 from conversations.sms_segments import encoding_of, segment_count
@@ -30,17 +33,23 @@ class AttemptRenderer:
         prices: PriceTable,
         templates: TemplateRenderer | None = None,
         card_max_segments: int = 2,
+        opt_outs: OptOutLinks | None = None,
     ) -> None:
         self._tracker = tracker
         self._prices = prices
         self._templates = templates
         self._card_max_segments = card_max_segments
+        self._opt_outs = opt_outs
 
     @classmethod
-    def from_config(cls, config: Config, prices: PriceTable) -> AttemptRenderer:
-        """A renderer pricing with ``prices``: the same table routing decides with."""
+    def from_config(
+        cls, config: Config, prices: PriceTable, opt_out_bases: Mapping[Channel, str] | None = None
+    ) -> AttemptRenderer:
+        """A renderer pricing with ``prices`` (the table routing decides with); attempts carry
+        an opt-out URL on the channels ``opt_out_bases`` names (the gateway serves them)."""
         tracker = LinkTracker(config.tracking.secret, config.public_url) if config.tracking.secret else None
-        return cls(tracker, prices, TemplateRenderer(), config.rbm.sms_fallback_max_segments)
+        opt_outs = OptOutLinks(config.secret_key, opt_out_bases) if opt_out_bases else None
+        return cls(tracker, prices, TemplateRenderer(), config.rbm.sms_fallback_max_segments, opt_outs)
 
     def __call__(self, content: AttemptContent, customer_id: str, channel: Channel) -> OutboundContent:
         body, html, subject = self._rendered(content, channel)
@@ -54,8 +63,19 @@ class AttemptRenderer:
         if channel is Channel.SMS:
             segments, encoding = segment_count(body), encoding_of(body)
         cost = self._prices.cost(channel, content.country, content.message_type, segments)
+        opt_out_url = ""
+        if self._opt_outs is not None:
+            opt_out_url = self._opt_outs.for_attempt(
+                channel, content.message_type, content.message_id, customer_id, content.requested_at
+            )
         return OutboundContent(
-            body=body, html=html, segments=segments, encoding=encoding, cost=cost, subject=subject
+            body=body,
+            html=html,
+            segments=segments,
+            encoding=encoding,
+            cost=cost,
+            subject=subject,
+            opt_out_url=opt_out_url,
         )
 
     def _rendered(self, content: AttemptContent, channel: Channel) -> tuple[str, str, str]:

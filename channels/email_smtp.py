@@ -65,6 +65,10 @@ def build_message(job: OutboxJob, from_address: str) -> EmailMessage:
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = message_id_header(job.message_id, from_address)
     message["X-Threadline-Message-Id"] = job.message_id
+    if job.opt_out_url:
+        # RFC 2369 + RFC 8058: mail clients offer "Unsubscribe", and POST to it in one click.
+        message["List-Unsubscribe"] = f"<{job.opt_out_url}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(job.body)
     if job.html:
         message.add_alternative(job.html, subtype="html")

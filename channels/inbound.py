@@ -20,7 +20,7 @@ import msgspec
 from multidict import MultiDict
 
 from channels.base import InvalidPayload, WebhookRejected
-from conversations.models import Identifier, InboundMessage, StatusUpdate
+from conversations.models import Identifier, InboundMessage, OptOutRequest, StatusUpdate
 
 __all__ = [
     "AnyShard",
@@ -83,7 +83,7 @@ ShardKey = Identifier | ByCustomer | AnyShard
 class InboundEntry:
     """One entry to make durable: the provider retries, so it carries its dedupe key."""
 
-    entry: InboundMessage | StatusUpdate
+    entry: InboundMessage | StatusUpdate | OptOutRequest
     dedupe_key: str
     shard_key: ShardKey
 

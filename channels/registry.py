@@ -26,6 +26,9 @@ class StatusCallbacks(msgspec.Struct, frozen=True):
     """
 
     urls: dict[Channel, str]
+    # Where a customer opts out in one step, per channel: the email unsubscribe page's base
+    # (a token follows) and the notification call's opt-out key action.
+    opt_out_urls: dict[Channel, str] = msgspec.field(default_factory=dict)
 
     def url(self, job: OutboxJob) -> str:
         """Where the provider reports this job's statuses; it names our message and customer."""

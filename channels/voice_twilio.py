@@ -25,12 +25,22 @@ from channels.inbound import ByCustomer, InboundEntry, Parsed, WebhookRequest, r
 from channels.sms_twilio import read_twilio_error
 from channels.twilio_webhook import TwilioWebhook, callback_ids, twiml_reply
 from conversations.config import TwilioConfig, VoiceConfig
-from conversations.models import Channel, Identifier, InboundMessage, MessageStatus, OutboxJob, StatusUpdate
+from conversations.keywords import is_voice_opt_out
+from conversations.models import (
+    Channel,
+    Identifier,
+    InboundMessage,
+    MessageStatus,
+    OptOutRequest,
+    OutboxJob,
+    StatusUpdate,
+)
 from conversations.normalize import InvalidIdentifier, phone_identifier
 
 PROVIDER = "twilio"
 MAX_TWIML_CHARS = 4000  # Twilio's limit on the Twiml parameter of a call
 STATUS_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
+OPT_OUT_DIGIT = "9"  # pressed during a notification call: no more calls of non-exempt types
 
 _templates = ImmutableSandboxedEnvironment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -122,8 +132,18 @@ def is_closing(text: str) -> bool:
     return text.strip().lower().rstrip(".!") in _CLOSING_PHRASES
 
 
+def opt_out_twiml(config: VoiceConfig, opted_out: bool) -> str:
+    """Confirm an opt-out made in the call (or just say goodbye), then hang up."""
+    return _templates.get_template("voice_opt_out.xml.j2").render(
+        opted_out=opted_out, language=config.language, business_name=config.business_name
+    )
+
+
 def reply_twiml(config: VoiceConfig, seq: int, heard: str, gather_path: str) -> str:
-    """After Gather ``seq``: acknowledge and listen again, or say goodbye and hang up."""
+    """After Gather ``seq``: acknowledge and listen again, or say goodbye and hang up; a caller
+    asking us to stop calling hears the confirmation (the shard records the opt-out)."""
+    if heard and is_voice_opt_out(heard):
+        return opt_out_twiml(config, opted_out=True)
     done = not heard or is_closing(heard) or seq >= config.max_turns
     return _templates.get_template("voice_reply.xml.j2").render(
         action="" if done else gather_action(gather_path, seq + 1),
@@ -229,9 +249,35 @@ class TwilioCallStatusWebhook(TwilioWebhook):
         return Parsed([InboundEntry(entry, dedupe, ByCustomer(customer_id))], twiml_reply())
 
 
-def notification_twiml(message: str, language: str) -> str:
-    """``<Response><Say>message</Say></Response>`` with the message XML-escaped."""
-    return _templates.get_template("voice_notification.xml.j2").render(message=message, language=language)
+def notification_twiml(message: str, language: str, opt_out_action: str = "") -> str:
+    """``<Response><Say>message</Say></Response>`` with the message XML-escaped; with an opt-out
+    action, then a one-key Gather offering to stop these calls."""
+    return _templates.get_template("voice_notification.xml.j2").render(
+        message=message, language=language, opt_out_action=opt_out_action, opt_out_digit=OPT_OUT_DIGIT
+    )
+
+
+class TwilioCallOptOutWebhook(TwilioWebhook):
+    """The key a callee pressed after a notification call: ``OPT_OUT_DIGIT`` opts them out of
+    voice (an ``OptOutRequest`` for their home shard); the TwiML confirms in the call."""
+
+    def __init__(self, auth_token: str, config: VoiceConfig) -> None:
+        super().__init__(auth_token)
+        self._config = config
+
+    def parse(self, request: WebhookRequest, now: float) -> Parsed:
+        message_id, customer_id = callback_ids(request)
+        fields = read_form(request.form, TwilioVoiceForm)
+        call_sid = _required(fields, "CallSid")
+        if fields.Digits.strip() != OPT_OUT_DIGIT:
+            return Parsed(reply=twiml_reply(opt_out_twiml(self._config, opted_out=False)))
+        entry = OptOutRequest(
+            customer_id, Channel.VOICE, f"voice_dtmf:{OPT_OUT_DIGIT}", now, None, message_id
+        )
+        reply = twiml_reply(opt_out_twiml(self._config, opted_out=True))
+        return Parsed(
+            [InboundEntry(entry, f"twilio:voice:opt-out:{call_sid}", ByCustomer(customer_id))], reply
+        )
 
 
 class _TwilioCall(msgspec.Struct):
@@ -258,7 +304,7 @@ class TwilioVoiceSender:
         self._auth = aiohttp.BasicAuth(twilio.account_sid, twilio.auth_token)
 
     async def send(self, job: OutboxJob, status_callback_url: str) -> SendResult:
-        twiml = notification_twiml(job.body, self._voice.language)
+        twiml = notification_twiml(job.body, self._voice.language, job.opt_out_url)
         if len(twiml) > MAX_TWIML_CHARS:
             raise ProviderError(
                 f"the spoken message is {len(twiml)} characters of TwiML; Twilio takes {MAX_TWIML_CHARS}",

@@ -190,6 +190,9 @@ class OutboundContent(msgspec.Struct, frozen=True):
     encoding: str = ""
     cost: float | None = None
     subject: str = ""  # email: when the attempt rendered its own
+    # Where the customer stops this kind of message in one step: an email's one-click
+    # List-Unsubscribe URL, a call's opt-out key action; empty for transactional messages.
+    opt_out_url: str = ""
 
 
 class EventReceived(msgspec.Struct, tag="event", frozen=True):
@@ -232,6 +235,19 @@ class AgentNote(msgspec.Struct, tag="agent_note", frozen=True):
     agent: str
     body: str
     at: float
+
+
+class OptOutRequest(msgspec.Struct, tag="opt_out", frozen=True):
+    """A customer opted out outside a conversation: a one-click List-Unsubscribe, a key pressed
+    in a call. Applied by the home shard like a keyword; confirmed where it was asked (the page,
+    the call), so no message answers it."""
+
+    customer_id: str
+    channel: Channel
+    source: str  # for the consent log: "email_list_unsubscribe", "voice_dtmf:9"
+    at: float
+    message_type: str | None = None  # None: the whole channel (every non-exempt type)
+    message_id: str = ""  # the message the customer answered, when there is one
 
 
 class Forwarded(msgspec.Struct, tag="forwarded", frozen=True):
@@ -286,6 +302,7 @@ ShardEntry = (
     | JourneyTimer
     | JourneyHandback
     | AgentNote
+    | OptOutRequest
 )
 IngestEntry = ShardEntry | Forwarded
 
@@ -353,6 +370,7 @@ class OutboxJob(msgspec.Struct, frozen=True):
     template: TemplateRef | None = None
     subject: str = ""  # email
     html: str = ""  # email
+    opt_out_url: str = ""  # see OutboundContent.opt_out_url
 
 
 # --- routing: why a channel was chosen, and how the fallback chain went -------------------

@@ -13,6 +13,7 @@ from gateway.routes import (
     messages,
     preference_page,
     tracking,
+    unsubscribe,
 )
 from gateway.routes.webhooks import WEBHOOKS
 
@@ -22,6 +23,7 @@ ROUTE_TABLES: tuple[Endpoints, ...] = (
     messages.routes,
     customers.routes,
     preference_page.routes,
+    unsubscribe.routes,
     console.routes,
     events.routes,
     journeys.routes,

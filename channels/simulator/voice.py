@@ -52,6 +52,14 @@ class CallerScript(msgspec.Struct, forbid_unknown_fields=True):
     confidence: float = 0.9216
 
 
+class KeypressScript(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /simulator/voice/press``: who answers our next call to ``to`` presses ``digits``
+    at its first Gather (say, the opt-out offer after a notification)."""
+
+    to: str
+    digits: str
+
+
 @dataclass
 class VoiceState:
     """What the Voice simulator has seen and been told."""
@@ -59,6 +67,7 @@ class VoiceState:
     settings: SimulatorSettings
     calls: list[dict[str, Any]] = field(default_factory=list)
     failures: list[CallFailureScript] = field(default_factory=list)
+    keypresses: dict[str, str] = field(default_factory=dict)  # callee number -> digits
     callbacks_posted: int = 0
     session: aiohttp.ClientSession | None = None
     tasks: set[asyncio.Task] = field(default_factory=set)
@@ -148,9 +157,13 @@ async def create_call(request: web.Request) -> web.Response:
     }
     callback = str(form.get("StatusCallback", ""))
     events = [str(e) for e in form.getall("StatusCallbackEvent", [])]
-    state.calls.append(
-        {**record, "twiml": twiml, "spoken": said, "status_callback": callback, "events": events}
-    )
+    call = {**record, "twiml": twiml, "spoken": said, "status_callback": callback, "events": events}
+    state.calls.append(call)
+    digits = state.keypresses.pop(to, "")
+    if digits and outcome == "completed":
+        task = asyncio.create_task(_press(state, call, digits))
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)
     if callback and not settings.sink:
         task = asyncio.create_task(_post_statuses(state, callback, record, events, outcome, error_code))
         state.tasks.add(task)
@@ -203,6 +216,41 @@ async def _post_statuses(
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.2 * (attempt + 1))
+
+
+async def _press(state: VoiceState, call: dict[str, Any], digits: str) -> None:
+    """The callee presses ``digits`` at the call's first Gather: Twilio posts them, signed, to
+    its action (absolute: an inline Twiml has no URL to resolve against)."""
+    gather = _gather_of(call["twiml"])
+    action = gather.get("action", "") if gather is not None else ""
+    if not action:
+        call["keypress"] = {"digits": digits, "error": "the call has no Gather to press keys at"}
+        return
+    form = {
+        "AccountSid": call["account_sid"],
+        "ApiVersion": "2010-04-01",
+        "CallSid": call["sid"],
+        "CallStatus": "in-progress",
+        "Called": call["to"],
+        "Caller": call["from"],
+        "Digits": digits,
+        "Direction": "outbound-api",
+        "FinishedOnKey": "",
+        "From": call["from"],
+        "To": call["to"],
+    }
+    status, twiml = await _post_signed(state, action, form)
+    call["keypress"] = {"digits": digits, "action": action, "gateway_status": status, "twiml": twiml}
+
+
+async def script_keypress(request: web.Request) -> web.Response:
+    state = request.app[VOICE_STATE]
+    try:
+        script = msgspec.json.decode(await request.read() or b"{}", type=KeypressScript)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        return _bad_script(exc)
+    state.keypresses[script.to] = script.digits
+    return web.json_response({"scheduled": len(state.keypresses)})
 
 
 def _bad_script(exc: Exception) -> web.Response:
@@ -281,5 +329,6 @@ def setup(app: web.Application, settings: SimulatorSettings) -> None:
     app.router.add_post("/2010-04-01/Accounts/{account_sid}/Calls.json", create_call)
     app.router.add_post("/simulator/voice/fail", script_failure)
     app.router.add_post("/simulator/voice/call", simulate_caller)
+    app.router.add_post("/simulator/voice/press", script_keypress)
     app.router.add_get("/simulator/voice/calls", list_calls)
     with_client_session(app, VOICE_STATE)

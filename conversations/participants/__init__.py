@@ -17,11 +17,11 @@ from conversations.batch.processor import BatchProcessor
 from conversations.console import ConsoleBatchHook
 from conversations.journeys.runner import JourneyRunner
 from conversations.keywords import KeywordReplies
+from conversations.participants.consent import ConsentChanges
 from conversations.participants.console import ConsoleUpdates
 from conversations.participants.customers import CustomerHashes
 from conversations.participants.engagement import EngagementScores
 from conversations.participants.events import Events
-from conversations.participants.keywords import ConsentKeywords
 from conversations.participants.messages import MessageRecords
 from conversations.participants.notes import AgentNotes
 from conversations.participants.routing import Router, RoutingSettings
@@ -46,7 +46,7 @@ def participants(
     found: list[BatchParticipant | None] = [
         Sessions(session_idle_seconds),
         MessageRecords(),
-        ConsentKeywords(keyword_replies),
+        ConsentChanges(keyword_replies),
         Events(),
         AgentNotes(),
         Router(routing),

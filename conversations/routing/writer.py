@@ -185,6 +185,7 @@ class RoutingWriter:
             template=template,
             subject=record.subject,
             html=record.html,
+            opt_out_url=prepared.opt_out_url,
         )
         stream_entries.append(tx, ctx.keys.outbox(ctx.shard), job)
 

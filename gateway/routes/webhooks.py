@@ -21,6 +21,7 @@ from channels.sms_twilio import (
     TwilioStatusForm,
 )
 from channels.voice_twilio import (
+    TwilioCallOptOutWebhook,
     TwilioCallStatusWebhook,
     TwilioGatherWebhook,
     TwilioIncomingCallWebhook,
@@ -45,6 +46,7 @@ from gateway.endpoints import (
 from gateway.webhook_handler import webhook_handler
 
 TWILIO_GATHER_PATH = "/webhooks/twilio/voice/gather"
+UNSUBSCRIBE_PATH = "/unsubscribe"  # the one-click email opt-out page (gateway/routes/unsubscribe.py)
 _STRING = {"type": "string"}
 _OUR_IDS = (
     Param("mid", "query", _STRING, "Our message id (set in the callback URL)", True),
@@ -60,6 +62,7 @@ class Webhook:
     adapter: Callable[[Config], InboundAdapter]
     endpoints: tuple[Endpoint, ...]  # one per method, all at one path
     status_for: Channel | None = None  # the channel whose status callbacks come here
+    opt_out_for: Channel | None = None  # the channel whose one-step opt-outs come here
 
     @property
     def path(self) -> str:
@@ -151,6 +154,23 @@ WEBHOOKS: tuple[Webhook, ...] = (
         ),
         status_for=Channel.VOICE,
     ),
+    Webhook(
+        lambda c: TwilioCallOptOutWebhook(c.twilio.auth_token, c.voice),
+        (
+            hook_endpoint(
+                "POST",
+                "/webhooks/twilio/voice/opt-out",
+                "twilioCallOptOut",
+                "The key pressed after a notification call's opt-out offer (signed)",
+                ("Stored; TwiML", None, XML),
+                TwilioVoiceForm,
+                FORM,
+                params=_OUR_IDS,
+                security=_SIGNED,
+            ),
+        ),
+        opt_out_for=Channel.VOICE,
+    ),
     # Meta posts statuses to the app's one webhook, not to a per-message URL.
     Webhook(
         lambda c: WhatsAppWebhook(c.whatsapp.app_secret, c.whatsapp.verify_token),
@@ -235,4 +255,6 @@ def webhook_routes(config: Config) -> Endpoints:
 def status_callbacks(public_url: str) -> StatusCallbacks:
     """The status callback URL of each channel, as this gateway serves them."""
     urls = {w.status_for: public_url + w.path for w in WEBHOOKS if w.status_for is not None}
-    return StatusCallbacks(urls)
+    opt_outs = {w.opt_out_for: public_url + w.path for w in WEBHOOKS if w.opt_out_for is not None}
+    opt_outs[Channel.EMAIL] = public_url + UNSUBSCRIBE_PATH
+    return StatusCallbacks(urls, opt_outs)

@@ -105,7 +105,8 @@ async def test_notification_call_says_the_message_and_ends_delivered(stack: Stac
         return (await stack.simulator("GET", "/simulator/voice/calls", params={"to": phone}))["calls"]
 
     (call,) = await eventually(calls)
-    assert call["spoken"] == [body]
+    # An urgent call is not exempt from consent: it ends by offering its opt-out key.
+    assert call["spoken"] == [body, "To stop these calls, press 9."]
     assert f"mid={accepted['id']}" in call["status_callback"]
     assert call["events"] == ["initiated", "ringing", "answered", "completed"]
     record = await eventually(lambda: _record(stack, accepted["id"], "delivered"))

@@ -1,0 +1,65 @@
+"""One-click email unsubscribe (RFC 8058): ``POST /unsubscribe/{token}`` opts the address out.
+
+Mail clients POST ``List-Unsubscribe=One-Click`` to the URL of an email's ``List-Unsubscribe``
+header; a person who follows the link gets a page whose button posts the same. A GET never
+unsubscribes (mail scanners prefetch links). The opt-out is an ``OptOutRequest`` on the
+customer's home shard, durable before the page answers; the shard audits it with its source.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from conversations.codec import encode
+from conversations.models import Channel, OptOutRequest
+from conversations.opt_out_links import UNSUBSCRIBE_PURPOSE
+from conversations.sharding import shard_for_customer
+from conversations.tokens import TokenExpired, TokenInvalid, verify
+from gateway.endpoints import Endpoints
+from gateway.errors import ApiError
+from gateway.routes.webhooks import UNSUBSCRIBE_PATH
+from gateway.services import SERVICES, Services
+
+routes = Endpoints()
+
+SOURCE = "email_list_unsubscribe"
+NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+def _verified(services: Services, token: str) -> tuple[str, str, int]:
+    """The customer, the message and the home shard a genuine token names."""
+    try:
+        claims = verify(services.config.secret_key, UNSUBSCRIBE_PURPOSE, token, services.clock())
+    except TokenExpired:
+        raise ApiError(410, "link_expired", "this unsubscribe link has expired; use a newer email") from None
+    except TokenInvalid:
+        raise ApiError(403, "link_invalid", "this unsubscribe link is not valid") from None
+    shard = shard_for_customer(claims.subject, services.config.shards)
+    if shard is None:
+        raise ApiError(403, "link_invalid", "this unsubscribe link is not valid")
+    return claims.subject, claims.extra.get("mid", ""), shard
+
+
+def _page(services: Services, done: bool) -> web.Response:
+    html = services.pages.get_template("unsubscribe.html.j2").render(done=done)
+    return web.Response(text=html, content_type="text/html", headers=NO_STORE)
+
+
+@routes.page("GET", UNSUBSCRIBE_PATH + "/{token}")
+async def show_unsubscribe(request: web.Request) -> web.Response:
+    """The page a person reaches from the link: one button (nothing changes on a GET)."""
+    services = request.app[SERVICES]
+    _verified(services, request.match_info["token"])
+    return _page(services, done=False)
+
+
+@routes.page("POST", UNSUBSCRIBE_PATH + "/{token}")
+async def unsubscribe(request: web.Request) -> web.Response:
+    """Opt the address out of non-transactional email at once (once per message and link)."""
+    services = request.app[SERVICES]
+    customer_id, message_id, shard = _verified(services, request.match_info["token"])
+    entry = OptOutRequest(customer_id, Channel.EMAIL, SOURCE, services.clock(), None, message_id)
+    # The same link posted twice (client and person, or a retry) is one opt-out.
+    dedupe = f"unsubscribe:{customer_id}:{message_id}"
+    await services.ingest.submit(shard, encode(entry), dedupe)
+    return _page(services, done=True)
