@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from actors.supervisor import start_shard_actors, wait_until_ready
 from channels.simulator.app import SimulatorSettings, create_simulator_app
 from channels.simulator.whatsapp import WhatsAppSimulatorSettings
+from conversations.store import Keys
 from gateway.app import create_app
 from gateway.embedded import free_port
 from gateway.routes.webhooks import status_callbacks
@@ -103,3 +104,15 @@ async def delete_prefix(redis_url: str, prefix: str) -> None:
             await redis.unlink(*batch)
     finally:
         await redis.aclose()
+
+
+@pytest.fixture
+async def env(redis_url: str, key_prefix: str) -> AsyncIterator[tuple[Redis, Keys]]:
+    """A Redis client and a fresh key space under this run's prefix, unlinked afterwards (for
+    tests that drive a shard's batch processor directly, without Ray)."""
+    keys = Keys(f"{key_prefix}:unit-{uuid.uuid4().hex[:6]}")
+    redis = Redis.from_url(redis_url)
+    yield redis, keys
+    async for key in redis.scan_iter(match=keys.pattern()):
+        await redis.unlink(key)
+    await redis.aclose()

@@ -10,6 +10,7 @@ import math
 import zoneinfo
 from collections.abc import Collection
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import msgspec
 
@@ -46,6 +47,7 @@ def decide(
     """Choose the channel chain for ``request``; ``available`` are the channels with a sender."""
     message_type, rules = policy.rules_for(request.message_type)
     country = country_of(_phone_of(request, context), policy.default_country)
+    asked = _Asked(request, context, policy, rules, message_type, prices, country, now, available)
     preferred = _preferred(request, context, message_type, rules)
     candidates = [*preferred, *(c for c in rules.chain if c not in preferred)]
     if request.channel is not None:
@@ -53,9 +55,7 @@ def decide(
     steps: list[RouteStep] = []
     skipped: list[SkippedChannel] = []
     for channel in candidates:
-        considered = _consider(
-            channel, request, context, policy, rules, message_type, prices, country, now, available
-        )
+        considered = _consider(channel, asked)
         if isinstance(considered, SkippedChannel):
             skipped.append(considered)
         else:
@@ -63,9 +63,7 @@ def decide(
     if rules.order is RouteOrder.CHEAPEST and request.channel is None:
         steps.sort(key=lambda s: _cost_rank(s, preferred, rules.chain))
     if request.channel is not None:
-        fallback = _unreachable_fallback(
-            request, context, policy, rules, message_type, prices, country, now, available, skipped
-        )
+        fallback = _unreachable_fallback(asked, skipped)
         if isinstance(fallback, SkippedChannel):
             skipped.append(fallback)
         elif fallback is not None:
@@ -92,31 +90,33 @@ def decide(
     )
 
 
-def _unreachable_fallback(
-    request: RouteRequest,
-    context: CustomerContext,
-    policy: RoutingPolicy,
-    rules: TypeRules,
-    message_type: str,
-    prices: PriceTable,
-    country: str,
-    now: float,
-    available: Collection[Channel] | None,
-    skipped: list[SkippedChannel],
-) -> RouteStep | SkippedChannel | None:
+class _Asked(NamedTuple):
+    """What one decision weighs every channel against."""
+
+    request: RouteRequest
+    context: CustomerContext
+    policy: RoutingPolicy
+    rules: TypeRules
+    message_type: str
+    prices: PriceTable
+    country: str
+    now: float
+    available: Collection[Channel] | None  # the channels with a sender; None: all
+
+
+def _unreachable_fallback(asked: _Asked, skipped: list[SkippedChannel]) -> RouteStep | SkippedChannel | None:
     """For a pinned channel with an unreachable fallback (RCS -> SMS): the adapted step, taken
     when the provider reports the customer unreachable (or at once when that is already known)."""
+    request = asked.request
     assert request.channel is not None
-    pinned_rules = policy.channel(request.channel)
+    pinned_rules = asked.policy.channel(request.channel)
     fallback = pinned_rules.unreachable_fallback
     if fallback is None or fallback is request.channel:
         return None
     pinned_skip = next((s for s in skipped if s.channel is request.channel), None)
     if pinned_skip is not None and pinned_skip.reason not in (SkipReason.NOT_CAPABLE, SkipReason.UNREACHABLE):
         return None  # consent, window or price ruled the pinned channel out: no substitute
-    considered = _consider(
-        fallback, request, context, policy, rules, message_type, prices, country, now, available, adapt=True
-    )
+    considered = _consider(fallback, asked, adapt=True)
     if isinstance(considered, SkippedChannel):
         return considered
     only_after = tuple(pinned_rules.unreachable_codes) if pinned_skip is None else ()
@@ -141,20 +141,9 @@ def _cost_rank(step: RouteStep, preferred: list[Channel], chain: list[Channel]) 
     return (1, price, position)
 
 
-def _consider(
-    channel: Channel,
-    request: RouteRequest,
-    context: CustomerContext,
-    policy: RoutingPolicy,
-    rules: TypeRules,
-    message_type: str,
-    prices: PriceTable,
-    country: str,
-    now: float,
-    available: Collection[Channel] | None,
-    adapt: bool = False,
-) -> RouteStep | SkippedChannel:
+def _consider(channel: Channel, asked: _Asked, adapt: bool = False) -> RouteStep | SkippedChannel:
     """One channel: a step of the chain, or the reason it is left out (first reason wins)."""
+    request, context, policy, rules, message_type, prices, country, now, available = asked
     channel_rules = policy.channel(channel)
     step_rules = rules.steps.get(channel) or StepRules()
     if not context.preferences.allows(channel, message_type):  # consent first: it is what audits ask

@@ -9,12 +9,13 @@ from conversations.access import Scope
 from conversations.codec import decode_preferences
 from conversations.models import Channel
 from conversations.preferences import Preferences, TypePreference
-from conversations.tokens import Claims, TokenExpired, TokenInvalid, sign, verify
+from conversations.tokens import Claims, sign
 from gateway.endpoints import Endpoints
 from gateway.errors import ApiError
 from gateway.routes.customers import CUSTOMER_ID, resolve_customer_id, set_preferences
 from gateway.routes.messages import json_response
 from gateway.services import SERVICES, Services
+from gateway.signed_links import link_claims
 
 routes = Endpoints()
 
@@ -62,12 +63,7 @@ async def create_preference_link(request: web.Request) -> web.Response:
 
 
 async def _customer_from_token(services: Services, token: str) -> str:
-    try:
-        claims = verify(services.config.secret_key, PURPOSE, token, services.clock())
-    except TokenExpired:
-        raise ApiError(410, "link_expired", "this preference link has expired; ask for a new one") from None
-    except TokenInvalid:
-        raise ApiError(403, "link_invalid", "this preference link is not valid") from None
+    claims = link_claims(services, PURPOSE, token, "preference")
     return await resolve_customer_id(services, claims.subject)
 
 

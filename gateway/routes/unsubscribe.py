@@ -14,11 +14,11 @@ from conversations.codec import encode
 from conversations.models import Channel, OptOutRequest
 from conversations.opt_out_links import UNSUBSCRIBE_PURPOSE
 from conversations.sharding import shard_for_customer
-from conversations.tokens import TokenExpired, TokenInvalid, verify
 from gateway.endpoints import Endpoints
 from gateway.errors import ApiError
 from gateway.routes.webhooks import UNSUBSCRIBE_PATH
 from gateway.services import SERVICES, Services
+from gateway.signed_links import link_claims
 
 routes = Endpoints()
 
@@ -28,12 +28,7 @@ NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 def _verified(services: Services, token: str) -> tuple[str, str, int]:
     """The customer, the message and the home shard a genuine token names."""
-    try:
-        claims = verify(services.config.secret_key, UNSUBSCRIBE_PURPOSE, token, services.clock())
-    except TokenExpired:
-        raise ApiError(410, "link_expired", "this unsubscribe link has expired; use a newer email") from None
-    except TokenInvalid:
-        raise ApiError(403, "link_invalid", "this unsubscribe link is not valid") from None
+    claims = link_claims(services, UNSUBSCRIBE_PURPOSE, token, "unsubscribe")
     shard = shard_for_customer(claims.subject, services.config.shards)
     if shard is None:
         raise ApiError(403, "link_invalid", "this unsubscribe link is not valid")

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
-import pytest
 from redis.asyncio import Redis
 
 from actors.streams import ensure_group, new_batch, pending_batches
@@ -28,16 +24,6 @@ from conversations.store import INGEST_FIELD, Keys
 from conversations.thread import ThreadReader
 from conversations.timers import TimerWheel
 from tests.support.stack import unique_phone
-
-
-@pytest.fixture
-async def env(redis_url: str, key_prefix: str) -> AsyncIterator[tuple[Redis, Keys]]:
-    keys = Keys(f"{key_prefix}:proc-{uuid.uuid4().hex[:6]}")
-    redis = Redis.from_url(redis_url)
-    yield redis, keys
-    async for key in redis.scan_iter(match=keys.pattern()):
-        await redis.unlink(key)
-    await redis.aclose()
 
 
 async def _feed(redis: Redis, keys: Keys, *entries) -> list:

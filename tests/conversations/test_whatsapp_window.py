@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest
 from redis.asyncio import Redis
 
 from actors.streams import ensure_group, new_batch
@@ -26,16 +24,6 @@ HOUR = 3600.0
 
 
 # --- enforced where the outbound job is built (the shard's batch processor, real Redis) ------
-
-
-@pytest.fixture
-async def env(redis_url: str, key_prefix: str) -> AsyncIterator[tuple[Redis, Keys]]:
-    keys = Keys(f"{key_prefix}:wa-window-{uuid.uuid4().hex[:6]}")
-    redis = Redis.from_url(redis_url)
-    yield redis, keys
-    async for key in redis.scan_iter(match=keys.pattern()):
-        await redis.unlink(key)
-    await redis.aclose()
 
 
 class _Clock:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -100,16 +99,6 @@ def _make_shard(redis: Redis, keys: Keys, channels=None, render=None) -> Shard:
     routing = RoutingSettings(channels=channels, render=render)
     shard.processor = build_processor(redis, keys, 0, 1, clock=lambda: shard.now, routing=routing)
     return shard
-
-
-@pytest.fixture
-async def env(redis_url: str, key_prefix: str) -> AsyncIterator[tuple[Redis, Keys]]:
-    keys = Keys(f"{key_prefix}:route-{uuid.uuid4().hex[:6]}")
-    redis = Redis.from_url(redis_url)
-    yield redis, keys
-    async for key in redis.scan_iter(match=keys.pattern()):
-        await redis.unlink(key)
-    await redis.aclose()
 
 
 @pytest.fixture
