@@ -29,8 +29,9 @@ from conversations.codec import (
     encode,
 )
 from conversations.consent import write_preferences
-from conversations.customer_hash import Scalar, decode_attribute
-from conversations.models import EventLogged, Identifier, IdentifierKind, NoteLogged
+from conversations.customer_hash import parse_customer_hash
+from conversations.customer_hash_merge import AttributeConflict, merged_profile
+from conversations.models import EventLogged, Identifier, NoteLogged
 from conversations.preferences import Preferences
 from conversations.store import INGEST_FIELD, Keys
 
@@ -41,15 +42,6 @@ class MergeRefused(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-class AttributeConflict(msgspec.Struct, frozen=True):
-    """Both customers had a value for an attribute; the newer one was kept."""
-
-    attribute: str
-    kept: Scalar
-    discarded: Scalar
-    kept_from: str
 
 
 class MergeResult(msgspec.Struct, frozen=True):
@@ -64,15 +56,6 @@ class MergeResult(msgspec.Struct, frozen=True):
 decode_merge_result = msgspec.msgpack.Decoder(MergeResult).decode
 
 
-def _identifiers(fields: dict[bytes, bytes]) -> list[Identifier]:
-    found = []
-    for name in fields:
-        if name.startswith(b"ident:"):
-            _, kind, value = name.decode().split(":", 2)
-            found.append(Identifier(IdentifierKind(kind), value))
-    return sorted(found, key=lambda i: (i.kind.value, i.value))
-
-
 async def hand_over(redis: Redis, keys: Keys, loser: str, winner: str) -> list[Identifier]:
     """Step 1, on the loser's shard: re-point its identifiers at the winner and redirect it."""
     redirect = await redis.get(keys.redirect(loser))
@@ -85,66 +68,13 @@ async def hand_over(redis: Redis, keys: Keys, loser: str, winner: str) -> list[I
     fields = await redis.hgetall(keys.customer(loser))
     if not fields:
         raise MergeRefused("customer_not_found", f"no customer {loser}")
-    moved = _identifiers(fields)
+    moved = parse_customer_hash(loser, fields).identifiers
     pipe = redis.pipeline(transaction=True)
     for identifier in moved:
         pipe.set(keys.identity(identifier), winner)
     pipe.set(keys.redirect(loser), winner)
     await pipe.execute()
     return moved
-
-
-def _merge_attributes(
-    winner: str, loser: str, winner_fields: dict[bytes, bytes], loser_fields: dict[bytes, bytes]
-) -> tuple[dict[str, bytes], list[AttributeConflict]]:
-    """Newest value of each attribute wins; differing values are reported."""
-    updates: dict[str, bytes] = {}
-    conflicts: list[AttributeConflict] = []
-    for name, blob in sorted(loser_fields.items()):
-        if not name.startswith(b"attr:"):
-            continue
-        theirs, their_at = decode_attribute(blob)
-        if name not in winner_fields:
-            updates[name.decode()] = blob
-            continue
-        ours, our_at = decode_attribute(winner_fields[name])
-        if ours == theirs:
-            continue
-        attribute = name.decode()[5:]
-        if their_at > our_at:
-            updates[name.decode()] = blob
-            conflicts.append(AttributeConflict(attribute, theirs, ours, loser))
-        else:
-            conflicts.append(AttributeConflict(attribute, ours, theirs, winner))
-    return updates, conflicts
-
-
-def _merge_scalars(winner_fields: dict[bytes, bytes], loser_fields: dict[bytes, bytes]) -> dict[str, bytes]:
-    """Identifier links, last-contact times and first-seen time across both profiles."""
-    updates: dict[str, bytes] = {}
-    for name, value in loser_fields.items():
-        key = name.decode()
-        if key.startswith(("ident:", "merged:")):
-            updates[key] = value
-        elif key.startswith("last_inbound_at:"):
-            if float(value) > float(winner_fields.get(name, b"0")):
-                updates[key] = value
-        elif key == "created_at":
-            if float(value) < float(winner_fields.get(name, value)):
-                updates[key] = value
-        elif key == "profile_name" and name not in winner_fields:
-            updates[key] = value
-    latest = max(
-        (
-            (float(v), f)
-            for f, v in {**winner_fields, **{k.encode(): v for k, v in updates.items()}}.items()
-            if f.startswith(b"last_inbound_at:")
-        ),
-        default=None,
-    )
-    if latest is not None:
-        updates["last_channel"] = latest[1].decode().split(":", 1)[1].encode()
-    return updates
 
 
 def merge_preferences(winner: Preferences | None, loser: Preferences | None) -> Preferences | None:
@@ -189,8 +119,7 @@ async def merge_into(redis: Redis, keys: Keys, winner: str, loser: str, now: flo
     loser_fields = await redis.hgetall(keys.customer(loser))
     if not winner_fields:
         raise MergeRefused("customer_not_found", f"no customer {winner}")
-    attribute_updates, conflicts = _merge_attributes(winner, loser, winner_fields, loser_fields)
-    scalar_updates = _merge_scalars(winner_fields, loser_fields)
+    profile, conflicts = merged_profile(winner, loser, winner_fields, loser_fields, now)
     winner_thread = await redis.xrange(keys.thread(winner))
     loser_thread = await redis.xrange(keys.thread(loser))
     winner_log = await redis.xrange(keys.consent_log(winner))
@@ -204,7 +133,6 @@ async def merge_into(redis: Redis, keys: Keys, winner: str, loser: str, now: flo
     records = await redis.mget([keys.message(m) for m in loser_messages]) if loser_messages else []
 
     pipe = redis.pipeline(transaction=True)
-    profile = {**attribute_updates, **scalar_updates, f"merged:{loser}": repr(now), "updated_at": repr(now)}
     pipe.hset(keys.customer(winner), mapping=profile)
     for blob in records:
         if blob:
@@ -232,7 +160,7 @@ async def merge_into(redis: Redis, keys: Keys, winner: str, loser: str, now: flo
         winner=winner,
         loser=loser,
         merged_at=now,
-        identifiers_moved=_identifiers(loser_fields),
+        identifiers_moved=parse_customer_hash(loser, loser_fields).identifiers,
         conflicts=conflicts,
         thread_entries_moved=len(loser_thread),
     )
