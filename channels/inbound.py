@@ -20,7 +20,7 @@ import msgspec
 from multidict import MultiDict
 
 from channels.base import InvalidPayload, WebhookRejected
-from conversations.models import Identifier, InboundMessage, OptOutRequest, StatusUpdate
+from conversations.models import ConsentRequest, Identifier, InboundMessage, StatusUpdate
 
 __all__ = [
     "AnyShard",
@@ -83,7 +83,7 @@ ShardKey = Identifier | ByCustomer | AnyShard
 class InboundEntry:
     """One entry to make durable: the provider retries, so it carries its dedupe key."""
 
-    entry: InboundMessage | StatusUpdate | OptOutRequest
+    entry: InboundMessage | StatusUpdate | ConsentRequest
     dedupe_key: str
     shard_key: ShardKey
 

@@ -28,10 +28,10 @@ from conversations.config import TwilioConfig, VoiceConfig
 from conversations.keywords import is_voice_opt_out
 from conversations.models import (
     Channel,
+    ConsentRequest,
     Identifier,
     InboundMessage,
     MessageStatus,
-    OptOutRequest,
     OutboxJob,
     StatusUpdate,
 )
@@ -259,7 +259,7 @@ def notification_twiml(message: str, language: str, opt_out_action: str = "") ->
 
 class TwilioCallOptOutWebhook(TwilioWebhook):
     """The key a callee pressed after a notification call: ``OPT_OUT_DIGIT`` opts them out of
-    voice (an ``OptOutRequest`` for their home shard); the TwiML confirms in the call."""
+    voice (an ``ConsentRequest`` for their home shard); the TwiML confirms in the call."""
 
     def __init__(self, auth_token: str, config: VoiceConfig) -> None:
         super().__init__(auth_token)
@@ -271,7 +271,7 @@ class TwilioCallOptOutWebhook(TwilioWebhook):
         call_sid = _required(fields, "CallSid")
         if fields.Digits.strip() != OPT_OUT_DIGIT:
             return Parsed(reply=twiml_reply(opt_out_twiml(self._config, opted_out=False)))
-        entry = OptOutRequest(
+        entry = ConsentRequest(
             customer_id, Channel.VOICE, f"voice_dtmf:{OPT_OUT_DIGIT}", now, None, message_id
         )
         reply = twiml_reply(opt_out_twiml(self._config, opted_out=True))

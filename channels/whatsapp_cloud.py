@@ -30,6 +30,7 @@ from channels.inbound import (
 from conversations.config import WhatsAppConfig
 from conversations.models import (
     Channel,
+    ConsentRequest,
     Identifier,
     InboundMessage,
     Location,
@@ -151,11 +152,22 @@ class _Status(msgspec.Struct):
     errors: list[_Error] = msgspec.field(default_factory=list)
 
 
+class _UserPreference(msgspec.Struct):
+    """A ``user_preferences`` change: the user stopped or resumed marketing messages in WhatsApp."""
+
+    wa_id: str
+    category: str = ""
+    value: str = ""
+    detail: str = ""
+    timestamp: str | int = ""
+
+
 class _Value(msgspec.Struct):
     metadata: _Metadata | None = None
     contacts: list[_Contact] = msgspec.field(default_factory=list)
     messages: list[_Message] = msgspec.field(default_factory=list)
     statuses: list[_Status] = msgspec.field(default_factory=list)
+    user_preferences: list[_UserPreference] = msgspec.field(default_factory=list)
     errors: list[_Error] = msgspec.field(default_factory=list)  # system or account-level problems
 
 
@@ -184,6 +196,7 @@ class ParsedWebhook(msgspec.Struct):
 
     messages: list[InboundMessage] = msgspec.field(default_factory=list)
     statuses: list[StatusUpdate] = msgspec.field(default_factory=list)
+    consent: list[ConsentRequest] = msgspec.field(default_factory=list)
     skipped: list[str] = msgspec.field(default_factory=list)
 
 
@@ -370,6 +383,13 @@ def parse_webhook(body: WebhookBody, now: float) -> ParsedWebhook:
     parsed = ParsedWebhook()
     for entry in body.entry:
         for change in entry.changes:
+            if change.field == "user_preferences":
+                for preference in change.value.user_preferences:
+                    try:
+                        parsed.consent.append(_consent(preference, now))
+                    except InvalidPayload as exc:
+                        parsed.skipped.append(f"user preference of {preference.wa_id}: {exc}")
+                continue
             if change.field != "messages":
                 parsed.skipped.append(f"change of field {change.field!r}")
                 continue
@@ -387,6 +407,32 @@ def parse_webhook(body: WebhookBody, now: float) -> ParsedWebhook:
                 except InvalidPayload as exc:
                     parsed.skipped.append(f"status {status.id} {status.status}: {exc}")
     return parsed
+
+
+MARKETING_PREFERENCE = "marketing_messages"
+_PREFERENCE_VALUES = {"stop": True, "resume": False}  # value -> opted out
+
+
+def _consent(preference: _UserPreference, now: float) -> ConsentRequest:
+    """WhatsApp's "stop/resume marketing messages" setting as a marketing opt-out (or back in)."""
+    if preference.category != MARKETING_PREFERENCE:
+        raise InvalidPayload(f"unknown preference category {preference.category!r}", "category")
+    opted_out = _PREFERENCE_VALUES.get(preference.value)
+    if opted_out is None:
+        raise InvalidPayload(f"unknown preference value {preference.value!r}", "value")
+    try:
+        customer = wa_id_identifier(preference.wa_id)
+    except InvalidIdentifier as exc:
+        raise InvalidPayload(str(exc), "wa_id") from exc
+    return ConsentRequest(
+        customer_id="",
+        channel=Channel.WHATSAPP,
+        source=f"whatsapp_user_preferences:{preference.value}",
+        at=_epoch(preference.timestamp, now),
+        message_type="marketing",
+        opted_out=opted_out,
+        customer=customer,
+    )
 
 
 class Received(msgspec.Struct):
@@ -447,6 +493,11 @@ class WhatsAppWebhook(InboundAdapter):
                 )
                 for s in parsed.statuses
             ),
+            *(
+                InboundEntry(c, f"whatsapp:pref:{c.customer.value}:{c.at:.0f}:{c.source}", c.customer)
+                for c in parsed.consent
+                if c.customer is not None
+            ),
         ]
         return Parsed(entries, skipped=parsed.skipped)
 
@@ -454,9 +505,8 @@ class WhatsAppWebhook(InboundAdapter):
         if parsed.reply is not None:  # the subscription check's challenge
             return parsed.reply
         messages = sum(1 for item in parsed.entries if isinstance(item.entry, InboundMessage))
-        received = Received(
-            messages, len(parsed.entries) - messages, list(fresh).count(False), parsed.skipped
-        )
+        statuses = sum(1 for item in parsed.entries if isinstance(item.entry, StatusUpdate))
+        received = Received(messages, statuses, list(fresh).count(False), parsed.skipped)
         return WebhookReply(msgspec.json.encode(received), "application/json")
 
 

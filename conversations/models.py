@@ -237,17 +237,20 @@ class AgentNote(msgspec.Struct, tag="agent_note", frozen=True):
     at: float
 
 
-class OptOutRequest(msgspec.Struct, tag="opt_out", frozen=True):
-    """A customer opted out outside a conversation: a one-click List-Unsubscribe, a key pressed
-    in a call. Applied by the home shard like a keyword; confirmed where it was asked (the page,
-    the call), so no message answers it."""
+class ConsentRequest(msgspec.Struct, tag="consent_request", frozen=True):
+    """A customer changed consent outside a conversation: a one-click List-Unsubscribe, a key
+    pressed in a call, WhatsApp's own "stop/resume marketing" setting. Applied by the home shard
+    like a keyword; confirmed where it was asked (the page, the call, WhatsApp itself), so no
+    message answers it. ``customer`` names them when the provider knows only their handle."""
 
-    customer_id: str
+    customer_id: str  # "" when only ``customer`` is known
     channel: Channel
-    source: str  # for the consent log: "email_list_unsubscribe", "voice_dtmf:9"
+    source: str  # for the consent log: "email_list_unsubscribe", "voice_dtmf:9", …
     at: float
     message_type: str | None = None  # None: the whole channel (every non-exempt type)
     message_id: str = ""  # the message the customer answered, when there is one
+    opted_out: bool = True  # False: they opted back in
+    customer: Identifier | None = None
 
 
 class Forwarded(msgspec.Struct, tag="forwarded", frozen=True):
@@ -302,7 +305,7 @@ ShardEntry = (
     | JourneyTimer
     | JourneyHandback
     | AgentNote
-    | OptOutRequest
+    | ConsentRequest
 )
 IngestEntry = ShardEntry | Forwarded
 

@@ -18,6 +18,7 @@ from conversations.batch.context import BatchContext, BatchItem
 from conversations.codec import decode_message
 from conversations.ids import new_customer_id
 from conversations.models import (
+    ConsentRequest,
     Engagement,
     EventReceived,
     Identifier,
@@ -40,7 +41,7 @@ def identifier_of(entry: ShardEntry) -> Identifier | None:
         return entry.sender
     if isinstance(entry, OutboundRequest):
         return entry.recipient
-    if isinstance(entry, EventReceived):
+    if isinstance(entry, EventReceived | ConsentRequest):
         return entry.customer
     return None
 

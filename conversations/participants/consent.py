@@ -1,6 +1,6 @@
 """Consent changes a customer makes themselves: keywords on every channel, one-click opt-outs.
 
-A keyword (``conversations.keywords``) or an ``OptOutRequest`` changes the customer's
+A keyword (``conversations.keywords``) or an ``ConsentRequest`` changes the customer's
 preferences (``ctx.preferences``, so later sends in the batch see it) and is audited with its
 channel and source. A keyword is confirmed on the channel it came from; a call confirms in its
 own TwiML and a one-click opt-out on its page, so those get no message.
@@ -16,7 +16,7 @@ from conversations.batch.context import BatchContext, BatchItem, ReadQueue
 from conversations.consent import write_preferences
 from conversations.ids import new_message_id
 from conversations.keywords import ConsentKeyword, Keyword, KeywordReplies, consent_keyword
-from conversations.models import Channel, InboundMessage, OptOutRequest, OutboundRequest, ShardEntry
+from conversations.models import Channel, ConsentRequest, InboundMessage, OutboundRequest, ShardEntry
 from conversations.preferences import ConsentChange, ConsentState, Preferences
 
 
@@ -27,7 +27,7 @@ def _keyword(entry: ShardEntry) -> ConsentKeyword | None:
 
 
 def _is_change(entry: ShardEntry) -> bool:
-    return isinstance(entry, OptOutRequest) or _keyword(entry) is not None
+    return isinstance(entry, ConsentRequest) or _keyword(entry) is not None
 
 
 class ConsentChanges:
@@ -43,16 +43,18 @@ class ConsentChanges:
 
     def apply(self, item: BatchItem, ctx: BatchContext, tx: Pipeline) -> None:
         entry = item.entry
-        if isinstance(entry, OptOutRequest):
+        if isinstance(entry, ConsentRequest):
             change = ConsentChange(
                 entry.channel,
-                ConsentState.OPTED_OUT,
+                ConsentState.OPTED_OUT if entry.opted_out else ConsentState.OPTED_IN,
                 entry.source,
                 entry.at,
                 entry.message_type,
                 entry.message_id,
             )
             self._change(item.customer_id, change, ctx, tx)
+            if entry.customer is not None:  # addressed by handle: it may be our first word of them
+                ctx.customer_writes.touch(item.customer_id, ctx.now, entry.customer)
             return
         found = _keyword(entry)
         if found is None or not isinstance(entry, InboundMessage):

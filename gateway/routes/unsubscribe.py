@@ -2,7 +2,7 @@
 
 Mail clients POST ``List-Unsubscribe=One-Click`` to the URL of an email's ``List-Unsubscribe``
 header; a person who follows the link gets a page whose button posts the same. A GET never
-unsubscribes (mail scanners prefetch links). The opt-out is an ``OptOutRequest`` on the
+unsubscribes (mail scanners prefetch links). The opt-out is an ``ConsentRequest`` on the
 customer's home shard, durable before the page answers; the shard audits it with its source.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from conversations.codec import encode
-from conversations.models import Channel, OptOutRequest
+from conversations.models import Channel, ConsentRequest
 from conversations.opt_out_links import UNSUBSCRIBE_PURPOSE
 from conversations.sharding import shard_for_customer
 from gateway.endpoints import Endpoints
@@ -53,7 +53,7 @@ async def unsubscribe(request: web.Request) -> web.Response:
     """Opt the address out of non-transactional email at once (once per message and link)."""
     services = request.app[SERVICES]
     customer_id, message_id, shard = _verified(services, request.match_info["token"])
-    entry = OptOutRequest(customer_id, Channel.EMAIL, SOURCE, services.clock(), None, message_id)
+    entry = ConsentRequest(customer_id, Channel.EMAIL, SOURCE, services.clock(), None, message_id)
     # The same link posted twice (client and person, or a retry) is one opt-out.
     dedupe = f"unsubscribe:{customer_id}:{message_id}"
     await services.ingest.submit(shard, encode(entry), dedupe)

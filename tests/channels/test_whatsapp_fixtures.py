@@ -50,6 +50,7 @@ EVENTS = {
     "status_failed_131026": "status",
     "status_failed_131047": "status",
     "batched": "batch",
+    "user_preferences_stop": "consent",
 }
 
 
@@ -148,6 +149,27 @@ def test_status_failed_131047() -> None:
         "Re-engagement message: Message failed to send because more than 24 hours have passed "
         "since the customer last replied to this number.",
     )
+
+
+def test_user_preferences_stop_is_a_marketing_opt_out() -> None:
+    parsed = parse("user_preferences_stop")
+    assert parsed.messages == [] and parsed.statuses == [] and parsed.skipped == []
+    (consent,) = parsed.consent
+    assert (consent.customer, consent.channel, consent.message_type, consent.opted_out) == (
+        SHEENA,
+        Channel.WHATSAPP,
+        "marketing",
+        True,
+    )
+    assert (consent.source, consent.at, consent.customer_id) == (
+        "whatsapp_user_preferences:stop",
+        1749416810.0,
+        "",
+    )
+    unknown = json.loads(fixture_bytes("user_preferences_stop"))
+    unknown["entry"][0]["changes"][0]["value"]["user_preferences"][0]["value"] = "maybe"
+    parsed = parse_webhook(decode_webhook(json.dumps(unknown).encode()), NOW)
+    assert parsed.consent == [] and "unknown preference value 'maybe'" in parsed.skipped[0]
 
 
 def test_batched_post_is_parsed_whole_in_order() -> None:

@@ -95,6 +95,33 @@ async def test_meta_stop_promotions_button_stops_marketing_only(stack: Stack) ->
     assert record["status"] != "failed", record
 
 
+async def test_whatsapp_marketing_setting_stops_and_resumes_marketing(stack: Stack) -> None:
+    """Meta's user_preferences webhook: the user turned marketing off (then on) in WhatsApp."""
+    phone = unique_phone()
+    stop = _whatsapp("user_preferences_stop", phone)
+    for _ in range(2):  # Meta retries: one change
+        response, _ = await post_whatsapp(stack, stop)
+        assert response.status == 200
+    customer_id = await eventually(lambda: stack.customer_id(phone))
+    (change,) = await eventually(lambda: _consent_log(stack, customer_id))
+    assert (change["channel"], change["state"], change["source"], change["message_type"]) == (
+        "whatsapp",
+        "opted_out",
+        "whatsapp_user_preferences:stop",
+        "marketing",
+    )
+    assert (await _preferences(stack, customer_id))["by_type"]["marketing"]["opted_out"] == ["whatsapp"]
+    resume = stop.replace(b'"value": "stop"', b'"value": "resume"').replace(b"to stop", b"to resume")
+    response, _ = await post_whatsapp(stack, resume)
+    assert response.status == 200
+    changes = await eventually(lambda: _consent_log(stack, customer_id, 2))
+    assert [(c["state"], c["source"]) for c in changes] == [
+        ("opted_out", "whatsapp_user_preferences:stop"),
+        ("opted_in", "whatsapp_user_preferences:resume"),
+    ]
+    assert await wa_sent_to(stack, phone) == []  # WhatsApp itself confirmed it to the user
+
+
 async def test_rcs_stop_opts_out_of_rcs_and_confirms_on_rcs(stack: Stack) -> None:
     phone = unique_phone()
     sent = await stack.simulator("POST", "/simulator/rcs/inbound", json={"from": phone, "text": "STOP"})
