@@ -15,15 +15,6 @@ from conversations.keywords import KeywordReplies
 from conversations.models import Channel
 
 ENV_PREFIX = "THREADLINE_"
-SIMULATOR_ACCOUNT_SID = "AC" + "0" * 32
-SIMULATOR_AUTH_TOKEN = "simulator-auth-token"
-SIMULATOR_RBM_CLIENT_TOKEN = "simulator-rbm-client-token"
-SIMULATOR_RBM_ACCESS_TOKEN = "simulator-rbm-access-token"
-SIMULATOR_RBM_AGENT_ID = "threadline-simulator"
-SIMULATOR_WHATSAPP_APP_SECRET = "simulator-whatsapp-app-secret"
-SIMULATOR_WHATSAPP_VERIFY_TOKEN = "simulator-whatsapp-verify-token"
-SIMULATOR_WHATSAPP_ACCESS_TOKEN = "simulator-whatsapp-access-token"
-SIMULATOR_WHATSAPP_PHONE_NUMBER_ID = "106540352242922"
 
 
 class ConfigError(ValueError):
@@ -172,7 +163,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     preference_link_ttl_seconds: int = 7 * 24 * 3600
     session_idle_seconds: int = 24 * 3600
     secret_key: str = ""  # signs preference-page and tracking tokens; empty: generated in data_dir
-    simulator: bool | None = None  # None: on unless real provider credentials are set
+    simulator: bool | None = None  # None: on only when no real provider is configured at all
+    # Set by `serve`, not by hand: the channels the built-in simulator stands in for.
+    simulated_channels: list[Channel] = msgspec.field(default_factory=list)
     simulator_port: int = 8081
     data_dir: str = ".threadline"
     journeys_dir: str = "journeys"  # journey files (*.yaml, *.json) published at start
@@ -208,14 +201,27 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             self.public_url = self.public_url.rstrip("/")
 
     @property
+    def real_channels(self) -> frozenset[Channel]:
+        """The channels with a real provider's credentials set."""
+        channels: set[Channel] = set()
+        if self.twilio.account_sid and self.twilio.auth_token:
+            channels |= {Channel.SMS, Channel.VOICE}
+        if self.whatsapp.has_credentials:
+            channels.add(Channel.WHATSAPP)
+        if self.rbm.agent_id and self.rbm.access_token:
+            channels.add(Channel.RCS)
+        if self.email.smtp_url:
+            channels.add(Channel.EMAIL)
+        return frozenset(channels)
+
+    @property
     def uses_simulator(self) -> bool:
-        """Whether provider traffic goes to the built-in simulator."""
+        """Whether the built-in simulator runs: when asked for, or when no provider is configured."""
         if self.simulator is not None:
             return self.simulator
-        # Any real credentials switch it off: a simulator must never stand in, silently,
-        # for a provider of a deployment that talks to real ones.
-        twilio = bool(self.twilio.account_sid and self.twilio.auth_token)
-        return not (twilio or self.whatsapp.has_credentials)
+        # Any real provider switches it off: a simulator must never stand in, silently, for a
+        # channel of a deployment that talks to real ones (that channel is simply disabled).
+        return not self.real_channels
 
 
 # Names the issue gave that the automatic THREADLINE_<SECTION>_<FIELD> scheme would spell

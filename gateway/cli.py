@@ -19,6 +19,7 @@ from channels.simulator.whatsapp import WhatsAppSimulatorSettings
 from channels.twilio_signature import compute_signature
 from conversations.access import first_plain_key
 from conversations.config import Config, ConfigError, load_config
+from conversations.models import Channel
 from conversations.routing.policy import PolicyError, load_policy
 from gateway.app import create_app
 
@@ -33,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--config", help="TOML file; THREADLINE_* environment variables override it")
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument(
+        "--simulator",
+        action="store_true",
+        help="simulate every channel without real credentials (needed on a non-loopback --host)",
+    )
     serve.add_argument(
         "--workers",
         type=int,
@@ -101,7 +107,10 @@ def banner(config: Config, host: str, port: int) -> str:
     lines = [f"Threadline gateway ready on {url}  (Redis {config.redis_url}, {config.shards} shards)"]
     key = first_plain_key(config.api_keys) or "<api key>"
     phone = "+15550100000"
-    if config.uses_simulator:
+    if config.simulated_channels:
+        names = ", ".join(config.simulated_channels)
+        lines.append(f"Simulated channels (nothing leaves this machine on them): {names}")
+    if Channel.SMS in config.simulated_channels:
         sim = f"http://127.0.0.1:{config.simulator_port}"
         params = {
             "MessageSid": "SM" + secrets.token_hex(16),
@@ -187,10 +196,16 @@ async def _serve(args: argparse.Namespace, config: Config, actors: list) -> None
 
 def serve(args: argparse.Namespace) -> None:
     from actors.supervisor import connect_ray, start_shard_actors
-    from gateway.embedded import resolve_embedded
+    from gateway.embedded import resolve_embedded, startup_refusal
     from gateway.routes.webhooks import status_callbacks
 
     config = _load(args.config)
+    if args.simulator:
+        config = msgspec_replace(config, simulator=True)
+    refusal = startup_refusal(config, args.host, args.simulator)
+    if refusal:
+        print(f"threadline: {refusal}", file=sys.stderr)
+        raise SystemExit(2)
     _check_journeys(config)
     config, redis_child = resolve_embedded(config, args.port)
     try:

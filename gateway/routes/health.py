@@ -25,6 +25,8 @@ class Readiness(msgspec.Struct, omit_defaults=True):
     unready_shards: list[int] = msgspec.field(default_factory=list)
     # Why each unready shard is not ready, e.g. "LoopsNotRunning: outbox-3 loop backing_off …".
     reasons: dict[int, str] = msgspec.field(default_factory=dict)
+    # Channels the built-in simulator stands in for: nothing sent on them leaves the machine.
+    simulated_channels: list[str] = msgspec.field(default_factory=list)
 
 
 @routes.documented(
@@ -61,7 +63,14 @@ async def readyz(request: web.Request) -> web.Response:
     else:
         reasons = dict.fromkeys(range(services.config.shards), "no shard actors")
     ready = redis_state == "ok" and not reasons
-    body = Readiness("ready" if ready else "not_ready", redis_state, len(actors), sorted(reasons), reasons)
+    body = Readiness(
+        "ready" if ready else "not_ready",
+        redis_state,
+        len(actors),
+        sorted(reasons),
+        reasons,
+        [str(channel) for channel in services.config.simulated_channels],
+    )
     return web.Response(
         status=200 if ready else 503,
         body=msgspec.json.encode(body),

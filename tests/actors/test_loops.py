@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestServer
 
 from actors.loops import Backoff, Loops, LoopsNotRunning, LoopState, SupervisedLoop
 from actors.supervisor import start_shard_actors, wait_until_ready
-from conversations.config import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Config, TwilioConfig
+from channels.simulator.fixed_credentials import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN
+from conversations.config import Config, TwilioConfig
 from gateway.app import create_app
 from gateway.routes.webhooks import status_callbacks
 from tests.support.stack import eventually, unique_phone, wall_clock_free_policy
