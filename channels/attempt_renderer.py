@@ -39,7 +39,7 @@ class AttemptRenderer:
     @classmethod
     def from_config(cls, config: Config, prices: PriceTable) -> AttemptRenderer:
         """A renderer pricing with ``prices``: the same table routing decides with."""
-        tracker = LinkTracker(config.tracking.secret, config.public_url) if config.tracking.secret else None
+        tracker = LinkTracker(config.tracking_key, config.public_url) if config.tracking_key else None
         return cls(tracker, prices, TemplateRenderer(), config.rbm.sms_fallback_max_segments)
 
     def __call__(self, content: AttemptContent, customer_id: str, channel: Channel) -> OutboundContent:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import tomllib
 from collections.abc import Mapping
@@ -91,7 +93,7 @@ class EmailConfig(msgspec.Struct, forbid_unknown_fields=True):
 class TrackingConfig(msgspec.Struct, forbid_unknown_fields=True):
     """Open and click tracking: which channels get tracked links by default, and the signing key."""
 
-    secret: str = ""  # HMAC key for tracking tokens; embedded mode keeps one in the data dir
+    secret: str = ""  # HMAC key for tracking tokens; empty: derived from the config's secret_key
     channels: list[str] = msgspec.field(default_factory=lambda: ["email"])
 
 
@@ -162,7 +164,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     )
     preference_link_ttl_seconds: int = 7 * 24 * 3600
     session_idle_seconds: int = 24 * 3600
-    secret_key: str = ""  # signs preference-page and tracking tokens; empty: generated in data_dir
+    # Signs preference-page tokens and derives the tracking key: every replica must share it.
+    # Empty: generated in data_dir, which `serve` allows only on loopback without ray_address.
+    secret_key: str = ""
     simulator: bool | None = None  # None: on only when no real provider is configured at all
     # Set by `serve`, not by hand: the channels the built-in simulator stands in for.
     simulated_channels: list[Channel] = msgspec.field(default_factory=list)
@@ -199,6 +203,16 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError("rate_limit_per_second must be >= 0 and rate_limit_burst >= 1")
         if self.public_url.endswith("/"):
             self.public_url = self.public_url.rstrip("/")
+
+    @property
+    def tracking_key(self) -> str:
+        """The key of tracking tokens: ``tracking.secret``, else derived from ``secret_key``.
+
+        Derived, not generated, so every replica and every restart signs and verifies alike.
+        """
+        if self.tracking.secret or not self.secret_key:
+            return self.tracking.secret
+        return hmac.new(self.secret_key.encode(), b"threadline tracking tokens", hashlib.sha256).hexdigest()
 
     @property
     def real_channels(self) -> frozenset[Channel]:

@@ -56,6 +56,12 @@ def startup_refusal(config: Config, host: str, simulator_flag: bool) -> str | No
             f"refusing to serve simulated providers on {host}: anyone who reaches it could inject "
             "messages; configure real providers, bind 127.0.0.1, or pass --simulator to mean it"
         )
+    if not config.secret_key and (config.ray_address or not is_loopback(host)):
+        where = "with ray_address set" if config.ray_address else f"on {host}"
+        return (
+            f"secret_key must be configured {where}: every replica signs and checks links with it "
+            "(set THREADLINE_SECRET_KEY to one random value shared by all gateways)"
+        )
     return None
 
 
@@ -218,11 +224,6 @@ def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Pope
         changes["api_keys"] = [_dev_api_key(data_dir)]
     if not config.secret_key:
         changes["secret_key"] = _persisted_secret(data_dir / "secret-key", "")
-    if not config.tracking.secret:
-        # Tracked links must keep working across restarts, so the key is kept, not random per run.
-        changes["tracking"] = msgspec.structs.replace(
-            config.tracking, secret=_persisted_secret(data_dir / "tracking-secret", "")
-        )
     if config.uses_simulator:
         changes.update(_simulated(config, simulator_secrets(data_dir)))
     else:

@@ -27,7 +27,7 @@ NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, private", "Pr
 
 
 def _verified(services: Services, token: str, kind: str) -> tuple[TrackedLink, int]:
-    secret = services.config.tracking.secret
+    secret = services.config.tracking_key
     if not secret:
         raise ApiError(404, "tracking_disabled", "link tracking is not configured")
     try:

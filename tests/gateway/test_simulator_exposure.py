@@ -85,13 +85,14 @@ def test_asked_for_it_simulates_only_the_channels_without_credentials(tmp_path: 
 
 
 def test_a_public_bind_with_the_simulator_needs_the_flag() -> None:
-    simulated = load_config(env={})
+    simulated = load_config(env={"THREADLINE_SECRET_KEY": "shared"})
     assert startup_refusal(simulated, "127.0.0.1", simulator_flag=False) is None
     assert startup_refusal(simulated, "localhost", simulator_flag=False) is None
     assert startup_refusal(simulated, "0.0.0.0", simulator_flag=True) is None
     for host in ("0.0.0.0", "::", "10.0.0.5", "gateway.internal"):
         assert startup_refusal(simulated, host, simulator_flag=False), host
-    assert startup_refusal(load_config(env=TWILIO), "0.0.0.0", simulator_flag=False) is None
+    real = load_config(env={**TWILIO, "THREADLINE_SECRET_KEY": "shared"})
+    assert startup_refusal(real, "0.0.0.0", simulator_flag=False) is None
 
 
 def test_serve_refuses_in_one_line(tmp_path: Path) -> None:
