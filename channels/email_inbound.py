@@ -35,6 +35,11 @@ from conversations.models import Channel, InboundMessage
 from conversations.normalize import InvalidIdentifier, email_identifier
 
 PROVIDER = "sendgrid"
+# What one inbound email may store (characters): SendGrid posts up to 2 MB text plus 2 MB HTML,
+# and anyone can email us. Longer parts are cut, marked, and their full size kept in attributes.
+MAX_STORED_TEXT = 64 * 1024
+MAX_STORED_HTML = 256 * 1024
+MAX_STORED_SUBJECT = 998  # RFC 5322's line limit
 
 
 class SendGridInboundForm(msgspec.Struct):
@@ -138,6 +143,14 @@ def message_id_of(headers: str) -> str:
     return str(parsed.get("Message-ID", "") or "").strip().strip("<>").strip()
 
 
+def capped(value: str, limit: int, marker: str) -> tuple[str, int | None]:
+    """``value`` cut to ``limit`` characters with ``marker`` (given the full size) appended, and
+    the full size; or ``value`` itself and None when it fits."""
+    if len(value) <= limit:
+        return value, None
+    return value[:limit] + marker.format(size=len(value)), len(value)
+
+
 def parse_inbound_email(form: Mapping[str, str], received_at: float) -> InboundMessage:
     """A SendGrid Inbound Parse post (decoded text fields) as an InboundMessage on the email channel."""
     fields = read_form(form, SendGridInboundForm)
@@ -159,17 +172,31 @@ def parse_inbound_email(form: Mapping[str, str], received_at: float) -> InboundM
         digest = hashlib.sha256("\x00".join((sender.value, fields.subject, headers, text or html)).encode())
         message_id = "sha256:" + digest.hexdigest()[:40]
     recipient = envelope_to[0] if envelope_to else parseaddr(fields.to)[1]
+    html, html_size = capped(
+        html, MAX_STORED_HTML, "\n<!-- truncated by Threadline: {size} characters in all -->"
+    )
+    body, body_size = capped(
+        text.strip() if text.strip() else html_to_text(html),
+        MAX_STORED_TEXT,
+        "\n[… truncated by Threadline: {size} characters in all]",
+    )
+    attributes = {}
+    if body_size is not None:
+        attributes["text_truncated_from"] = str(body_size)
+    if html_size is not None:
+        attributes["html_truncated_from"] = str(html_size)
     return InboundMessage(
         channel=Channel.EMAIL,
         provider=PROVIDER,
         provider_message_id=message_id,
         sender=sender,
         recipient=recipient,
-        body=text.strip() if text.strip() else html_to_text(html),
+        body=body,
         received_at=received_at,
         profile_name=display_name(name),
-        subject=" ".join(fields.subject.split()),
+        subject=" ".join(fields.subject.split())[:MAX_STORED_SUBJECT],
         html=html,
+        attributes=attributes,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from channels.base import InvalidPayload, ProviderError
-from channels.email_inbound import decode_fields, parse_inbound_email
+from channels.email_inbound import MAX_STORED_HTML, MAX_STORED_TEXT, decode_fields, parse_inbound_email
 from channels.email_smtp import EmailSender, build_message, parse_smtp_url
 from conversations.config import EmailConfig, load_config
 from conversations.models import Channel, IdentifierKind, OutboxJob
@@ -107,3 +107,29 @@ def test_parse_falls_back_to_the_envelope_sender_and_refuses_garbage() -> None:
     assert caught.value.field == "from"
     with pytest.raises(InvalidPayload):
         parse_inbound_email({"from": "a@b.example", "envelope": "not json"}, 1.0)
+
+
+def test_long_inbound_parts_are_cut_marked_and_their_size_kept() -> None:
+    """Anyone can email us: one message stores at most MAX_STORED_TEXT + MAX_STORED_HTML characters."""
+    text, html = "a" * (2 * 1024 * 1024), "<p>" + "b" * (2 * 1024 * 1024) + "</p>"
+    form = {
+        "from": "Ann <ann@example.com>",
+        "envelope": "{}",
+        "text": text,
+        "html": html,
+        "subject": "s" * 5000,
+    }
+    entry = parse_inbound_email(form, 1.0)
+    assert entry.body.startswith("a" * MAX_STORED_TEXT)
+    assert entry.body.endswith(f"[… truncated by Threadline: {len(text)} characters in all]")
+    assert len(entry.body) < MAX_STORED_TEXT + 100 and len(entry.html) < MAX_STORED_HTML + 100
+    assert entry.html.endswith(f"<!-- truncated by Threadline: {len(html)} characters in all -->")
+    assert entry.attributes == {"text_truncated_from": str(len(text)), "html_truncated_from": str(len(html))}
+    assert len(entry.subject) == 998
+
+
+def test_short_inbound_parts_are_stored_whole() -> None:
+    entry = parse_inbound_email(
+        {"from": "ann@example.com", "envelope": "{}", "text": "hi", "html": "<p>hi</p>"}, 1.0
+    )
+    assert (entry.body, entry.html, entry.attributes) == ("hi", "<p>hi</p>", {})
