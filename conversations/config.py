@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -149,6 +150,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     api_keys: list[str | ApiKeySpec] = msgspec.field(default_factory=list)
     rate_limit_per_second: float = 1000.0  # per API key; 0 turns rate limiting off
     rate_limit_burst: int = 2000
+    # Routes anyone may call (tracked links, the preference page, probes, docs), per client address.
+    public_rate_limit_per_second: float = 20.0  # 0 turns it off
+    public_rate_limit_burst: int = 100
+    # Proxies whose X-Forwarded-For names the client (CIDRs, e.g. "10.0.0.0/8"); none: the peer.
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
     shards: int = 16
     key_prefix: str = "tl"
     dedupe_ttl_seconds: int = 7 * 24 * 3600
@@ -201,6 +207,15 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 raise ValueError(f"{exc} - at `$.api_keys[{index}]`") from None
         if self.rate_limit_per_second < 0 or self.rate_limit_burst < 1:
             raise ValueError("rate_limit_per_second must be >= 0 and rate_limit_burst >= 1")
+        if self.public_rate_limit_per_second < 0 or self.public_rate_limit_burst < 1:
+            raise ValueError("public_rate_limit_per_second must be >= 0 and public_rate_limit_burst >= 1")
+        for index, network in enumerate(self.trusted_proxies):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"not an IP network: {network!r} - at `$.trusted_proxies[{index}]`"
+                ) from None
         if self.public_url.endswith("/"):
             self.public_url = self.public_url.rstrip("/")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ class Services:
     idempotency: IdempotencyStore
     rate_limiter: RateLimiter
     shard_actors: list[Any] = field(default_factory=list)
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
     pages: jinja2.Environment = field(default_factory=page_environment)
     templates: TemplateRenderer = field(default_factory=TemplateRenderer)
     readiness: ReadinessCache = field(default_factory=ReadinessCache)

@@ -78,6 +78,10 @@ def make_config(
         key_prefix=prefix,
         simulator=True,
         simulated_channels=sorted(Channel),
+        # Every test calls from 127.0.0.1: the per-address limit has its own test
+        # (tests/gateway/test_public_rate_limit.py) and must not throttle the suite.
+        public_rate_limit_per_second=10_000.0,
+        public_rate_limit_burst=100_000,
         simulator_port=simulator_port,
         ray_namespace=prefix,
         batch_max_delay_ms=2.0,
