@@ -18,7 +18,12 @@ KEYWORD_CHANNELS = frozenset({Channel.SMS})
 
 def _keyword_message(item: BatchItem) -> InboundMessage | None:
     entry = item.entry
-    if isinstance(entry, InboundMessage) and entry.channel in KEYWORD_CHANNELS and classify(entry.body):
+    if (
+        isinstance(entry, InboundMessage)
+        and entry.channel in KEYWORD_CHANNELS
+        and not entry.unverified  # a message nobody vouches for never changes consent
+        and classify(entry.body)
+    ):
         return entry
     return None
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from channels.base import InvalidPayload, ProviderError
-from channels.email_inbound import MAX_STORED_HTML, MAX_STORED_TEXT, decode_fields, parse_inbound_email
+from channels.email_inbound import (
+    MAX_STORED_HTML,
+    MAX_STORED_TEXT,
+    decode_fields,
+    parse_inbound_email,
+    sender_authenticated,
+)
 from channels.email_smtp import EmailSender, build_message, parse_smtp_url
 from conversations.config import EmailConfig, load_config
 from conversations.models import Channel, IdentifierKind, OutboxJob
@@ -85,6 +91,7 @@ def test_parse_uses_declared_charsets_and_encoded_names() -> None:
         "headers": b"Message-ID: <abc@mail.example.com>\nSubject: x\n",
         "envelope": b'{"to":["support@parse.example.com"],"from":"bounce@example.com"}',
         "charsets": b'{"subject":"iso-8859-1","from":"UTF-8"}',
+        "SPF": b"pass",  # for bounce@example.com: it vouches for Ann@Example.com's domain
     }
     entry = parse_inbound_email(decode_fields(raw), 1.0)
     assert entry.sender.value == "ann@example.com"
@@ -133,3 +140,36 @@ def test_short_inbound_parts_are_stored_whole() -> None:
         {"from": "ann@example.com", "envelope": "{}", "text": "hi", "html": "<p>hi</p>"}, 1.0
     )
     assert (entry.body, entry.html, entry.attributes) == ("hi", "<p>hi</p>", {})
+
+
+@pytest.mark.parametrize(
+    "spf, dkim, envelope_from, verified",
+    [
+        ("pass", "{@example.com : pass}", "ann@example.com", True),
+        ("fail", "{@example.com : pass}", "x@attacker.example", True),  # DKIM of the sender's domain
+        ("fail", "{@mail.example.com : pass, @attacker.example : fail}", "", True),  # a subdomain aligns
+        ("pass", "{@attacker.example : fail}", "bounce@example.com", True),  # SPF for the sender's domain
+        ("softfail", "{@example.com : fail}", "ann@example.com", False),
+        ("pass", "{@attacker.example : pass}", "x@attacker.example", False),  # vouched for someone else
+        ("", "", "ann@example.com", False),  # no results at all
+        ("pass", "none", "ann@notexample.com", False),
+    ],
+)
+def test_the_sender_must_be_vouched_for_by_spf_or_dkim(
+    spf: str, dkim: str, envelope_from: str, verified: bool
+) -> None:
+    assert sender_authenticated("ann@example.com", envelope_from, spf, dkim) is verified
+
+
+def test_an_unvouched_email_is_unverified_and_names_nobody() -> None:
+    forged = {
+        "from": "Mallory Boss <ann@example.com>",
+        "envelope": '{"to": ["support@in.example"], "from": "x@attacker.example"}',
+        "text": "STOP",
+        "SPF": "fail",
+        "dkim": "{@attacker.example : pass}",
+    }
+    entry = parse_inbound_email(forged, 1.0)
+    assert entry.unverified and entry.profile_name == "" and entry.sender.value == "ann@example.com"
+    genuine = parse_inbound_email({**forged, "SPF": "pass", "envelope": '{"from": "ann@example.com"}'}, 1.0)
+    assert not genuine.unverified and genuine.profile_name == "Mallory Boss"
