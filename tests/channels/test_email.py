@@ -246,15 +246,17 @@ async def test_an_email_no_check_vouches_for_is_marked_and_renames_nobody(stack:
         stack,
         **{
             "from": f"Mallory <{sender}>",
-            "text": "forged",
+            "text": "STOP",
             "spf": "fail",
             "dkim": "{@attacker.example : pass}",
         },
     )
     genuine, forged = await eventually(lambda: _emails(stack, customer_id, 2))
     assert "verification" not in genuine.get("attributes", {})
-    assert (forged["body"], forged["attributes"]["verification"]) == ("forged", "unverified")
+    assert (forged["body"], forged["attributes"]["verification"]) == ("STOP", "unverified")
     assert (await customer_hash(stack, customer_id))["profile_name"] == "Ann Real"
+    _, consent = await stack.api("GET", f"/v1/customers/{customer_id}/consent")
+    assert consent["data"] == []  # nor does it opt anyone out
 
 
 async def test_an_email_display_name_never_replaces_a_profile_name(stack: Stack) -> None:
