@@ -74,6 +74,22 @@ def test_message_has_both_parts_and_our_id() -> None:
     assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
 
 
+def test_a_subject_with_line_breaks_goes_out_on_one_line() -> None:
+    """A rendered journey subject may carry CR/LF: collapsed, never a refused (or injected) header."""
+    job = OutboxJob(
+        "msg_1",
+        "cus_0_1",
+        Channel.EMAIL,
+        "ann@example.com",
+        "text",
+        subject="Your order\r\nBcc: x@evil.example\n",
+    )
+    message = build_message(job, "Shop <hello@shop.example.com>")
+    assert message["Subject"] == "Your order Bcc: x@evil.example"
+    assert message["Bcc"] is None
+    assert b"\r\nBcc:" not in message.as_bytes()
+
+
 async def test_unreachable_smtp_server_is_a_retryable_error() -> None:
     sender = EmailSender(EmailConfig(smtp_url=f"smtp://127.0.0.1:{free_port()}", timeout_seconds=5))
     job = OutboxJob("msg_1", "cus_0_1", Channel.EMAIL, "ann@example.com", "text", subject="Hi")
