@@ -31,6 +31,7 @@ from conversations.store import CONSUMER_GROUP, INGEST_FIELD, Keys
 log = logging.getLogger(__name__)
 
 ATTEMPT_TTL = 7 * 24 * 3600
+MAX_ERROR_MESSAGE = 500  # of a sender's unexpected exception, as the attempt's error_message
 
 
 class RetryPolicy(msgspec.Struct, frozen=True):
@@ -84,9 +85,10 @@ class OutboxSender:
         """Forever: first the jobs a previous incarnation left pending, then new ones.
 
         Redis errors (an outage, or a restart of this actor while Redis is down) pause and
-        retry instead of ending the task, which would leave the shard's outbox unserved. Any
-        other error, a job's included, ends it: its supervisor (actors.loops) logs, backs off and
-        runs it again, and the replay reports the crashed job's outcome as unknown.
+        retry instead of ending the task, which would leave the shard's outbox unserved. A
+        sender's exception fails its job (``sender_error``). Any other error ends the task: its
+        supervisor (actors.loops) logs, backs off and runs it again, and the replay reports a
+        crashed job's outcome as unknown.
         """
         replayed = False
         while True:
@@ -219,6 +221,17 @@ class OutboxSender:
                     MessageStatus.FAILED,
                     error_code=exc.code or "provider_error",
                     error_message=str(exc),
+                )
+            except Exception as exc:
+                # A sender's bug or an input it cannot take (a header with a line break, a
+                # provider answering HTML): the job fails with the error, never stays accepted.
+                log.exception("shard %s: %s sender raised on %s", self._shard, job.channel, job.message_id)
+                self.failed += 1
+                return self._outcome(
+                    job,
+                    MessageStatus.FAILED,
+                    error_code="sender_error",
+                    error_message=f"{type(exc).__name__}: {exc}"[:MAX_ERROR_MESSAGE],
                 )
             self.sent += 1
             return SendOutcome(

@@ -49,9 +49,10 @@ from channels.simulator.app import (
     SimulatorSettings,
     create_simulator_app,
 )
+from channels.simulator.fixed_credentials import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN
 from channels.twilio_signature import compute_signature
 from conversations.codec import decode_message, decode_thread_event
-from conversations.config import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Config, TwilioConfig
+from conversations.config import Config, TwilioConfig
 from conversations.models import MessageLogged, MessageStatus
 from conversations.normalize import phone_identifier
 from conversations.store import INGEST_FIELD, Keys

@@ -22,10 +22,10 @@ import msgspec
 from redis import Redis
 
 from bench.loadgen import LoadReport
-from conversations.config import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN
+from channels.simulator.fixed_credentials import SIMULATOR_ACCOUNT_SID
 from conversations.models import Identifier, IdentifierKind
 from conversations.store import Keys
-from gateway.embedded import free_port, port_open
+from gateway.embedded import free_port, port_open, simulator_secrets
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 API_KEY = "tl_bench_" + uuid.uuid4().hex[:12]
@@ -190,6 +190,10 @@ class Run:
         env.update(extra or {})
         return env
 
+    def simulator_credentials(self) -> tuple[str, str]:
+        """The Twilio account and token the run's ``serve`` and ``simulator`` share (its data dir)."""
+        return SIMULATOR_ACCOUNT_SID, simulator_secrets(self.log_dir / "data").twilio_auth_token
+
     def start_threadline(
         self, port: int, workers: int, shards: int | None, extra_env: Mapping[str, str] | None = None
     ) -> Proc:
@@ -261,10 +265,10 @@ def run_load(argv: list[str], timeout: float) -> LoadReport:
     return msgspec.json.decode(report, type=LoadReport)
 
 
-def sms_load_args(port: int, mode: str, **options: object) -> list[str]:
+def sms_load_args(port: int, mode: str, auth_token: str, **options: object) -> list[str]:
     """Loadgen arguments for signed inbound-SMS webhooks to 127.0.0.1:``port``."""
     url = f"http://127.0.0.1:{port}/webhooks/twilio/sms"
-    argv = ["--target", url, "--kind", "sms", "--sign-url", url, "--auth-token", SIMULATOR_AUTH_TOKEN]
+    argv = ["--target", url, "--kind", "sms", "--sign-url", url, "--auth-token", auth_token]
     argv += ["--mode", mode]
     for name, value in options.items():
         argv += [f"--{name.replace('_', '-')}", str(value)]
@@ -421,7 +425,3 @@ def top_frames(raw_profile: Path, count: int = 15) -> list[tuple[float, str]]:
             overall += int(samples)
     ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:count]
     return [(100.0 * n / overall, frame) for frame, n in ranked] if overall else []
-
-
-def simulator_credentials() -> tuple[str, str]:
-    return SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN

@@ -41,7 +41,8 @@ from bench.harness import (
     wait_port,
 )
 from bench.loadgen import LoadReport, phone_of
-from conversations.config import SIMULATOR_AUTH_TOKEN, Config
+from channels.simulator.fixed_credentials import SIMULATOR_AUTH_TOKEN
+from conversations.config import Config
 from conversations.store import Keys
 from gateway.embedded import free_port
 
@@ -78,6 +79,7 @@ class Measured:
 
 def measure(
     port: int,
+    auth_token: str,
     args: argparse.Namespace,
     leaders: list[int],
     settle: Callable[[], float] = lambda: 0.0,
@@ -89,12 +91,14 @@ def measure(
     before = cpu_snapshot(leaders)
     with profiled(args.profile, profile or {}, args.warmup + args.duration):
         at_max = run_load(
-            sms_load_args(port, "closed", connections=args.connections, **load_options(args)), timeout
+            sms_load_args(port, "closed", auth_token, connections=args.connections, **load_options(args)),
+            timeout,
         )
     drains.append(settle())
     middle = cpu_snapshot(leaders)
     fixed = run_load(
-        sms_load_args(port, "open", rate=args.rate, connections=128, **load_options(args)), timeout
+        sms_load_args(port, "open", auth_token, rate=args.rate, connections=128, **load_options(args)),
+        timeout,
     )
     drains.append(settle())
     after = cpu_snapshot(leaders)
@@ -116,7 +120,7 @@ def run_floor(run: Run, args: argparse.Namespace, floor_prefix: str) -> tuple[Me
     ]
     wait_port(procs[0], port)
     time.sleep(0.5 if args.workers > 1 else 0)  # let every worker bind before the load starts
-    measured = measure(port, args, [proc.pid for proc in procs])
+    measured = measure(port, SIMULATOR_AUTH_TOKEN, args, [proc.pid for proc in procs])
     for proc in procs:
         proc.stop()
     return measured, stream_length(Keys(floor_prefix).ingest(0))
@@ -169,6 +173,7 @@ def main() -> None:
         print(f"threadline: measuring ({len(actors)} shard actor processes)", flush=True)
         tl = measure(
             port,
+            run.simulator_credentials()[1],
             args,
             [threadline.pid],
             settle=lambda: wait_drained(keys, shards, timeout=60),

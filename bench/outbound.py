@@ -40,7 +40,6 @@ from bench.harness import (
     result_line,
     run_load,
     session_pids,
-    simulator_credentials,
     time_bound,
     top_frames,
     wait_drained,
@@ -112,7 +111,7 @@ def main() -> None:
     try:
         port, sim_port = free_port(), free_port()
         sim_url = f"http://127.0.0.1:{sim_port}"
-        account_sid, auth_token = simulator_credentials()
+        account_sid, auth_token = run.simulator_credentials()
         simulator = run.start(
             "simulator",
             [sys.executable, "-m", "gateway.cli", "simulator", "--sink", "--port", str(sim_port)],

@@ -47,7 +47,7 @@ class AttemptRenderer:
     ) -> AttemptRenderer:
         """A renderer pricing with ``prices`` (the table routing decides with); attempts carry
         an opt-out URL on the channels ``opt_out_bases`` names (the gateway serves them)."""
-        tracker = LinkTracker(config.tracking.secret, config.public_url) if config.tracking.secret else None
+        tracker = LinkTracker(config.tracking_key, config.public_url) if config.tracking_key else None
         opt_outs = OptOutLinks(config.secret_key, opt_out_bases) if opt_out_bases else None
         return cls(tracker, prices, TemplateRenderer(), config.rbm.sms_fallback_max_segments, opt_outs)
 

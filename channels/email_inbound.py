@@ -2,8 +2,9 @@
 
 The form carries ``from``, ``to``, ``subject``, ``text``, ``html``, ``headers`` (the raw
 header block), ``envelope`` (JSON: SMTP ``to`` list and ``from``), ``charsets`` (JSON: the
-charset of each text field), ``attachments`` (a count) and the files themselves. The sender
-is the EMAIL identifier of the ``From`` header; duplicates are recognised by Message-ID.
+charset of each text field), ``attachments`` (a count), ``SPF`` and ``dkim`` (SendGrid's checks)
+and the files themselves. The sender is the EMAIL identifier of the ``From`` header; a message
+whose sender neither check vouches for is ``unverified``. Duplicates are recognised by Message-ID.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping, Sequence
 from email.header import decode_header, make_header
 from email.parser import HeaderParser
@@ -35,6 +37,11 @@ from conversations.models import Channel, InboundMessage
 from conversations.normalize import InvalidIdentifier, email_identifier
 
 PROVIDER = "sendgrid"
+# What one inbound email may store (characters): SendGrid posts up to 2 MB text plus 2 MB HTML,
+# and anyone can email us. Longer parts are cut, marked, and their full size kept in attributes.
+MAX_STORED_TEXT = 64 * 1024
+MAX_STORED_HTML = 256 * 1024
+MAX_STORED_SUBJECT = 998  # RFC 5322's line limit
 
 
 class SendGridInboundForm(msgspec.Struct):
@@ -50,6 +57,8 @@ class SendGridInboundForm(msgspec.Struct):
     envelope: str = ""
     charsets: str = ""
     attachments: str = ""
+    dkim: str = ""  # SendGrid's DKIM results, e.g. "{@example.com : pass}"
+    spf: str = msgspec.field(default="", name="SPF")  # SendGrid's SPF result for the envelope sender
 
 
 class InboundEmailReceived(msgspec.Struct):
@@ -138,6 +147,45 @@ def message_id_of(headers: str) -> str:
     return str(parsed.get("Message-ID", "") or "").strip().strip("<>").strip()
 
 
+def capped(value: str, limit: int, marker: str) -> tuple[str, int | None]:
+    """``value`` cut to ``limit`` characters with ``marker`` (given the full size) appended, and
+    the full size; or ``value`` itself and None when it fits."""
+    if len(value) <= limit:
+        return value, None
+    return value[:limit] + marker.format(size=len(value)), len(value)
+
+
+_DKIM_RESULT = re.compile(r"@([^\s:,{}]+)\s*:\s*([A-Za-z]+)")
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].strip().strip(".").lower()
+
+
+def _aligned(domain: str, sender_domain: str) -> bool:
+    """Relaxed alignment (as DMARC's): the same domain, or one a subdomain of the other."""
+    if not domain or not sender_domain:
+        return False
+    return (
+        domain == sender_domain
+        or domain.endswith("." + sender_domain)
+        or sender_domain.endswith("." + domain)
+    )
+
+
+def sender_authenticated(sender: str, envelope_from: str, spf: str, dkim: str) -> bool:
+    """Whether SendGrid vouches for ``sender``: a passing DKIM signature of its domain, or SPF
+    passing for an envelope sender of its domain. A pass for someone else's domain does not count:
+    anyone can sign their own mail and put a customer's address in From."""
+    domain = _domain(sender)
+    if any(
+        result.lower() == "pass" and _aligned(_domain("@" + signer), domain)
+        for signer, result in _DKIM_RESULT.findall(dkim)
+    ):
+        return True
+    return spf.strip().lower() == "pass" and _aligned(_domain(envelope_from), domain)
+
+
 def parse_inbound_email(form: Mapping[str, str], received_at: float) -> InboundMessage:
     """A SendGrid Inbound Parse post (decoded text fields) as an InboundMessage on the email channel."""
     fields = read_form(form, SendGridInboundForm)
@@ -159,17 +207,33 @@ def parse_inbound_email(form: Mapping[str, str], received_at: float) -> InboundM
         digest = hashlib.sha256("\x00".join((sender.value, fields.subject, headers, text or html)).encode())
         message_id = "sha256:" + digest.hexdigest()[:40]
     recipient = envelope_to[0] if envelope_to else parseaddr(fields.to)[1]
+    verified = sender_authenticated(sender.value, envelope_from, fields.spf, fields.dkim)
+    html, html_size = capped(
+        html, MAX_STORED_HTML, "\n<!-- truncated by Threadline: {size} characters in all -->"
+    )
+    body, body_size = capped(
+        text.strip() if text.strip() else html_to_text(html),
+        MAX_STORED_TEXT,
+        "\n[… truncated by Threadline: {size} characters in all]",
+    )
+    attributes = {}
+    if body_size is not None:
+        attributes["text_truncated_from"] = str(body_size)
+    if html_size is not None:
+        attributes["html_truncated_from"] = str(html_size)
     return InboundMessage(
         channel=Channel.EMAIL,
         provider=PROVIDER,
         provider_message_id=message_id,
         sender=sender,
         recipient=recipient,
-        body=text.strip() if text.strip() else html_to_text(html),
+        body=body,
         received_at=received_at,
-        profile_name=display_name(name),
-        subject=" ".join(fields.subject.split()),
+        profile_name=display_name(name) if verified else "",
+        subject=" ".join(fields.subject.split())[:MAX_STORED_SUBJECT],
         html=html,
+        attributes=attributes,
+        unverified=not verified,
     )
 
 

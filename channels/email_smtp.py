@@ -61,7 +61,8 @@ def build_message(job: OutboxJob, from_address: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = from_address
     message["To"] = job.address
-    message["Subject"] = job.subject
+    # Line breaks in a header would be refused (or, unchecked, inject headers): one line it is.
+    message["Subject"] = " ".join(job.subject.split())
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = message_id_header(job.message_id, from_address)
     message["X-Threadline-Message-Id"] = job.message_id

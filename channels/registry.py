@@ -40,13 +40,14 @@ class StatusCallbacks(msgspec.Struct, frozen=True):
 def build_senders(
     session: aiohttp.ClientSession, config: Config, capabilities: CapabilityCache | None = None
 ) -> dict[Channel, Sender]:
-    """One sender per configured channel (RCS only with an RBM agent id, WhatsApp only with
-    credentials, email only with an SMTP server: never a half-set one)."""
-    twilio_base = config.twilio.base_url or TWILIO_API_BASE
-    senders: dict[Channel, Sender] = {
-        Channel.SMS: TwilioSmsSender(session, config.twilio, twilio_base),
-        Channel.VOICE: TwilioVoiceSender(session, config.twilio, config.voice, twilio_base),
-    }
+    """One sender per configured channel (SMS and voice only with Twilio credentials, RCS only
+    with an RBM agent id, WhatsApp only with credentials, email only with an SMTP server: never a
+    half-set one)."""
+    senders: dict[Channel, Sender] = {}
+    if _has_twilio(config):
+        twilio_base = config.twilio.base_url or TWILIO_API_BASE
+        senders[Channel.SMS] = TwilioSmsSender(session, config.twilio, twilio_base)
+        senders[Channel.VOICE] = TwilioVoiceSender(session, config.twilio, config.voice, twilio_base)
     if config.rbm.agent_id:
         rbm_base = config.rbm.base_url or RBM_API_BASE
         senders[Channel.RCS] = RbmSender(session, config.rbm, rbm_base, capabilities)
@@ -62,7 +63,7 @@ def enabled_channels(config: Config) -> frozenset[Channel]:
 
     Mirrors the conditions of ``build_senders`` without building any client.
     """
-    channels = {Channel.SMS, Channel.VOICE}
+    channels = {Channel.SMS, Channel.VOICE} if _has_twilio(config) else set()
     if config.rbm.agent_id:
         channels.add(Channel.RCS)
     if config.whatsapp.has_credentials:
@@ -70,3 +71,8 @@ def enabled_channels(config: Config) -> frozenset[Channel]:
     if config.email.smtp_url:
         channels.add(Channel.EMAIL)
     return frozenset(channels)
+
+
+def _has_twilio(config: Config) -> bool:
+    # Without credentials every send would fail at Twilio: the channels are off instead.
+    return bool(config.twilio.account_sid and config.twilio.auth_token)

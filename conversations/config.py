@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -15,15 +18,6 @@ from conversations.keywords import KeywordReplies
 from conversations.models import Channel
 
 ENV_PREFIX = "THREADLINE_"
-SIMULATOR_ACCOUNT_SID = "AC" + "0" * 32
-SIMULATOR_AUTH_TOKEN = "simulator-auth-token"
-SIMULATOR_RBM_CLIENT_TOKEN = "simulator-rbm-client-token"
-SIMULATOR_RBM_ACCESS_TOKEN = "simulator-rbm-access-token"
-SIMULATOR_RBM_AGENT_ID = "threadline-simulator"
-SIMULATOR_WHATSAPP_APP_SECRET = "simulator-whatsapp-app-secret"
-SIMULATOR_WHATSAPP_VERIFY_TOKEN = "simulator-whatsapp-verify-token"
-SIMULATOR_WHATSAPP_ACCESS_TOKEN = "simulator-whatsapp-access-token"
-SIMULATOR_WHATSAPP_PHONE_NUMBER_ID = "106540352242922"
 
 
 class ConfigError(ValueError):
@@ -100,7 +94,7 @@ class EmailConfig(msgspec.Struct, forbid_unknown_fields=True):
 class TrackingConfig(msgspec.Struct, forbid_unknown_fields=True):
     """Open and click tracking: which channels get tracked links by default, and the signing key."""
 
-    secret: str = ""  # HMAC key for tracking tokens; embedded mode keeps one in the data dir
+    secret: str = ""  # HMAC key for tracking tokens; empty: derived from the config's secret_key
     channels: list[str] = msgspec.field(default_factory=lambda: ["email"])
 
 
@@ -156,6 +150,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     api_keys: list[str | ApiKeySpec] = msgspec.field(default_factory=list)
     rate_limit_per_second: float = 1000.0  # per API key; 0 turns rate limiting off
     rate_limit_burst: int = 2000
+    # Routes anyone may call (tracked links, the preference page, probes, docs), per client address.
+    public_rate_limit_per_second: float = 20.0  # 0 turns it off
+    public_rate_limit_burst: int = 100
+    # Proxies whose X-Forwarded-For names the client (CIDRs, e.g. "10.0.0.0/8"); none: the peer.
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
     shards: int = 16
     key_prefix: str = "tl"
     dedupe_ttl_seconds: int = 7 * 24 * 3600
@@ -171,8 +170,12 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     )
     preference_link_ttl_seconds: int = 7 * 24 * 3600
     session_idle_seconds: int = 24 * 3600
-    secret_key: str = ""  # signs preference-page and tracking tokens; empty: generated in data_dir
-    simulator: bool | None = None  # None: on unless real provider credentials are set
+    # Signs preference-page tokens and derives the tracking key: every replica must share it.
+    # Empty: generated in data_dir, which `serve` allows only on loopback without ray_address.
+    secret_key: str = ""
+    simulator: bool | None = None  # None: on only when no real provider is configured at all
+    # Set by `serve`, not by hand: the channels the built-in simulator stands in for.
+    simulated_channels: list[Channel] = msgspec.field(default_factory=list)
     simulator_port: int = 8081
     data_dir: str = ".threadline"
     journeys_dir: str = "journeys"  # journey files (*.yaml, *.json) published at start
@@ -204,18 +207,50 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 raise ValueError(f"{exc} - at `$.api_keys[{index}]`") from None
         if self.rate_limit_per_second < 0 or self.rate_limit_burst < 1:
             raise ValueError("rate_limit_per_second must be >= 0 and rate_limit_burst >= 1")
+        if self.public_rate_limit_per_second < 0 or self.public_rate_limit_burst < 1:
+            raise ValueError("public_rate_limit_per_second must be >= 0 and public_rate_limit_burst >= 1")
+        for index, network in enumerate(self.trusted_proxies):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"not an IP network: {network!r} - at `$.trusted_proxies[{index}]`"
+                ) from None
         if self.public_url.endswith("/"):
             self.public_url = self.public_url.rstrip("/")
 
     @property
+    def tracking_key(self) -> str:
+        """The key of tracking tokens: ``tracking.secret``, else derived from ``secret_key``.
+
+        Derived, not generated, so every replica and every restart signs and verifies alike.
+        """
+        if self.tracking.secret or not self.secret_key:
+            return self.tracking.secret
+        return hmac.new(self.secret_key.encode(), b"threadline tracking tokens", hashlib.sha256).hexdigest()
+
+    @property
+    def real_channels(self) -> frozenset[Channel]:
+        """The channels with a real provider's credentials set."""
+        channels: set[Channel] = set()
+        if self.twilio.account_sid and self.twilio.auth_token:
+            channels |= {Channel.SMS, Channel.VOICE}
+        if self.whatsapp.has_credentials:
+            channels.add(Channel.WHATSAPP)
+        if self.rbm.agent_id and self.rbm.access_token:
+            channels.add(Channel.RCS)
+        if self.email.smtp_url:
+            channels.add(Channel.EMAIL)
+        return frozenset(channels)
+
+    @property
     def uses_simulator(self) -> bool:
-        """Whether provider traffic goes to the built-in simulator."""
+        """Whether the built-in simulator runs: when asked for, or when no provider is configured."""
         if self.simulator is not None:
             return self.simulator
-        # Any real credentials switch it off: a simulator must never stand in, silently,
-        # for a provider of a deployment that talks to real ones.
-        twilio = bool(self.twilio.account_sid and self.twilio.auth_token)
-        return not (twilio or self.whatsapp.has_credentials)
+        # Any real provider switches it off: a simulator must never stand in, silently, for a
+        # channel of a deployment that talks to real ones (that channel is simply disabled).
+        return not self.real_channels
 
 
 # Names the issue gave that the automatic THREADLINE_<SECTION>_<FIELD> scheme would spell

@@ -143,6 +143,7 @@ class CustomerHashWrites:
 
     def __init__(self) -> None:
         self._fields: dict[str, dict[str, str | bytes]] = {}
+        self._only_new: dict[str, dict[str, str]] = {}  # written with HSETNX
 
     def touch(self, customer_id: str, at: float, identifier: Identifier | None = None) -> None:
         """The customer was seen (created if new) at ``at``, through ``identifier``."""
@@ -152,13 +153,19 @@ class CustomerHashWrites:
         if identifier is not None:
             fields[identifier_field(identifier)] = "1"
 
-    def inbound(self, customer_id: str, channel: Channel, at: float, profile_name: str = "") -> None:
+    def inbound(
+        self, customer_id: str, channel: Channel, at: float, profile_name: str = "", replace_name: bool = True
+    ) -> None:
+        """An inbound message; ``profile_name`` replaces the stored one, or with ``replace_name``
+        False is only kept where the customer has none (HSETNX)."""
         fields = self._fields.setdefault(customer_id, {})
         fields[LAST_CHANNEL] = channel.value
         field = last_inbound_field(channel)
         fields[field] = repr(max(at, float(fields.get(field, at))))
-        if profile_name:
+        if profile_name and replace_name:
             fields[PROFILE_NAME] = profile_name
+        elif profile_name:
+            self._only_new.setdefault(customer_id, {}).setdefault(PROFILE_NAME, profile_name)
 
     def session(self, customer_id: str, session: CustomerSession) -> None:
         fields = self._fields.setdefault(customer_id, {})
@@ -181,6 +188,10 @@ class CustomerHashWrites:
             created = fields.pop(CREATED_AT, None)
             if created is not None:
                 tx.hsetnx(key, CREATED_AT, created)
+            for name, value in self._only_new.get(customer_id, {}).items():
+                if name not in fields:  # a replacing write in the same batch wins
+                    tx.hsetnx(key, name, value)
             if fields:
                 tx.hset(key, mapping=fields)
         self._fields = {}
+        self._only_new = {}

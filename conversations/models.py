@@ -119,6 +119,9 @@ class InboundMessage(msgspec.Struct, tag="inbound", frozen=True):
     reply_payload: str = ""  # the id/payload of the button or list row the customer chose
     subject: str = ""  # email
     html: str = ""  # email
+    # The provider could not vouch for the sender (email failing both SPF and DKIM): stored and
+    # shown, marked, but it changes neither consent nor names.
+    unverified: bool = False
 
 
 class StatusUpdate(msgspec.Struct, tag="status", frozen=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -74,8 +75,14 @@ def create_app(
                 wait=config.idempotency_wait_seconds,
             ),
             rate_limiter=RateLimiter(
-                redis, keys, rate=config.rate_limit_per_second, burst=config.rate_limit_burst
+                redis,
+                keys,
+                rate=config.rate_limit_per_second,
+                burst=config.rate_limit_burst,
+                address_rate=config.public_rate_limit_per_second,
+                address_burst=config.public_rate_limit_burst,
             ),
+            trusted_proxies=[ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies],
             shard_actors=list(shard_actors or []),
         )
         yield

@@ -19,6 +19,7 @@ from channels.simulator.whatsapp import WhatsAppSimulatorSettings
 from channels.twilio_signature import compute_signature
 from conversations.access import first_plain_key
 from conversations.config import Config, ConfigError, load_config
+from conversations.models import Channel
 from conversations.routing.policy import PolicyError, load_policy
 from gateway.app import create_app
 
@@ -33,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--config", help="TOML file; THREADLINE_* environment variables override it")
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument(
+        "--simulator",
+        action="store_true",
+        help="simulate every channel without real credentials (needed on a non-loopback --host)",
+    )
     serve.add_argument(
         "--workers",
         type=int,
@@ -95,13 +101,26 @@ def simulator_settings(config: Config, sink: bool = False) -> SimulatorSettings:
     )
 
 
-def banner(config: Config, host: str, port: int) -> str:
-    """What ``serve`` prints once ready: where it listens and curls to try it."""
+def masked(key: str) -> str:
+    """An API key as logs may show it: enough to tell keys apart, not to use one."""
+    return key[:4] + "…" if len(key) >= 16 else "…"
+
+
+def banner(config: Config, host: str, port: int, generated_key: bool = False) -> str:
+    """What ``serve`` prints once ready: where it listens and curls to try it.
+
+    The API key is printed whole only when ``serve`` generated it (a development key in the
+    data dir); a configured key is masked, so production keys stay out of container logs.
+    """
     url = f"http://{host}:{port}"
     lines = [f"Threadline gateway ready on {url}  (Redis {config.redis_url}, {config.shards} shards)"]
-    key = first_plain_key(config.api_keys) or "<api key>"
+    key = first_plain_key(config.api_keys)
+    key = "<api key>" if key is None else key if generated_key else masked(key)
     phone = "+15550100000"
-    if config.uses_simulator:
+    if config.simulated_channels:
+        names = ", ".join(config.simulated_channels)
+        lines.append(f"Simulated channels (nothing leaves this machine on them): {names}")
+    if Channel.SMS in config.simulated_channels:
         sim = f"http://127.0.0.1:{config.simulator_port}"
         params = {
             "MessageSid": "SM" + secrets.token_hex(16),
@@ -137,7 +156,7 @@ def banner(config: Config, host: str, port: int) -> str:
     return "\n".join(lines)
 
 
-async def _serve(args: argparse.Namespace, config: Config, actors: list) -> None:
+async def _serve(args: argparse.Namespace, config: Config, actors: list, generated_key: bool) -> None:
     from actors.supervisor import wait_until_ready
 
     await wait_until_ready(actors)
@@ -166,7 +185,7 @@ async def _serve(args: argparse.Namespace, config: Config, actors: list) -> None
             args.port,
             args.access_log,
         )
-    print(banner(config, args.host, args.port), flush=True)
+    print(banner(config, args.host, args.port, generated_key), flush=True)
     if workers:
         print(f"{args.workers} gateway processes share port {args.port}", flush=True)
 
@@ -187,17 +206,24 @@ async def _serve(args: argparse.Namespace, config: Config, actors: list) -> None
 
 def serve(args: argparse.Namespace) -> None:
     from actors.supervisor import connect_ray, start_shard_actors
-    from gateway.embedded import resolve_embedded
+    from gateway.embedded import resolve_embedded, startup_refusal
     from gateway.routes.webhooks import status_callbacks
 
     config = _load(args.config)
+    if args.simulator:
+        config = msgspec_replace(config, simulator=True)
+    refusal = startup_refusal(config, args.host, args.simulator)
+    if refusal:
+        print(f"threadline: {refusal}", file=sys.stderr)
+        raise SystemExit(2)
     _check_journeys(config)
+    generated_key = not config.api_keys  # then serve makes a development key, which it may show
     config, redis_child = resolve_embedded(config, args.port)
     try:
         connect_ray(config)
         actors = start_shard_actors(config, status_callbacks(config.public_url))
         _use_uvloop()
-        asyncio.run(_serve(args, config, actors))
+        asyncio.run(_serve(args, config, actors, generated_key))
     finally:
         if redis_child is not None:
             redis_child.terminate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import shutil
@@ -12,18 +13,14 @@ from pathlib import Path
 
 import msgspec
 
-from conversations.config import (
+# Identifiers, not secrets: the simulator's secrets are random per data directory.
+from channels.simulator.fixed_credentials import (
     SIMULATOR_ACCOUNT_SID,
-    SIMULATOR_AUTH_TOKEN,
-    SIMULATOR_RBM_ACCESS_TOKEN,
     SIMULATOR_RBM_AGENT_ID,
-    SIMULATOR_RBM_CLIENT_TOKEN,
-    SIMULATOR_WHATSAPP_ACCESS_TOKEN,
-    SIMULATOR_WHATSAPP_APP_SECRET,
     SIMULATOR_WHATSAPP_PHONE_NUMBER_ID,
-    SIMULATOR_WHATSAPP_VERIFY_TOKEN,
-    Config,
 )
+from conversations.config import Config
+from conversations.models import Channel
 
 DEFAULT_REDIS = ("127.0.0.1", 6379)
 
@@ -40,6 +37,32 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name, or "" (every interface)
+
+
+def startup_refusal(config: Config, host: str, simulator_flag: bool) -> str | None:
+    """Why ``serve`` must not start with this config on ``host``, in one line; None if it may."""
+    if config.uses_simulator and not is_loopback(host) and not simulator_flag:
+        return (
+            f"refusing to serve simulated providers on {host}: anyone who reaches it could inject "
+            "messages; configure real providers, bind 127.0.0.1, or pass --simulator to mean it"
+        )
+    if not config.secret_key and (config.ray_address or not is_loopback(host)):
+        where = "with ray_address set" if config.ray_address else f"on {host}"
+        return (
+            f"secret_key must be configured {where}: every replica signs and checks links with it "
+            "(set THREADLINE_SECRET_KEY to one random value shared by all gateways)"
+        )
+    return None
 
 
 def start_redis_server(data_dir: Path, port: int) -> subprocess.Popen:
@@ -96,6 +119,93 @@ def _dev_api_key(data_dir: Path) -> str:
     return _persisted_secret(data_dir / "dev-api-key", "tl_dev_")
 
 
+class SimulatorSecrets(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What the simulator and the gateway share to sign and check each other's traffic.
+
+    Random per data directory (``simulator-secrets.json``, mode 600): a value anyone can read in
+    the source would let anyone sign webhooks as a provider.
+    """
+
+    twilio_auth_token: str
+    whatsapp_app_secret: str
+    whatsapp_verify_token: str
+    whatsapp_access_token: str
+    rbm_client_token: str
+    rbm_access_token: str
+    email_inbound_secret: str
+
+    @classmethod
+    def generate(cls) -> SimulatorSecrets:
+        return cls(**{name: secrets.token_urlsafe(24) for name in cls.__struct_fields__})
+
+
+def simulator_secrets(data_dir: Path) -> SimulatorSecrets:
+    """The data directory's simulator secrets, created on first use."""
+    path = data_dir / "simulator-secrets.json"
+    if path.exists():
+        return msgspec.json.decode(path.read_bytes(), type=SimulatorSecrets)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f"{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(msgspec.json.encode(SimulatorSecrets.generate()))
+    try:
+        os.link(draft, path)  # atomic and exclusive: a process starting beside us keeps one value
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
+    return msgspec.json.decode(path.read_bytes(), type=SimulatorSecrets)
+
+
+def _simulated(config: Config, secret: SimulatorSecrets) -> dict:
+    """Config changes that point every channel without real credentials at the simulator.
+
+    Channels with real credentials keep talking to their providers; the ones simulated are named
+    in ``simulated_channels`` (the banner and ``/readyz`` show them).
+    """
+    real = config.real_channels
+    simulator_url = f"http://127.0.0.1:{config.simulator_port}"
+    changes: dict = {"simulator": True}
+    simulated: list[Channel] = []
+    if Channel.SMS not in real:
+        simulated += [Channel.SMS, Channel.VOICE]
+        changes["twilio"] = msgspec.structs.replace(
+            config.twilio,
+            account_sid=SIMULATOR_ACCOUNT_SID,
+            auth_token=secret.twilio_auth_token,
+            base_url=simulator_url,
+        )
+    if Channel.WHATSAPP not in real:
+        simulated.append(Channel.WHATSAPP)
+        changes["whatsapp"] = msgspec.structs.replace(
+            config.whatsapp,
+            app_secret=secret.whatsapp_app_secret,
+            verify_token=secret.whatsapp_verify_token,
+            access_token=secret.whatsapp_access_token,
+            phone_number_id=SIMULATOR_WHATSAPP_PHONE_NUMBER_ID,
+            base_url=simulator_url,
+        )
+    if Channel.RCS not in real:
+        simulated.append(Channel.RCS)
+        changes["rbm"] = msgspec.structs.replace(
+            config.rbm,
+            client_token=secret.rbm_client_token,
+            agent_id=SIMULATOR_RBM_AGENT_ID,
+            access_token=secret.rbm_access_token,
+            base_url=simulator_url,
+        )
+    if Channel.EMAIL not in real:
+        simulated.append(Channel.EMAIL)
+        changes["email"] = msgspec.structs.replace(
+            config.email,
+            smtp_url=f"smtp://127.0.0.1:{config.simulator_smtp_port}",
+            inbound_secret=config.email.inbound_secret or secret.email_inbound_secret,
+        )
+    changes["simulated_channels"] = sorted(simulated)
+    return changes
+
+
 def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Popen | None]:
     """Fill what a local, account-free run needs; returns the config and a Redis child, if any."""
     data_dir = Path(config.data_dir)
@@ -114,42 +224,8 @@ def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Pope
         changes["api_keys"] = [_dev_api_key(data_dir)]
     if not config.secret_key:
         changes["secret_key"] = _persisted_secret(data_dir / "secret-key", "")
-    if not config.tracking.secret:
-        # Tracked links must keep working across restarts, so the key is kept, not random per run.
-        changes["tracking"] = msgspec.structs.replace(
-            config.tracking, secret=_persisted_secret(data_dir / "tracking-secret", "")
-        )
-    if config.uses_simulator and not config.email.smtp_url:
-        changes["email"] = msgspec.structs.replace(
-            config.email,
-            smtp_url=f"smtp://127.0.0.1:{config.simulator_smtp_port}",
-            inbound_secret=config.email.inbound_secret
-            or _persisted_secret(data_dir / "email-inbound-secret", ""),
-        )
     if config.uses_simulator:
-        changes["simulator"] = True  # decided now, before simulator credentials fill the gaps
-        changes["twilio"] = msgspec.structs.replace(
-            config.twilio,
-            account_sid=config.twilio.account_sid or SIMULATOR_ACCOUNT_SID,
-            auth_token=config.twilio.auth_token or SIMULATOR_AUTH_TOKEN,
-            base_url=config.twilio.base_url or f"http://127.0.0.1:{config.simulator_port}",
-        )
-        whatsapp = config.whatsapp
-        changes["whatsapp"] = msgspec.structs.replace(
-            whatsapp,
-            app_secret=whatsapp.app_secret or SIMULATOR_WHATSAPP_APP_SECRET,
-            verify_token=whatsapp.verify_token or SIMULATOR_WHATSAPP_VERIFY_TOKEN,
-            access_token=whatsapp.access_token or SIMULATOR_WHATSAPP_ACCESS_TOKEN,
-            phone_number_id=whatsapp.phone_number_id or SIMULATOR_WHATSAPP_PHONE_NUMBER_ID,
-            base_url=whatsapp.base_url or f"http://127.0.0.1:{config.simulator_port}",
-        )
-    if config.uses_simulator and not (config.rbm.agent_id and config.rbm.access_token):
-        # RBM unconfigured: the simulator plays Google. A real agent keeps talking to Google.
-        changes["rbm"] = msgspec.structs.replace(
-            config.rbm,
-            client_token=config.rbm.client_token or SIMULATOR_RBM_CLIENT_TOKEN,
-            agent_id=SIMULATOR_RBM_AGENT_ID,
-            access_token=SIMULATOR_RBM_ACCESS_TOKEN,
-            base_url=config.rbm.base_url or f"http://127.0.0.1:{config.simulator_port}",
-        )
+        changes.update(_simulated(config, simulator_secrets(data_dir)))
+    else:
+        changes["simulated_channels"] = []
     return msgspec.structs.replace(config, **changes), redis_child

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -13,6 +14,8 @@ from conversations.store import Keys
 from gateway.auth import bearer_token
 from gateway.errors import ApiError
 from gateway.services import SERVICES
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # KEYS[1] = bucket hash. ARGV: rate per second, burst, cost. Returns {allowed, seconds to wait}.
 # Milliseconds from Redis' clock, so every gateway refills the bucket the same way.
@@ -41,40 +44,88 @@ return {allowed, tostring(wait)}
 
 
 class RateLimiter:
-    """Token buckets per API key: ``rate`` tokens a second, at most ``burst`` saved up."""
+    """Token buckets in Redis: per API key on ``/v1``, per client address on the public routes."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, rate: float, burst: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        rate: float,
+        burst: int,
+        address_rate: float = 0.0,
+        address_burst: int = 1,
+    ) -> None:
         self._keys = keys
         self._rate = rate
         self._burst = burst
+        self._address_rate = address_rate
+        self._address_burst = address_burst
         self._take = redis.register_script(_TAKE)
 
     async def check(self, grant: ApiKeyGrant) -> None:
         """Take one token for ``grant``'s key; 429 with Retry-After when its bucket is empty."""
         rate = self._rate if grant.rate_per_second is None else grant.rate_per_second
         burst = self._burst if grant.burst is None else grant.burst
+        await self._take_one(grant.key_id, rate, burst, "for this API key")
+
+    async def check_address(self, address: str) -> None:
+        """Take one token for a client address on a route anyone may call (links, pages, probes)."""
+        await self._take_one(f"addr:{address}", self._address_rate, self._address_burst, "from this address")
+
+    async def _take_one(self, owner: str, rate: float, burst: int, whose: str) -> None:
         if rate <= 0:
             return
-        allowed, wait = await self._take(keys=[self._keys.rate_limit(grant.key_id)], args=[rate, burst, 1])
+        allowed, wait = await self._take(keys=[self._keys.rate_limit(owner)], args=[rate, burst, 1])
         if not int(allowed):
             retry_after = max(1, math.ceil(float(wait)))
             raise ApiError(
                 429,
                 "rate_limited",
-                f"too many requests for this API key (limit {rate:g}/s, burst {burst}); retry later",
+                f"too many requests {whose} (limit {rate:g}/s, burst {burst}); retry later",
                 headers={"Retry-After": str(retry_after)},
             )
+
+
+def client_address(peer: str | None, forwarded_for: str, trusted: Sequence[IPNetwork]) -> str:
+    """Whom a request comes from: the peer, or behind trusted proxies the nearest untrusted hop
+    of ``X-Forwarded-For``. IPv6 clients count per /64 (one host owns a whole /64)."""
+    hops = [peer or ""]
+    if trusted and _within(peer, trusted):
+        hops = [peer or ""] + [hop.strip() for hop in reversed(forwarded_for.split(",")) if hop.strip()]
+    address = next((hop for hop in hops if not _within(hop, trusted)), hops[-1])
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address or "unknown"
+    if parsed.version == 6:
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
+def _within(address: str | None, networks: Sequence[IPNetwork]) -> bool:
+    try:
+        parsed = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(parsed in network for network in networks)
 
 
 @web.middleware
 async def rate_limit_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Limit every ``/v1`` request of a known key; unknown keys fall through to the handler's 401."""
+    """Limit every ``/v1`` request of a known key (unknown keys fall through to the handler's
+    401), and every request to a public route per client address. Provider webhooks are signed
+    and come in bursts from a few addresses: they are not limited here."""
+    services = request.app[SERVICES]
     if request.path.startswith("/v1/"):
-        services = request.app[SERVICES]
         token = bearer_token(request)
         grant = services.api_keys.identify(token) if token else None
         if grant is not None:
             await services.rate_limiter.check(grant)
+    elif not request.path.startswith("/webhooks/"):
+        trusted = services.trusted_proxies
+        address = client_address(request.remote, request.headers.get("X-Forwarded-For", ""), trusted)
+        await services.rate_limiter.check_address(address)
     return await handler(request)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,15 @@ if TYPE_CHECKING:  # rate_limit's middleware reads SERVICES from this module
 
 
 @dataclass(slots=True)
+class ReadinessCache:
+    """The last ``/readyz`` answer of this process and when it was probed (monotonic seconds)."""
+
+    answer: Any = None
+    at: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass(slots=True)
 class Services:
     """Everything a handler needs; built once per app by ``gateway.app.create_app``."""
 
@@ -37,8 +48,10 @@ class Services:
     idempotency: IdempotencyStore
     rate_limiter: RateLimiter
     shard_actors: list[Any] = field(default_factory=list)
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
     pages: jinja2.Environment = field(default_factory=page_environment)
     templates: TemplateRenderer = field(default_factory=TemplateRenderer)
+    readiness: ReadinessCache = field(default_factory=ReadinessCache)
 
 
 SERVICES = web.AppKey("services", Services)

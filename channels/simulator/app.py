@@ -22,13 +22,13 @@ from aiohttp import web
 
 from channels.simulator import rbm, smtp_sink, voice
 from channels.simulator.common import basic_auth_ok, twilio_error, with_client_session
-from channels.simulator.whatsapp import WhatsAppSimulatorSettings, mount_whatsapp
-from channels.twilio_signature import compute_signature
-from conversations.config import (
+from channels.simulator.fixed_credentials import (
     SIMULATOR_RBM_ACCESS_TOKEN,
     SIMULATOR_RBM_AGENT_ID,
     SIMULATOR_RBM_CLIENT_TOKEN,
 )
+from channels.simulator.whatsapp import WhatsAppSimulatorSettings, mount_whatsapp
+from channels.twilio_signature import compute_signature
 from conversations.sms_segments import segment_count
 
 

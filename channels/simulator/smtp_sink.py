@@ -51,6 +51,8 @@ class InboundEmail(msgspec.Struct, forbid_unknown_fields=True):
     to: str = "support@inbound.threadline.local"
     message_id: str = ""  # empty: a fresh one
     in_reply_to: str = ""
+    spf: str = "pass"  # SendGrid's SPF result for the envelope sender
+    dkim: str = ""  # SendGrid's DKIM results; empty: one passing signature of the sender's domain
 
 
 def _parts(message: EmailMessage) -> tuple[str, str]:
@@ -140,7 +142,7 @@ def sendgrid_form(script: InboundEmail, message_id: str) -> aiohttp.MultipartWri
         headers.append(f"In-Reply-To: {script.in_reply_to}")
     fields = {
         "headers": "\n".join(headers) + "\n",
-        "dkim": "{@example.net : pass}",
+        "dkim": script.dkim or f"{{@{address.rpartition('@')[2]} : pass}}",
         "to": script.to,
         "from": script.from_,
         "text": script.text,
@@ -150,7 +152,7 @@ def sendgrid_form(script: InboundEmail, message_id: str) -> aiohttp.MultipartWri
         "attachments": "0",
         "subject": script.subject,
         "charsets": json.dumps({k: "UTF-8" for k in ("to", "html", "subject", "from", "text")}),
-        "SPF": "pass",
+        "SPF": script.spf,
     }
     writer = aiohttp.MultipartWriter("form-data", boundary="xYzZY")
     for key, value in fields.items():

@@ -21,12 +21,12 @@ import msgspec
 from aiohttp import web
 
 from channels.simulator.common import with_client_session
-from channels.whatsapp_cloud import SIGNATURE_HEADER, compute_signature
-from conversations.config import (
+from channels.simulator.fixed_credentials import (
     SIMULATOR_WHATSAPP_ACCESS_TOKEN,
     SIMULATOR_WHATSAPP_APP_SECRET,
     SIMULATOR_WHATSAPP_PHONE_NUMBER_ID,
 )
+from channels.whatsapp_cloud import SIGNATURE_HEADER, compute_signature
 
 WEBHOOK_PATH = "/webhooks/whatsapp"
 

@@ -21,7 +21,7 @@ from conversations.preferences import ConsentChange, ConsentState, Preferences
 
 
 def _keyword(entry: ShardEntry) -> ConsentKeyword | None:
-    if isinstance(entry, InboundMessage) and entry.attributes.get("verified") != "false":
+    if isinstance(entry, InboundMessage) and not entry.unverified:  # nobody vouches: no consent change
         return consent_keyword(entry)
     return None
 

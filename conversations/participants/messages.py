@@ -16,6 +16,7 @@ from conversations.batch.context import BatchContext, BatchItem, ReadQueue
 from conversations.codec import decode_message, encode
 from conversations.ids import new_message_id
 from conversations.models import (
+    Channel,
     Direction,
     Engagement,
     EngagementKind,
@@ -34,6 +35,8 @@ from conversations.status import advances
 log = logging.getLogger(__name__)
 
 PROVIDER_ID_TTL = 90 * 24 * 3600
+# Channels whose sender names themselves (an email's display name): such a name never replaces one.
+TYPED_NAME_CHANNELS = frozenset({Channel.EMAIL})
 MAX_STATUS_PARKING = 8  # ~1 minute of retries for a status that arrives before its send outcome
 
 
@@ -93,7 +96,7 @@ class MessageRecords:
             provider_message_id=entry.provider_message_id,
             address=entry.sender.value,
             media=entry.media,
-            attributes=dict(entry.attributes),
+            attributes={**entry.attributes, **({"verification": "unverified"} if entry.unverified else {})},
             location=entry.location,
             reply_payload=entry.reply_payload,
             subject=entry.subject,
@@ -110,7 +113,15 @@ class MessageRecords:
         )
         ctx.log(item.customer_id, logged)
         ctx.customer_writes.touch(item.customer_id, ctx.now, entry.sender)
-        ctx.customer_writes.inbound(item.customer_id, entry.channel, entry.received_at, entry.profile_name)
+        ctx.customer_writes.inbound(
+            item.customer_id,
+            entry.channel,
+            entry.received_at,
+            "" if entry.unverified else entry.profile_name,
+            # An email's display name is whatever the sender typed: it may name a nameless
+            # customer, never rename one.
+            replace_name=entry.channel not in TYPED_NAME_CHANNELS,
+        )
         facts = ctx.facts(item.customer_id)
         last = facts.last_inbound_at.get(entry.channel, entry.received_at)
         facts.last_inbound_at[entry.channel] = max(last, entry.received_at)

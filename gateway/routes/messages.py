@@ -105,7 +105,7 @@ async def _accept_message(services: Services, raw: bytes, reservation: Reservati
         html=html,
         template_kind=template.kind if template else "",
         variables=dict(template.variables) if template else {},
-        track=track and bool(services.config.tracking.secret),
+        track=track and bool(services.config.tracking_key),
         campaign_id=command.campaign.id if command.campaign else "",
         budget=command.campaign.budget if command.campaign else None,
     )

@@ -23,11 +23,14 @@ log = logging.getLogger(__name__)
 
 routes = Endpoints()
 
+# A message's clicks count once per window: a link anyone may replay cannot grow the thread
+# (Redis runs without eviction) faster than one entry per message per window.
+CLICK_WINDOW_SECONDS = 300
 NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, private", "Pragma": "no-cache"}
 
 
 def _verified(services: Services, token: str, kind: str) -> tuple[TrackedLink, int]:
-    secret = services.config.tracking.secret
+    secret = services.config.tracking_key
     if not secret:
         raise ApiError(404, "tracking_disabled", "link tracking is not configured")
     try:
@@ -60,9 +63,10 @@ async def track_open(request: web.Request) -> web.Response:
 
 @routes.page("GET", "/t/{token}")
 async def track_click(request: web.Request) -> web.Response:
-    """A tracked link: record the click on the customer's shard, then 302 to the signed URL."""
+    """A tracked link: record the click (once per message and window), then 302 to the signed URL."""
     services = request.app[SERVICES]
     link, shard = _verified(services, request.match_info["token"], "c")
-    entry = Engagement(link.message_id, link.customer_id, EngagementKind.CLICKED, services.clock(), link.url)
-    await _record(services, shard, entry, None)
+    now = services.clock()
+    entry = Engagement(link.message_id, link.customer_id, EngagementKind.CLICKED, now, link.url)
+    await _record(services, shard, entry, f"click:{link.message_id}:{int(now // CLICK_WINDOW_SECONDS)}")
     raise web.HTTPFound(link.url, headers=NO_STORE)

@@ -16,6 +16,7 @@ from tests.support.email import (
     unique_email,
 )
 from tests.support.stack import Stack, eventually, unique_phone
+from tests.support.whatsapp import customer_hash
 
 SHIPPED = {
     "customer_name": "Ann",
@@ -225,3 +226,43 @@ async def test_simulated_customer_email_round_trip(stack: Stack) -> None:
         "Question",
     )
     assert (outbound["direction"], outbound["message_id"]) == ("outbound", accepted["id"])
+
+
+async def _inbound_email(stack: Stack, **script: str) -> None:
+    result = await stack.simulator("POST", "/simulator/email/inbound", json={"subject": "Hi", **script})
+    assert result["gateway_status"] == 200
+
+
+async def _emails(stack: Stack, customer_id: str, count: int) -> list | None:
+    entries = [e for e in (await stack.thread(customer_id))["entries"] if e["kind"] == "message"]
+    return entries if len(entries) >= count else None
+
+
+async def test_an_email_no_check_vouches_for_is_marked_and_renames_nobody(stack: Stack) -> None:
+    sender = unique_email()
+    await _inbound_email(stack, **{"from": f"Ann Real <{sender}>", "text": "Hello"})
+    customer_id = await eventually(lambda: customer_by_email(stack, sender))
+    await _inbound_email(
+        stack,
+        **{
+            "from": f"Mallory <{sender}>",
+            "text": "STOP",
+            "spf": "fail",
+            "dkim": "{@attacker.example : pass}",
+        },
+    )
+    genuine, forged = await eventually(lambda: _emails(stack, customer_id, 2))
+    assert "verification" not in genuine.get("attributes", {})
+    assert (forged["body"], forged["attributes"]["verification"]) == ("STOP", "unverified")
+    assert (await customer_hash(stack, customer_id))["profile_name"] == "Ann Real"
+    _, consent = await stack.api("GET", f"/v1/customers/{customer_id}/consent")
+    assert consent["data"] == []  # nor does it opt anyone out
+
+
+async def test_an_email_display_name_never_replaces_a_profile_name(stack: Stack) -> None:
+    sender = unique_email()
+    await _inbound_email(stack, **{"from": f"Ann First <{sender}>", "text": "one"})
+    customer_id = await eventually(lambda: customer_by_email(stack, sender))
+    await _inbound_email(stack, **{"from": f"Someone Else <{sender}>", "text": "two"})
+    await eventually(lambda: _emails(stack, customer_id, 2))
+    assert (await customer_hash(stack, customer_id))["profile_name"] == "Ann First"

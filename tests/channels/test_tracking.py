@@ -152,3 +152,29 @@ async def test_sms_links_are_tracked_when_asked(stack: Stack) -> None:
 async def _clicked(stack: Stack, message_id: str) -> dict | None:
     record = await message_record(stack, message_id)
     return record if record and record["clicks"] == 1 else None
+
+
+async def test_replayed_clicks_count_once_per_message_and_window(stack: Stack) -> None:
+    """A tracked link is public: replaying it must not add a thread entry per request."""
+    address, message_id, mail = await _send_tracked_email(stack)
+    (href,) = _HREF.findall(mail["html"])
+    for _ in range(5):
+        async with stack.http.get(
+            stack.gateway_url + href.removeprefix(stack.config.public_url), allow_redirects=False
+        ) as response:
+            assert response.status == 302  # every visitor still gets where the link goes
+    (pixel,) = _PIXEL.findall(mail["html"])
+    async with stack.http.get(stack.gateway_url + pixel.removeprefix(stack.config.public_url)):
+        pass
+    customer_id = await customer_by_email(stack, address)
+    assert customer_id is not None
+    # The open went in after the clicks on the same shard stream: once it shows, so have they.
+    entries = await eventually(lambda: _engagements_until_open(stack, customer_id))
+    assert [e["engagement"] for e in entries] == ["clicked", "opened"]
+    record = await message_record(stack, message_id)
+    assert record is not None and record["clicks"] == 1
+
+
+async def _engagements_until_open(stack: Stack, customer_id: str) -> list | None:
+    entries = [e for e in (await stack.thread(customer_id))["entries"] if e["kind"] == "engagement"]
+    return entries if any(e["engagement"] == "opened" for e in entries) else None

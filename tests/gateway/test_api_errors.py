@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from tests.support.stack import Stack
+from conversations.models import Channel
+from gateway.routes.health import READINESS_CACHE_SECONDS
+from tests.support.stack import Stack, eventually
 
 
 async def _raw(stack: Stack, method: str, path: str, **kwargs) -> tuple[int, dict]:
@@ -112,4 +116,25 @@ async def test_health_and_readiness(stack: Stack) -> None:
     async with stack.http.get(stack.gateway_url + "/readyz") as response:
         body = await response.json()
         assert response.status == 200, body
-        assert body == {"status": "ready", "redis": "ok", "shards": 4}
+        assert body.pop("checked_at") > 0
+        assert body == {"status": "ready", "redis": "ok", "shards": 4, "simulated_channels": sorted(Channel)}
+
+
+async def test_readiness_is_probed_at_most_once_a_second(stack: Stack) -> None:
+    """/readyz is unauthenticated and pings every shard actor: a flood reuses one answer."""
+
+    async def checked_at() -> float:
+        async with stack.http.get(stack.gateway_url + "/readyz") as response:
+            return (await response.json())["checked_at"]
+
+    answers = await asyncio.gather(*(checked_at() for _ in range(20)))
+    assert len(set(answers)) == 1
+    first = answers[0]
+    # ...and a probe a little later (READINESS_CACHE_SECONDS) checks again.
+    later = await eventually(lambda: _newer(checked_at, first), timeout=5 * READINESS_CACHE_SECONDS)
+    assert later > first
+
+
+async def _newer(checked_at, than: float) -> float | None:
+    value = await checked_at()
+    return value if value != than else None

@@ -68,3 +68,17 @@ async def test_tampered_link_is_403_and_expired_link_is_410(stack: Stack) -> Non
     other_purpose = sign(stack.config.secret_key, "click", Claims(customer_id, time.time() + 60))
     async with stack.http.post(f"{stack.gateway_url}/preferences/{other_purpose}", data={}) as response:
         assert response.status == 403
+
+
+async def test_saving_unchanged_choices_adds_nothing_to_the_consent_log(stack: Stack) -> None:
+    """The page is unauthenticated beyond its link: replaying a post must not grow the audit log."""
+    customer_id = await _customer(stack)
+    _, link = await stack.api("POST", f"/v1/customers/{customer_id}/preference-link")
+    url = f"{stack.gateway_url}/preferences/{_path(link['url'])}"
+    form = [("allow:marketing", "email")]
+    for _ in range(3):
+        async with stack.http.post(url, data=form) as response:
+            assert response.status == 200
+    _, log = await stack.api("GET", f"/v1/customers/{customer_id}/consent")
+    opted_out = len(stack.config.message_types) * 5 - 1  # every channel of every type but one
+    assert len(log["data"]) == opted_out

@@ -13,8 +13,7 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from channels.twilio_signature import compute_signature
-from conversations.config import (
+from channels.simulator.fixed_credentials import (
     SIMULATOR_ACCOUNT_SID,
     SIMULATOR_AUTH_TOKEN,
     SIMULATOR_RBM_ACCESS_TOKEN,
@@ -24,6 +23,9 @@ from conversations.config import (
     SIMULATOR_WHATSAPP_APP_SECRET,
     SIMULATOR_WHATSAPP_PHONE_NUMBER_ID,
     SIMULATOR_WHATSAPP_VERIFY_TOKEN,
+)
+from channels.twilio_signature import compute_signature
+from conversations.config import (
     Config,
     EmailConfig,
     PricesConfig,
@@ -34,6 +36,7 @@ from conversations.config import (
     WhatsAppConfig,
     WhatsAppTemplate,
 )
+from conversations.models import Channel
 from conversations.routing.policy import DEFAULT_POLICY_PATH
 
 T = TypeVar("T")
@@ -74,6 +77,11 @@ def make_config(
         shards=4,
         key_prefix=prefix,
         simulator=True,
+        simulated_channels=sorted(Channel),
+        # Every test calls from 127.0.0.1: the per-address limit has its own test
+        # (tests/gateway/test_public_rate_limit.py) and must not throttle the suite.
+        public_rate_limit_per_second=10_000.0,
+        public_rate_limit_burst=100_000,
         simulator_port=simulator_port,
         ray_namespace=prefix,
         batch_max_delay_ms=2.0,
