@@ -7,7 +7,6 @@ where it lands: the SMS, WhatsApp, voice and SMTP simulators.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from conversations.timers import TimerWheel
 from tests.journeys_support import EXAMPLES
 from tests.support.console import ConsoleClient, create_agent
 from tests.support.email import mail_to, unique_email
+from tests.support.shards import home_shard, settle
 from tests.support.stack import Stack, eventually, unique_phone
 
 HOUR = 3600.0
@@ -245,7 +245,7 @@ async def test_cart_goal_mid_wait_exits_with_a_conversion(stack: Stack) -> None:
     _, after = await stack.api("GET", "/v1/journeys/cart_abandonment/stats")
     assert after["converted"] == before["converted"] + 1 and after["active"] == before["active"] - 1
     await fire_timers(stack, customer_id, 30 * HOUR)
-    await asyncio.sleep(1.0)  # give a wrongly surviving timer the time to send
+    await settle(stack, home_shard(stack, customer_id))  # a wrongly surviving timer's SMS is out by now
     assert await sms_bodies(stack, phone) == []
 
 
@@ -414,7 +414,7 @@ async def test_a_shard_actor_killed_during_a_wait_resumes_and_the_wait_fires_onc
         "waited",
     ]
     assert await fire_timers(stack, customer_id, 10 * DAY) >= 0
-    await asyncio.sleep(1.0)
+    await settle(stack, home)  # a second firing's SMS is out by now
     assert await sms_bodies(stack, phone) == ["before the wait", "after the wait"]  # fired once
     status, stats = await stack.api("GET", f"/v1/journeys/{name}/stats")
     assert [(s["id"], s["sent"]) for s in stats["steps"]] == [("before", 1), ("after", 1)]
