@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import ray
+from ray.exceptions import RayActorError
 from redis.asyncio import Redis
 
 from conversations.codec import encode
@@ -45,9 +44,20 @@ async def test_killed_shard_actor_resumes_its_backlog_exactly_once(stack: Stack)
                 float(n),
             )
             pipe.xadd(keys.ingest(SHARD), {INGEST_FIELD: encode(entry)})
+        first_incarnation = (await stack.actors[SHARD].stats.remote()).started_at
         await pipe.execute()
         ray.kill(stack.actors[SHARD], no_restart=False)  # Ray restarts it (max_restarts=-1)
-        await asyncio.sleep(0.5)
+
+        async def recovering() -> bool:
+            """The new incarnation has applied part of the backlog (or none was left for it)."""
+            try:
+                stats = await stack.actors[SHARD].stats.remote()
+            except RayActorError:  # still restarting
+                return False
+            started = stats.started_at != first_incarnation and stats.entries > 0
+            return started or await redis.xlen(keys.ingest(SHARD)) == 0
+
+        await eventually(recovering, timeout=60, interval=0.01)
         ray.kill(stack.actors[SHARD], no_restart=False)  # and once more, mid-recovery
 
         async def all_applied() -> int | None:

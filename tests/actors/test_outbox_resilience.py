@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import tempfile
 import uuid
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
@@ -28,7 +30,10 @@ from tests.support.redis_server import spawn_redis_server
 from tests.support.stack import eventually, unique_phone
 
 
-async def test_sender_started_while_redis_is_down_sends_once_redis_is_back() -> None:
+async def test_sender_started_while_redis_is_down_sends_once_redis_is_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="actors.outbox")
     port = free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="tl-outbox-"))
     simulator = TestServer(
@@ -55,7 +60,8 @@ async def test_sender_started_while_redis_is_down_sends_once_redis_is_back() -> 
         )
         task = asyncio.create_task(sender.run())
         try:
-            await asyncio.sleep(1.0)  # its first reads fail: nothing listens on the port yet
+            # Nothing listens on the port yet: its reads fail, and it retries rather than giving up.
+            await eventually(lambda: _failed_reads(caplog, 2), timeout=30, what="two failed outbox reads")
             assert not task.done(), "the sender gave up while Redis was down"
             process = await asyncio.to_thread(spawn_redis_server, port, data_dir)
             phone = unique_phone()
@@ -80,3 +86,9 @@ async def test_sender_started_while_redis_is_down_sends_once_redis_is_back() -> 
 
 async def _sent_to(simulator: TestServer, phone: str) -> list[dict]:
     return [m for m in simulator.app[STATE].sent if m["to"] == phone]
+
+
+async def _failed_reads(caplog: pytest.LogCaptureFixture, at_least: int) -> int | None:
+    """How many times the sender logged a failed read, once that is ``at_least``."""
+    failed = sum("outbox read failed" in record.getMessage() for record in caplog.records)
+    return failed if failed >= at_least else None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import parse_qsl, quote
 
+from channels.twilio_signature import compute_signature
+from tests.support.fixtures import fixture_bytes, fixture_form
 from tests.support.stack import Stack, eventually, twilio_inbound_form, unique_phone
 
 
@@ -89,6 +92,24 @@ async def test_mms_media_urls_are_kept(stack: Stack) -> None:
     (entry,) = await eventually(lambda: _entries(stack, customer_id))
     assert [m["content_type"] for m in entry["media"]] == ["image/jpeg", "image/png"]
     assert entry["media"][1]["url"].endswith("/ME2")
+
+
+async def test_a_captured_unicode_body_lands_verbatim_through_the_gateway(stack: Stack) -> None:
+    """The fixture's exact bytes (percent-encoded UTF-8, "+" for spaces) posted to the gateway."""
+    phone, sid = unique_phone(), "SM" + uuid.uuid4().hex
+    raw = fixture_bytes("sms", "inbound_unicode", ".form")
+    captured = fixture_form("sms", "inbound_unicode")
+    raw = raw.replace(quote(captured["From"], safe="").encode(), quote(phone, safe="").encode())
+    raw = raw.replace(captured["MessageSid"].encode(), sid.encode())
+    path = "/webhooks/twilio/sms"
+    params = parse_qsl(raw.decode("ascii"), keep_blank_values=True)
+    signature = compute_signature(stack.config.twilio.auth_token, stack.config.public_url + path, params)
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
+    async with stack.http.post(stack.gateway_url + path, data=raw, headers=headers) as response:
+        assert response.status == 200, await response.text()
+    customer_id = await eventually(lambda: stack.customer_id(phone))
+    (entry,) = await eventually(lambda: _entries(stack, customer_id))
+    assert (entry["body"], entry["provider_message_id"]) == (captured["Body"], sid)
 
 
 async def test_thread_pages_with_a_cursor(stack: Stack) -> None:

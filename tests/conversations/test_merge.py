@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 from tests.support.stack import Stack, eventually, twilio_inbound_form, unique_phone
+from tests.support.wait import clock_passes
 
 
 async def _customer(stack: Stack, **identifiers: str) -> str:
@@ -30,16 +32,28 @@ async def _bodies(stack: Stack, customer_id: str, count: int) -> list[str]:
     return await eventually(probe, timeout=30)
 
 
+async def _received_at(stack: Stack, customer_id: str, body: str) -> float:
+    """The receive time of the customer's message ``body``, once it is in the thread."""
+
+    async def landed() -> float | None:
+        entries = (await stack.thread(customer_id, limit="500"))["entries"]
+        return next((e["at"] for e in entries if e["kind"] == "message" and e["body"] == body), None)
+
+    return await eventually(landed, timeout=30, what=f"{body!r} in {customer_id}'s thread")
+
+
 async def test_merge_interleaves_threads_keeps_newest_attributes_and_redirects(stack: Stack) -> None:
     phone_a, phone_b = unique_phone(), unique_phone()
     a = await _customer(stack, phone=phone_a)
     b = await _customer(stack, phone=phone_b)
     for body, phone in (("a1", phone_a), ("b1", phone_b), ("a2", phone_a), ("b2", phone_b)):
         await _say(stack, phone, body)
-        await _bodies(stack, a if phone == phone_a else b, 1)
-        await asyncio.sleep(0.02)  # distinct receive times
-    await _bodies(stack, a, 2)
-    await _bodies(stack, b, 2)
+        # Distinct receive times: the next message is only sent once this one has landed and the
+        # clock has moved past its receive time.
+        received = await _received_at(stack, a if phone == phone_a else b, body)
+        await clock_passes(received)
+    assert await _bodies(stack, a, 2) == ["a1", "a2"]
+    assert await _bodies(stack, b, 2) == ["b1", "b2"]
     ext_a = next(
         i["value"]
         for i in (await stack.api("GET", f"/v1/customers/{a}"))[1]["identifiers"]
@@ -53,7 +67,7 @@ async def test_merge_interleaves_threads_keeps_newest_attributes_and_redirects(s
     await stack.api(
         "PUT", f"/v1/customers/{ext_a}", json={"attributes": {"name": "Old Name", "locale": "fr-FR"}}
     )
-    await asyncio.sleep(0.01)
+    await clock_passes(time.time())  # the second upsert's values are the newer ones
     await stack.api(
         "PUT", f"/v1/customers/{ext_b}", json={"attributes": {"name": "New Name", "timezone": "Europe/Paris"}}
     )
@@ -88,12 +102,16 @@ async def test_merge_racing_inbound_traffic_loses_nothing(stack: Stack) -> None:
     b = await _customer(stack, phone=phone_b)
     sent = [f"{who}{n}" for n in range(40) for who in ("a", "b")]
 
+    quarter_sent = asyncio.Event()
+
     async def traffic() -> None:
-        for body in sent:
+        for n, body in enumerate(sent, 1):
             await _say(stack, phone_a if body[0] == "a" else phone_b, body)
+            if n == len(sent) // 4:
+                quarter_sent.set()
 
     async def merge_midway() -> dict:
-        await asyncio.sleep(0.05)
+        await quarter_sent.wait()  # the merge starts with three quarters of the traffic to come
         status, result = await stack.api("POST", f"/v1/customers/{a}/merge", json={"other": b})
         assert status == 200, result
         return result

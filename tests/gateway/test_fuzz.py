@@ -20,7 +20,7 @@ from channels.twilio_signature import (
     url_variants,
 )
 from conversations.codec import decode_ingest, encode
-from gateway.errors import ApiError, decode_json_body, json_depth
+from gateway.errors import MAX_JSON_DEPTH, ApiError, decode_json_body, json_depth
 from gateway.idempotency import request_fingerprint
 from gateway.routes.messages import SendMessage
 from tests.support.stack import Stack, twilio_inbound_form, unique_phone
@@ -162,14 +162,31 @@ bodies = st.one_of(
 @FUZZ
 @given(body=bodies)
 def test_api_body_decoding_raises_only_api_errors(body: bytes) -> None:
-    assert json_depth(body) >= 0
+    depth = json_depth(body)
+    try:
+        value = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        pass  # not JSON: the depth only has to stop a decoder before it recurses
+    else:
+        assert depth == nesting(value)
     try:
         request_fingerprint("POST", "/v1/messages", body)
         command = decode_json_body(body, SendMessage)
     except ApiError as exc:
         assert 400 <= exc.status < 500
+        assert (exc.code == "json_too_deep") == (depth > MAX_JSON_DEPTH), exc.code
         return
     assert isinstance(command, SendMessage)
+    assert depth <= MAX_JSON_DEPTH
+
+
+def nesting(value: object) -> int:
+    """How deeply arrays and objects nest in decoded JSON (the reference for json_depth)."""
+    if isinstance(value, list):
+        return 1 + max(map(nesting, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(nesting, value.values()), default=0)
+    return 0
 
 
 # --- against the running gateway: no input makes it answer 5xx or kills a shard actor ------

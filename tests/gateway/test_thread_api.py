@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
 from tests.support.stack import Stack, eventually, twilio_inbound_form, unique_phone
+from tests.support.wait import clock_passes
 
 
 async def _conversation(stack: Stack) -> tuple[str, float]:
@@ -14,8 +14,8 @@ async def _conversation(stack: Stack) -> tuple[str, float]:
     phone = unique_phone()
     await stack.post_twilio("/webhooks/twilio/sms", twilio_inbound_form(phone, "first"))
     customer_id = await eventually(lambda: stack.customer_id(phone))
-    await eventually(lambda: _count(stack, customer_id, 1))
-    await asyncio.sleep(0.05)
+    first = (await eventually(lambda: _entries(stack, customer_id, 1)))[0]
+    await clock_passes(first["at"])  # the mark falls after the first text's receive time
     mark = time.time()
     _, sent = await stack.api(
         "POST", "/v1/messages", json={"to": {"phone": phone}, "channel": "sms", "body": "reply"}
@@ -36,8 +36,9 @@ async def _conversation(stack: Stack) -> tuple[str, float]:
     return customer_id, mark
 
 
-async def _count(stack: Stack, customer_id: str, at_least: int) -> bool:
-    return len((await stack.thread(customer_id, limit="500"))["entries"]) >= at_least
+async def _entries(stack: Stack, customer_id: str, at_least: int) -> list[dict] | None:
+    entries = (await stack.thread(customer_id, limit="500"))["entries"]
+    return entries if len(entries) >= at_least else None
 
 
 async def test_filters_by_direction_channel_and_time(stack: Stack) -> None:

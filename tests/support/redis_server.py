@@ -39,7 +39,7 @@ def spawn_redis_server(port: int, data_dir: Path, appendonly: bool = True) -> su
     deadline = time.monotonic() + 10
     while not port_open("127.0.0.1", port):
         assert process.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-        time.sleep(0.05)
+        time.sleep(0.05)  # the polling interval of a wait on the port (sync: runs before any loop)
     return process
 
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -38,8 +35,7 @@ from conversations.config import (
 )
 from conversations.models import Channel
 from conversations.routing.policy import DEFAULT_POLICY_PATH
-
-T = TypeVar("T")
+from tests.support.wait import eventually as eventually  # re-exported: the tests import it from here
 
 API_KEY = "test-api-key-" + uuid.uuid4().hex[:8]
 EMAIL_INBOUND_SECRET = "test-inbound-" + uuid.uuid4().hex[:8]
@@ -171,20 +167,6 @@ class Stack:
 
     async def sent_to(self, phone: str) -> list[dict]:
         return (await self.simulator("GET", "/simulator/messages", params={"to": phone}))["messages"]
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], timeout: float = 10.0, interval: float = 0.05
-) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with the last value after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
 
 
 def unique_phone() -> str:

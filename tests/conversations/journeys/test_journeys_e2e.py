@@ -7,7 +7,6 @@ where it lands: the SMS, WhatsApp, voice and SMTP simulators.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from conversations.timers import TimerWheel
 from tests.journeys_support import EXAMPLES
 from tests.support.console import ConsoleClient, create_agent
 from tests.support.email import mail_to, unique_email
+from tests.support.shards import home_shard, settle, timers_of
 from tests.support.stack import Stack, eventually, unique_phone
 
 HOUR = 3600.0
@@ -71,6 +71,11 @@ async def instance_where(stack: Stack, customer_id: str, journey: str, **expecte
         return None
 
     return await eventually(probe, timeout=20)
+
+
+async def journey_timers(stack: Stack, customer_id: str, instance_id: str) -> list[str]:
+    """The instance's timers that have not fired (ids ``journey:<instance>:<token>``)."""
+    return [t for t in await timers_of(stack, customer_id) if t.startswith(f"journey:{instance_id}:")]
 
 
 async def sms_bodies(stack: Stack, phone: str) -> list[str]:
@@ -237,15 +242,17 @@ async def test_cart_goal_mid_wait_exits_with_a_conversion(stack: Stack) -> None:
     phone = unique_phone()
     await event(stack, {"phone": phone}, "cart_abandoned", cart_total=5, cart_id="c1", item_count=1)
     customer_id = await eventually(lambda: stack.customer_id(phone))
-    await instance_where(stack, customer_id, "cart_abandonment", status="waiting")
+    waiting = await instance_where(stack, customer_id, "cart_abandonment", status="waiting")
+    assert len(await journey_timers(stack, customer_id, waiting["id"])) == 1  # the 4-hour wait's
     _, before = await stack.api("GET", "/v1/journeys/cart_abandonment/stats")
     await event(stack, {"phone": phone}, "purchase_completed", order_id="o-1", total=5)
     instance = await instance_where(stack, customer_id, "cart_abandonment", status="converted")
     assert instance["reason"] == "goal purchase_completed" and "waiting" not in instance
     _, after = await stack.api("GET", "/v1/journeys/cart_abandonment/stats")
     assert after["converted"] == before["converted"] + 1 and after["active"] == before["active"] - 1
+    assert await journey_timers(stack, customer_id, instance["id"]) == []  # the exit cancelled the wait's
     await fire_timers(stack, customer_id, 30 * HOUR)
-    await asyncio.sleep(1.0)  # give a wrongly surviving timer the time to send
+    await settle(stack, home_shard(stack, customer_id))  # a wrongly surviving timer's SMS is out by now
     assert await sms_bodies(stack, phone) == []
 
 
@@ -413,8 +420,10 @@ async def test_a_shard_actor_killed_during_a_wait_resumes_and_the_wait_fires_onc
         "waiting 4s",
         "waited",
     ]
-    assert await fire_timers(stack, customer_id, 10 * DAY) >= 0
-    await asyncio.sleep(1.0)
+    # The wait's timer is gone once fired: ten days on, this instance has nothing left to fire.
+    assert await journey_timers(stack, customer_id, instance["id"]) == []
+    await fire_timers(stack, customer_id, 10 * DAY)
+    await settle(stack, home)  # a second firing's SMS is out by now
     assert await sms_bodies(stack, phone) == ["before the wait", "after the wait"]  # fired once
     status, stats = await stack.api("GET", f"/v1/journeys/{name}/stats")
     assert [(s["id"], s["sent"]) for s in stats["steps"]] == [("before", 1), ("after", 1)]
