@@ -1,0 +1,1 @@
+"""Dynamic segments: rules, definitions, and the engine that keeps memberships true."""
