@@ -296,6 +296,25 @@ class RoutingTimer(msgspec.Struct, tag="route_timer", frozen=True):
     step: int = 0
 
 
+class SegmentTimer(msgspec.Struct, tag="segment_timer", frozen=True):
+    """A customer's segment membership may change by time alone now (a window slid past)."""
+
+    customer_id: str
+    due: float
+
+
+class SegmentBackfill(msgspec.Struct, tag="segment_backfill", frozen=True):
+    """Evaluate a new or changed segment over the next chunk of this shard's customers.
+
+    ``cursor`` is the shard's SCAN cursor over its customer hashes ("0" to start); the entry
+    that finishes a chunk queues the next one in the same transaction, so progress is durable.
+    """
+
+    segment: str
+    version: int
+    cursor: str = "0"
+
+
 # Everything a shard applies; an ingest stream also carries these wrapped in ``Forwarded``.
 ShardEntry = (
     InboundMessage
@@ -309,6 +328,8 @@ ShardEntry = (
     | JourneyHandback
     | AgentNote
     | ConsentRequest
+    | SegmentTimer
+    | SegmentBackfill
 )
 IngestEntry = ShardEntry | Forwarded
 

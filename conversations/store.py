@@ -170,6 +170,37 @@ class Keys:
         """Hash: journey name -> when the customer last entered it (for entry rules)."""
         return f"{self.prefix}:jentered:{customer_id}"
 
+    # --- segments -------------------------------------------------------------------------
+
+    def segments(self) -> str:
+        """Hash: segment name -> its current version (absent once deleted)."""
+        return f"{self.prefix}:segments"
+
+    def segment_versions(self, name: str) -> str:
+        """Hash: version -> stored definition; ``latest``, ``digest`` and ``epoch`` (first version
+        since the segment was last created: memberships from an earlier life do not count)."""
+        return f"{self.prefix}:segment:{name}:versions"
+
+    def segment_members(self, shard: int, name: str) -> str:
+        """Sorted set (all scores 0, so it pages by id): the segment's members homed on ``shard``."""
+        return f"{self.prefix}:seg:{{s{shard}}}:{name}"
+
+    def segment_counts(self, shard: int) -> str:
+        """Hash: segment name -> members on ``shard``, kept with every membership change."""
+        return f"{self.prefix}:segcount:{{s{shard}}}"
+
+    def segment_backfilled(self, shard: int) -> str:
+        """Hash: segment name -> the version ``shard`` has finished backfilling."""
+        return f"{self.prefix}:segfill:{{s{shard}}}"
+
+    def segment_facts(self, customer_id: str) -> str:
+        """The customer's compact segment facts (msgpack): series, memberships, snapshots."""
+        return f"{self.prefix}:segfacts:{customer_id}"
+
+    def shard_customers_pattern(self, shard: int) -> str:
+        """A SCAN pattern matching the customer hashes homed on ``shard`` (for backfills)."""
+        return f"{self.prefix}:cust:cus_{shard}_*"
+
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix (used by test cleanup)."""
         return f"{self.prefix}:*"

@@ -12,6 +12,7 @@ from gateway.routes import (
     journeys,
     messages,
     preference_page,
+    segments,
     tracking,
     unsubscribe,
 )
@@ -27,6 +28,7 @@ ROUTE_TABLES: tuple[Endpoints, ...] = (
     console.routes,
     events.routes,
     journeys.routes,
+    segments.routes,
     docs.routes,
 )
 

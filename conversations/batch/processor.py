@@ -111,7 +111,8 @@ class BatchProcessor:
             if item.held or not item.stream_id:
                 continue
             result.applied += 1
-            result.touched_customers.add(item.customer_id)
+            if item.customer_id:  # a shard-wide entry (a segment backfill chunk) touches nobody
+                result.touched_customers.add(item.customer_id)
         for participant in self._participants:
             participant.flush(ctx, tx)
         for stream_id, payload in dead:

@@ -25,6 +25,7 @@ from conversations.participants.events import Events
 from conversations.participants.messages import MessageRecords
 from conversations.participants.notes import AgentNotes
 from conversations.participants.routing import Router, RoutingSettings
+from conversations.participants.segments import SegmentEngine
 from conversations.participants.sessions import Sessions
 from conversations.participants.thread import ThreadWriter
 from conversations.routing.engagement import EngagementRecorder
@@ -52,6 +53,7 @@ def participants(
         Router(routing),
         EngagementScores(EngagementRecorder(keys)),
         JourneyRunner(keys, shard),
+        SegmentEngine(keys, shard),
         ConsoleUpdates(console) if console is not None else None,
         CustomerHashes(),
         ThreadWriter(),

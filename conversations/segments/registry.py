@@ -1,0 +1,156 @@
+"""Segment definitions in Redis: every version kept, the current one per name, and their state.
+
+Publishing is one Lua call (an unchanged definition keeps its version, so several gateways
+loading the same folder create one version). A segment deleted and defined again starts a new
+*epoch*: memberships a customer's facts remember from the earlier life do not count.
+Counts and backfill progress are per shard; reading them is one small read per shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+
+from conversations.segments.definition import Segment, parse_segment
+from conversations.segments.rules import Rule, check_references
+from conversations.store import Keys
+
+# KEYS: the name -> version index, the segment's versions hash.
+# ARGV: name, digest of the canonical source, the stored version document.
+_PUBLISH = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current and redis.call('HGET', KEYS[2], 'digest') == ARGV[2] then
+  return {tonumber(current), 0, tonumber(redis.call('HGET', KEYS[2], 'epoch'))}
+end
+local version = redis.call('HINCRBY', KEYS[2], 'latest', 1)
+redis.call('HSET', KEYS[2], tostring(version), ARGV[3], 'digest', ARGV[2])
+if not current then
+  redis.call('HSET', KEYS[2], 'epoch', version)
+end
+redis.call('HSET', KEYS[1], ARGV[1], version)
+return {version, 1, tonumber(redis.call('HGET', KEYS[2], 'epoch'))}
+"""
+
+
+class StoredSegment(msgspec.Struct):
+    """One published version: when, and the source as given."""
+
+    published_at: float
+    source: dict[str, Any]
+
+
+class Published(msgspec.Struct):
+    name: str
+    version: int
+    changed: bool
+    epoch: int
+
+
+class SegmentState(msgspec.Struct, frozen=True):
+    """The current version of a segment, compiled: what a shard evaluates."""
+
+    name: str
+    version: int
+    epoch: int
+    rule: Rule
+
+
+async def publish(
+    redis: Redis, keys: Keys, segment: Segment, source: dict[str, Any], now: float
+) -> Published:
+    """Store ``source`` as the segment's next version unless it equals the current one."""
+    body = msgspec.json.encode(source, order="sorted")
+    digest = hashlib.sha256(body).hexdigest()
+    script = redis.register_script(_PUBLISH)
+    stored = msgspec.json.encode(StoredSegment(now, source))
+    versions_key = keys.segment_versions(segment.name)
+    version, changed, epoch = await script(
+        keys=[keys.segments(), versions_key], args=[segment.name, digest, stored]
+    )
+    return Published(segment.name, int(version), bool(changed), int(epoch))
+
+
+async def current_versions(redis: Redis, keys: Keys) -> dict[str, int]:
+    raw = await redis.hgetall(keys.segments())
+    return {name.decode(): int(version) for name, version in raw.items()}
+
+
+async def stored_version(redis: Redis, keys: Keys, name: str, version: int) -> StoredSegment | None:
+    blob = await redis.hget(keys.segment_versions(name), str(version))
+    return decode_stored(blob) if blob else None
+
+
+def decode_stored(blob: bytes) -> StoredSegment:
+    return msgspec.json.decode(blob, type=StoredSegment)
+
+
+async def current_rules(redis: Redis, keys: Keys) -> dict[str, Rule]:
+    """Every defined segment's current rule (for reference checks at publish)."""
+    found: dict[str, Rule] = {}
+    for name, version in (await current_versions(redis, keys)).items():
+        stored = await stored_version(redis, keys, name, version)
+        if stored is not None:
+            found[name] = parse_segment(stored.source).rule
+    return found
+
+
+async def check_publishable(redis: Redis, keys: Keys, segment: Segment) -> None:
+    """RuleError (``unknown_segment``, ``segment_cycle``) unless its references are sound."""
+    others = await current_rules(redis, keys)
+    others.pop(segment.name, None)
+    check_references(segment.name, segment.rule, others)
+
+
+def compile_stored(name: str, version: int, epoch: int, stored: StoredSegment) -> SegmentState:
+    return SegmentState(name, version, epoch, parse_segment(stored.source).rule)
+
+
+async def delete(redis: Redis, keys: Keys, name: str, shards: int) -> bool:
+    """Forget the segment (its versions stay, so a new one starts a new epoch); drop its members."""
+    removed = bool(await redis.hdel(keys.segments(), name))
+    if removed:
+        pipe = redis.pipeline(transaction=False)
+        for shard in range(shards):
+            pipe.unlink(keys.segment_members(shard, name))
+            pipe.hdel(keys.segment_counts(shard), name)
+            pipe.hdel(keys.segment_backfilled(shard), name)
+        await pipe.execute()
+    return removed
+
+
+async def count(redis: Redis, keys: Keys, name: str, shards: int) -> int:
+    """Members over every shard: one counter per shard, summed (never a scan)."""
+    pipe = redis.pipeline(transaction=False)
+    for shard in range(shards):
+        pipe.hget(keys.segment_counts(shard), name)
+    return sum(int(found or 0) for found in await pipe.execute())
+
+
+async def backfilled(redis: Redis, keys: Keys, name: str, version: int, shards: int) -> bool:
+    """Whether every shard finished backfilling ``version`` (or a later one)."""
+    pipe = redis.pipeline(transaction=False)
+    for shard in range(shards):
+        pipe.hget(keys.segment_backfilled(shard), name)
+    return all(found is not None and int(found) >= version for found in await pipe.execute())
+
+
+async def members(
+    redis: Redis, keys: Keys, name: str, shards: int, limit: int, cursor: tuple[int, str] | None
+) -> tuple[list[str], tuple[int, str] | None]:
+    """Up to ``limit`` member ids in (shard, id) order after ``cursor``; and the next cursor."""
+    shard, after = cursor if cursor is not None else (0, "")
+    found: list[str] = []
+    while shard < shards and len(found) < limit:
+        low = f"({after}" if after else "-"
+        page = await redis.zrangebylex(keys.segment_members(shard, name), low, "+", 0, limit - len(found))
+        found.extend(member.decode() for member in page)
+        if len(found) < limit:
+            shard, after = shard + 1, ""
+        else:
+            after = found[-1]
+    if len(found) < limit or shard >= shards:
+        return found, None
+    return found, (shard, after)

@@ -1,0 +1,198 @@
+"""``/v1/segments``: define, list, read and delete segments; page through their members."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from aiohttp import web
+
+from conversations import stream_entries
+from conversations.access import Scope
+from conversations.models import SegmentBackfill
+from conversations.segments import registry
+from conversations.segments.definition import load_source, parse_segment
+from conversations.segments.rules import RuleError
+from gateway.endpoints import ANY_OBJECT, Endpoints, Param
+from gateway.errors import ApiError
+from gateway.routes.messages import json_response
+from gateway.services import SERVICES, Services
+
+routes = Endpoints()
+_NAME = Param("name", "path", {"type": "string"}, "The segment's name", True)
+_LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, "Members per page")
+_CURSOR = Param("cursor", "query", {"type": "string"}, "The next_cursor of the previous page")
+
+MAX_DEFINITION_BYTES = 64 * 1024
+
+
+class SegmentState(enum.StrEnum):
+    """Whether a segment's count is exact (every shard backfilled its current version)."""
+
+    READY = "ready"
+    BACKFILLING = "backfilling"
+
+
+async def _require(services: Services, name: str) -> int:
+    version = (await registry.current_versions(services.redis, services.keys)).get(name)
+    if version is None:
+        raise ApiError(404, "segment_not_found", f"no segment named {name!r}")
+    return version
+
+
+async def _view(services: Services, name: str, version: int) -> dict[str, Any]:
+    redis, keys, shards = services.redis, services.keys, services.config.shards
+    stored = await registry.stored_version(redis, keys, name, version)
+    done = await registry.backfilled(redis, keys, name, version, shards)
+    return {
+        "name": name,
+        "version": version,
+        "count": await registry.count(redis, keys, name, shards),
+        "updated_at": stored.published_at if stored else None,
+        "rule": stored.source.get("rule") if stored else None,
+        "description": stored.source.get("description", "") if stored else "",
+        "state": SegmentState.READY if done else SegmentState.BACKFILLING,
+    }
+
+
+@routes.api(
+    "GET",
+    "/v1/segments",
+    "listSegments",
+    "Segments with their versions, counts and state",
+    "segments",
+    Scope.READ,
+    (200, "The segments", ANY_OBJECT),
+)
+async def list_segments(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    versions = await registry.current_versions(services.redis, services.keys)
+    return json_response({"data": [await _view(services, name, versions[name]) for name in sorted(versions)]})
+
+
+@routes.api(
+    "GET",
+    "/v1/segments/{name}",
+    "getSegment",
+    "One segment: version, member count, rule and state",
+    "segments",
+    Scope.READ,
+    (200, "The segment", ANY_OBJECT),
+    (404,),
+    params=(_NAME,),
+)
+async def get_segment(request: web.Request) -> web.Response:
+    """``count`` sums the per-shard counters; ``state`` is ``backfilling`` until every shard is done."""
+    services = request.app[SERVICES]
+    name = request.match_info["name"]
+    return json_response(await _view(services, name, await _require(services, name)))
+
+
+@routes.api(
+    "PUT",
+    "/v1/segments/{name}",
+    "putSegment",
+    "Define a segment or publish a new version of it",
+    "segments",
+    Scope.ADMIN,
+    (200, "The stored version", ANY_OBJECT),
+    (422,),
+    body=ANY_OBJECT,
+    params=(_NAME,),
+    also_ok=(201,),
+)
+async def put_segment(request: web.Request) -> web.Response:
+    """Publish a definition (JSON, or YAML with a YAML content type); a changed rule is backfilled."""
+    services = request.app[SERVICES]
+    name = request.match_info["name"]
+    body = await request.read()
+    if not body:
+        raise ApiError(400, "empty_body", "request body is empty; a segment definition expected")
+    if len(body) > MAX_DEFINITION_BYTES:
+        raise ApiError(
+            413, "payload_too_large", f"a segment definition is at most {MAX_DEFINITION_BYTES} bytes"
+        )
+    fmt = "yaml" if "yaml" in request.content_type else "json"
+    try:
+        source = load_source(body.decode("utf-8", "replace"), fmt)
+    except RuleError as exc:
+        raise ApiError(400, exc.code, exc.message) from exc
+    source.setdefault("name", name)
+    if source["name"] != name:
+        raise ApiError(
+            422, "validation_failed", f"name {source['name']!r} differs from the URL's {name!r}", "name"
+        )
+    try:
+        segment = parse_segment(source)
+        await registry.check_publishable(services.redis, services.keys, segment)
+    except RuleError as exc:
+        raise ApiError(422, exc.code, exc.message, exc.field or None) from exc
+    published = await registry.publish(services.redis, services.keys, segment, source, services.clock())
+    if published.changed:
+        await start_backfill(services, name, published.version)
+    return json_response(
+        {"name": name, "version": published.version, "changed": published.changed},
+        status=201 if published.changed and published.version == published.epoch else 200,
+    )
+
+
+async def start_backfill(services: Services, name: str, version: int) -> None:
+    """Every shard evaluates the segment over its customers, chunk by chunk, beside live traffic."""
+    pipe = services.redis.pipeline(transaction=False)
+    for shard in range(services.config.shards):
+        stream_entries.append(pipe, services.keys.ingest(shard), SegmentBackfill(name, version))
+    await pipe.execute()
+
+
+@routes.api(
+    "DELETE",
+    "/v1/segments/{name}",
+    "deleteSegment",
+    "Delete a segment and its memberships",
+    "segments",
+    Scope.ADMIN,
+    (200, "Deleted", ANY_OBJECT),
+    (404,),
+    params=(_NAME,),
+)
+async def delete_segment(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    name = request.match_info["name"]
+    if not await registry.delete(services.redis, services.keys, name, services.config.shards):
+        raise ApiError(404, "segment_not_found", f"no segment named {name!r}")
+    return json_response({"name": name, "deleted": True})
+
+
+@routes.api(
+    "GET",
+    "/v1/segments/{name}/members",
+    "segmentMembers",
+    "The segment's members (customer ids), page by page",
+    "segments",
+    Scope.READ,
+    (200, "A page of customer ids", ANY_OBJECT),
+    (404, 422),
+    params=(_NAME, _LIMIT, _CURSOR),
+)
+async def segment_members(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    name = request.match_info["name"]
+    await _require(services, name)
+    raw_limit = request.query.get("limit", "100")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        raise ApiError(422, "invalid_query", "limit is a whole number from 1 to 1000", "limit")
+    cursor = _parse_cursor(request.query.get("cursor"))
+    found, after = await registry.members(
+        services.redis, services.keys, name, services.config.shards, int(raw_limit), cursor
+    )
+    next_cursor = f"{after[0]}:{after[1]}" if after else None
+    return json_response({"data": found, "next_cursor": next_cursor})
+
+
+def _parse_cursor(raw: str | None) -> tuple[int, str] | None:
+    if not raw:
+        return None
+    shard, _, after = raw.partition(":")
+    if not shard.isdigit() or not after:
+        raise ApiError(422, "invalid_query", "cursor is a next_cursor from a previous page", "cursor")
+    return int(shard), after
