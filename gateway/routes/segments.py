@@ -12,9 +12,11 @@ from conversations.access import Scope
 from conversations.models import SegmentBackfill
 from conversations.segments import registry
 from conversations.segments.definition import load_source, parse_segment
+from conversations.segments.engine import decode_facts
 from conversations.segments.rules import RuleError
 from gateway.endpoints import ANY_OBJECT, Endpoints, Param
 from gateway.errors import ApiError
+from gateway.routes.customers import CUSTOMER_ID, resolve_customer_id
 from gateway.routes.messages import json_response
 from gateway.services import SERVICES, Services
 
@@ -196,3 +198,27 @@ def _parse_cursor(raw: str | None) -> tuple[int, str] | None:
     if not shard.isdigit() or not after:
         raise ApiError(422, "invalid_query", "cursor is a next_cursor from a previous page", "cursor")
     return int(shard), after
+
+
+@routes.api(
+    "GET",
+    "/v1/customers/{customer_id}/segments",
+    "customerSegments",
+    "The segments the customer is in, with when they entered each",
+    "segments",
+    Scope.READ,
+    (200, "Memberships", ANY_OBJECT),
+    (404,),
+    params=(CUSTOMER_ID,),
+)
+async def customer_segments(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
+    facts = decode_facts(await services.redis.get(services.keys.segment_facts(customer_id)))
+    versions = await registry.current_versions(services.redis, services.keys)
+    data = []
+    for name, held in sorted(facts.members.items()):
+        epoch = await services.redis.hget(services.keys.segment_versions(name), "epoch")
+        if name in versions and epoch is not None and int(epoch) == held.epoch:
+            data.append({"name": name, "entered_at": held.entered_at})
+    return json_response({"customer_id": customer_id, "segments": data})
