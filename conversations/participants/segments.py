@@ -27,8 +27,8 @@ from conversations.models import (
     Channel,
     ConsentRequest,
     Engagement,
-    EventLogged,
     EventReceived,
+    Forwarded,
     Identifier,
     InboundMessage,
     MessageStatus,
@@ -52,6 +52,7 @@ from conversations.store import Keys
 log = logging.getLogger(__name__)
 
 BACKFILL_CHUNK = 500  # customers per backfill entry (a SCAN COUNT hint)
+ENTERED, EXITED = "segment_entered", "segment_exited"
 ENGAGEMENT_STATUSES = {MessageStatus.DELIVERED: "delivered", MessageStatus.READ: "read"}
 
 # KEYS: the segment's member set on this shard, the shard's counts. ARGV: name, member, 1 | -1.
@@ -80,7 +81,7 @@ class _Customer:
     handles: list[Identifier] = field(default_factory=list)
     profile: CustomerFacts | None = None  # backfill: the hash read for this chunk
     touched: bool = False
-    quiet: bool = False  # only a backfill looked: changes are not logged as thread events
+    quiet: bool = False  # only a backfill looked: no segment_entered/exited events
 
 
 class SegmentEngine:
@@ -197,7 +198,7 @@ class SegmentEngine:
         handle = identifier_of(entry)
         if handle is not None:
             customer.handles.append(handle)
-        if isinstance(entry, EventReceived):
+        if isinstance(entry, EventReceived) and entry.name not in (ENTERED, EXITED):
             for key in catalog.event_keys(entry.name, entry.properties):
                 customer.facts.record(key, entry.occurred_at, now)
             customer.topics.add(f"event:{entry.name}")
@@ -255,19 +256,7 @@ class SegmentEngine:
                 keys = [ctx.keys.segment_members(ctx.shard, name), ctx.keys.segment_counts(ctx.shard)]
                 tx.eval(_MEMBERSHIP, 2, *keys, name, customer_id, str(delta))
                 if not customer.quiet:
-                    kind = "segment_entered" if delta == 1 else "segment_exited"
-                    version = catalog.segments[name].version
-                    event = EventLogged(
-                        f"seg_{ulid(ctx.now)}", kind, ctx.now, {"segment": name, "version": version}
-                    )
-                    ctx.log(customer_id, event)
-                log.debug(
-                    "shard %s: %s %s segment %s",
-                    ctx.shard,
-                    customer_id,
-                    "entered" if delta == 1 else "left",
-                    name,
-                )
+                    self._announce(ctx, tx, customer_id, name, delta, catalog.segments[name].version)
             if decision.timer_changed:
                 if decision.timer_due is None:
                     timers.cancel(tx, ctx.keys, ctx.shard, timer_id(customer_id))
@@ -278,6 +267,18 @@ class SegmentEngine:
                     )
             tx.set(ctx.keys.segment_facts(customer_id), encode_facts(customer.facts))
         self._customers, self._chunks = {}, {}
+
+    def _announce(
+        self, ctx: BatchContext, tx: Pipeline, customer_id: str, name: str, delta: int, version: int
+    ) -> None:
+        """Entering or leaving is an event, applied next like a backend's: it joins the thread and
+        journeys can start on it (``trigger: {event: segment_entered, filter: [{property: segment,
+        op: eq, value: NAME}]}``)."""
+        kind = ENTERED if delta == 1 else EXITED
+        event = EventReceived(
+            f"evt_{ulid(ctx.now)}", kind, ctx.now, ctx.now, None, {"segment": name, "version": version}
+        )
+        stream_entries.append(tx, ctx.keys.ingest(ctx.shard), Forwarded(customer_id, event))
 
     def _subject(self, ctx: BatchContext, customer_id: str, customer: _Customer) -> Subject:
         profile = ctx.customers.get(customer_id) or customer.profile or CustomerFacts(customer_id=customer_id)

@@ -8,7 +8,10 @@ from redis.asyncio import Redis
 
 from actors.streams import ensure_group, new_batch, pending_batches
 from conversations.codec import encode
+from conversations.customer_hash import attribute_field, encode_attribute
 from conversations.ids import new_message_id
+from conversations.journeys.definition import load_source, parse_definition
+from conversations.journeys.registry import publish as publish_journey
 from conversations.models import Channel, EventReceived, InboundMessage, SegmentBackfill
 from conversations.normalize import phone_identifier
 from conversations.participants import build_processor
@@ -84,6 +87,8 @@ async def test_an_event_makes_the_customer_a_member_in_the_same_batch(env: tuple
     assert await _members(redis, keys, "buyers") == [customer]
     assert await _count(redis, keys, "buyers") == 1
     assert await _members(redis, keys, "browsers") == [] and await _count(redis, keys, "browsers") == 0
+    # Entering is an event applied next, like a backend's: it joins the thread.
+    await processor.process(await new_batch(redis, keys.ingest(0), "shard-0", 100, 100))
     page = await ThreadReader(redis, keys).page(customer, None, 50)
     logged = [(e.name, e.properties) for e in page.entries if e.kind == "event"]
     assert ("segment_entered", {"segment": "buyers", "version": 1}) in logged
@@ -154,3 +159,29 @@ async def test_a_batch_replayed_after_a_crash_keeps_counts_equal_to_members(env:
     await processor.process([(stream_id, {}) for stream_id, _ in pending[0]])
     members = await _members(redis, keys, "active")
     assert len(members) == 4 and await _count(redis, keys, "active") == 4
+
+
+async def test_entering_a_segment_starts_a_journey(env: tuple[Redis, Keys]) -> None:
+    redis, keys = env
+    await _define(redis, keys, {"name": "vips", "rule": {"attribute": "custom.vip", "value": True}})
+    journey = load_source(
+        """
+name: vip_welcome
+trigger: {event: segment_entered, filter: [{property: segment, op: eq, value: vips}]}
+steps:
+  - {id: hello, type: send, channel: sms, message_type: marketing, body: "Welcome, VIP"}
+""",
+        "yaml",
+    )
+    await publish_journey(redis, keys, parse_definition(journey), journey, T0)
+    phone = unique_phone()
+    processor = build_processor(redis, keys, 0, 1, clock=Clock(T0))
+    await processor.process(await _feed(redis, keys, _event(phone, "signed_up", T0)))
+    customer = await _customer(redis, keys, phone)
+    assert await _members(redis, keys, "vips") == []
+    # A profile upsert outside the batch is noticed at the customer's next entry.
+    await redis.hset(keys.customer(customer), attribute_field("custom.vip"), encode_attribute(True, T0))
+    await processor.process(await _feed(redis, keys, _event(phone, "page_viewed", T0 + 1)))
+    assert await _members(redis, keys, "vips") == [customer]
+    await processor.process(await new_batch(redis, keys.ingest(0), "shard-0", 100, 100))
+    assert "vip_welcome" in {k.decode() for k in await redis.hkeys(keys.journey_entered(customer))}
