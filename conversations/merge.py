@@ -31,8 +31,10 @@ from conversations.codec import (
 from conversations.consent import write_preferences
 from conversations.customer_hash import parse_customer_hash
 from conversations.customer_hash_merge import AttributeConflict, merged_profile
+from conversations.ids import home_shard_of
 from conversations.models import EventLogged, Identifier, NoteLogged
 from conversations.preferences import Preferences
+from conversations.segments import merging as segments
 from conversations.store import INGEST_FIELD, Keys
 
 
@@ -69,10 +71,12 @@ async def hand_over(redis: Redis, keys: Keys, loser: str, winner: str) -> list[I
     if not fields:
         raise MergeRefused("customer_not_found", f"no customer {loser}")
     moved = parse_customer_hash(loser, fields).identifiers
+    segment_facts = await redis.get(keys.segment_facts(loser))
     pipe = redis.pipeline(transaction=True)
     for identifier in moved:
         pipe.set(keys.identity(identifier), winner)
     pipe.set(keys.redirect(loser), winner)
+    segments.leave_all(pipe, keys, home_shard_of(loser) or 0, loser, segment_facts)
     await pipe.execute()
     return moved
 
@@ -125,6 +129,7 @@ async def merge_into(redis: Redis, keys: Keys, winner: str, loser: str, now: flo
     winner_log = await redis.xrange(keys.consent_log(winner))
     loser_log = await redis.xrange(keys.consent_log(loser))
     blobs = await redis.mget(keys.preferences(winner), keys.preferences(loser))
+    segment_facts = await redis.mget(keys.segment_facts(winner), keys.segment_facts(loser))
     winner_prefs, loser_prefs = (decode_preferences(b) if b else None for b in blobs)
     loser_events = [decode_thread_event(f[INGEST_FIELD]) for _, f in loser_thread]
     loser_messages = sorted(
@@ -164,6 +169,8 @@ async def merge_into(redis: Redis, keys: Keys, winner: str, loser: str, now: flo
         conflicts=conflicts,
         thread_entries_moved=len(loser_thread),
     )
+    winner_facts, loser_facts = segment_facts
+    segments.fold_into(pipe, keys, home_shard_of(winner) or 0, winner, loser, winner_facts, loser_facts, now)
     pipe.set(keys.merge_result(loser), encode(result))
     pipe.delete(keys.customer(loser), keys.thread(loser), keys.consent_log(loser), keys.preferences(loser))
     await pipe.execute()

@@ -297,10 +297,12 @@ class RoutingTimer(msgspec.Struct, tag="route_timer", frozen=True):
 
 
 class SegmentTimer(msgspec.Struct, tag="segment_timer", frozen=True):
-    """A customer's segment membership may change by time alone now (a window slid past)."""
+    """A customer's segment membership may change by time alone now (a window slid past);
+    ``everything``: re-evaluate every segment (their facts changed wholesale, e.g. a merge)."""
 
     customer_id: str
     due: float
+    everything: bool = False
 
 
 class SegmentBackfill(msgspec.Struct, tag="segment_backfill", frozen=True):

@@ -37,6 +37,7 @@ from conversations.models import (
     SegmentTimer,
 )
 from conversations.routing.context import ADDRESS_KINDS
+from conversations.segments import membership
 from conversations.segments.engine import (
     Catalog,
     SegmentFacts,
@@ -44,6 +45,7 @@ from conversations.segments.engine import (
     decode_facts,
     encode_facts,
     engagement_keys,
+    timer_id,
 )
 from conversations.segments.registry import SegmentState, compile_stored, decode_stored
 from conversations.segments.rules import Subject
@@ -54,21 +56,6 @@ log = logging.getLogger(__name__)
 BACKFILL_CHUNK = 500  # customers per backfill entry (a SCAN COUNT hint)
 ENTERED, EXITED = "segment_entered", "segment_exited"
 ENGAGEMENT_STATUSES = {MessageStatus.DELIVERED: "delivered", MessageStatus.READ: "read"}
-
-# KEYS: the segment's member set on this shard, the shard's counts. ARGV: name, member, 1 | -1.
-_MEMBERSHIP = """
-if ARGV[3] == '1' then
-  if redis.call('ZADD', KEYS[1], 0, ARGV[2]) == 1 then redis.call('HINCRBY', KEYS[2], ARGV[1], 1) end
-elseif redis.call('ZREM', KEYS[1], ARGV[2]) == 1 then
-  redis.call('HINCRBY', KEYS[2], ARGV[1], -1)
-end
-return 1
-"""
-
-
-def timer_id(customer_id: str) -> str:
-    """The customer's one segment timer (rescheduling replaces it)."""
-    return f"segment:{customer_id}"
 
 
 @dataclass(slots=True)
@@ -209,6 +196,8 @@ class SegmentEngine:
             record = ctx.records.get(entry.message_id)
             self._engaged(customer, entry.kind.value, record.channel if record else None, entry.at, now)
         elif isinstance(entry, SegmentTimer):
+            if entry.everything:  # a merge: the facts changed wholesale
+                customer.forced |= set(catalog.segments)
             customer.forced |= {name for name, at in customer.facts.checks.items() if at <= now}
         elif isinstance(entry, ConsentRequest | OutboundRequest):
             customer.topics |= {"reach", "prefers"}
@@ -253,8 +242,7 @@ class SegmentEngine:
             subject = self._subject(ctx, customer_id, customer)
             decision = decide(catalog, customer.facts, subject, customer.topics, customer.forced, ctx.now)
             for name, delta in [(n, 1) for n in decision.entered] + [(n, -1) for n in decision.left]:
-                keys = [ctx.keys.segment_members(ctx.shard, name), ctx.keys.segment_counts(ctx.shard)]
-                tx.eval(_MEMBERSHIP, 2, *keys, name, customer_id, str(delta))
+                membership.move(tx, ctx.keys, ctx.shard, name, customer_id, delta)
                 if not customer.quiet:
                     self._announce(ctx, tx, customer_id, name, delta, catalog.segments[name].version)
             if decision.timer_changed:

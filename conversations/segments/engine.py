@@ -66,6 +66,11 @@ def decode_facts(blob: bytes | None) -> SegmentFacts:
     return _decode(blob) if blob else SegmentFacts()
 
 
+def timer_id(customer_id: str) -> str:
+    """The customer's one segment timer on its shard (rescheduling replaces it)."""
+    return f"segment:{customer_id}"
+
+
 def profile_digest(subject: Subject) -> str:
     """A short stable digest of what attribute, reachable, prefers and created leaves read."""
     blob = msgspec.msgpack.encode(

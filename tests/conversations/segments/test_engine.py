@@ -7,6 +7,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from actors.streams import ensure_group, new_batch, pending_batches
+from conversations import merge
 from conversations.codec import encode
 from conversations.customer_hash import attribute_field, encode_attribute
 from conversations.ids import new_message_id
@@ -15,10 +16,9 @@ from conversations.journeys.registry import publish as publish_journey
 from conversations.models import Channel, EventReceived, InboundMessage, SegmentBackfill
 from conversations.normalize import phone_identifier
 from conversations.participants import build_processor
-from conversations.participants.segments import timer_id
 from conversations.segments import registry
 from conversations.segments.definition import parse_segment
-from conversations.segments.engine import decode_facts
+from conversations.segments.engine import decode_facts, timer_id
 from conversations.store import INGEST_FIELD, Keys
 from conversations.thread import ThreadReader
 from conversations.timers import TimerWheel
@@ -185,3 +185,28 @@ steps:
     assert await _members(redis, keys, "vips") == [customer]
     await processor.process(await new_batch(redis, keys.ingest(0), "shard-0", 100, 100))
     assert "vip_welcome" in {k.decode() for k in await redis.hkeys(keys.journey_entered(customer))}
+
+
+async def test_a_merge_removes_the_losers_memberships_and_reevaluates_the_winner(
+    env: tuple[Redis, Keys],
+) -> None:
+    redis, keys = env
+    await _define(redis, keys, {"name": "buyers", "rule": {"event": "purchase_completed"}})
+    await _define(redis, keys, {"name": "repeat", "rule": {"event": "purchase_completed", "count": 2}})
+    winner_phone, loser_phone = unique_phone(), unique_phone()
+    processor = build_processor(redis, keys, 0, 1, clock=Clock(T0))
+    events = [
+        _event(winner_phone, "purchase_completed", T0),
+        _event(loser_phone, "purchase_completed", T0 + 1),
+    ]
+    await processor.process(await _feed(redis, keys, *events))
+    winner, loser = await _customer(redis, keys, winner_phone), await _customer(redis, keys, loser_phone)
+    assert sorted(await _members(redis, keys, "buyers")) == sorted([winner, loser])
+    assert await _members(redis, keys, "repeat") == []
+    await merge.hand_over(redis, keys, loser, winner)
+    assert await _members(redis, keys, "buyers") == [winner] and await _count(redis, keys, "buyers") == 1
+    await merge.merge_into(redis, keys, winner, loser, T0 + 5)
+    await processor.process(await new_batch(redis, keys.ingest(0), "shard-0", 100, 100))
+    assert await _members(redis, keys, "repeat") == [winner] and await _count(redis, keys, "repeat") == 1
+    assert await _members(redis, keys, "buyers") == [winner] and await _count(redis, keys, "buyers") == 1
+    assert await redis.get(keys.segment_facts(loser)) is None
