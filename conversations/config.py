@@ -179,6 +179,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     simulator_port: int = 8081
     data_dir: str = ".threadline"
     journeys_dir: str = "journeys"  # journey files (*.yaml, *.json) published at start
+    segments_dir: str = "segments"  # segment files (*.yaml, *.json) published at start
     ray_namespace: str = "threadline"
     routing_policy: str = ""  # a routing policy TOML file; empty: conversations/routing/default_policy.toml
     twilio: TwilioConfig = msgspec.field(default_factory=TwilioConfig)

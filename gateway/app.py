@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from conversations.config import Config
 from conversations.journeys.registry import publish_directory
+from conversations.segments.registry import publish_directory as publish_segments
 from conversations.store import Keys
 from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
@@ -52,6 +53,7 @@ def create_app(
         keys = Keys(config.key_prefix)
         # Journey files become their journeys' current versions (unchanged files keep theirs).
         await publish_directory(redis, keys, config.journeys_dir, config.message_types, clock())
+        await publish_segments(redis, keys, config.segments_dir, config.shards, clock())
         ingest = IngestWriter(
             redis,
             keys,

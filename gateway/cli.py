@@ -82,6 +82,18 @@ def _check_journeys(config: Config) -> None:
         raise SystemExit(2) from None
 
 
+def _check_segments(config: Config) -> None:
+    """A bad segment file stops start-up with one line naming the file and field."""
+    from conversations.segments.registry import read_directory
+    from conversations.segments.rules import RuleError
+
+    try:
+        read_directory(config.segments_dir)
+    except RuleError as exc:
+        print(f"threadline: invalid segment: {exc.field}: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def simulator_settings(config: Config, sink: bool = False) -> SimulatorSettings:
     return SimulatorSettings(
         account_sid=config.twilio.account_sid,
@@ -217,6 +229,7 @@ def serve(args: argparse.Namespace) -> None:
         print(f"threadline: {refusal}", file=sys.stderr)
         raise SystemExit(2)
     _check_journeys(config)
+    _check_segments(config)
     generated_key = not config.api_keys  # then serve makes a development key, which it may show
     config, redis_child = resolve_embedded(config, args.port)
     try:

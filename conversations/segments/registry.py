@@ -9,13 +9,16 @@ Counts and backfill progress are per shard; reading them is one small read per s
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
 
-from conversations.segments.definition import Segment, parse_segment
-from conversations.segments.rules import Rule, check_references
+from conversations import stream_entries
+from conversations.models import SegmentBackfill
+from conversations.segments.definition import Segment, load_source, parse_segment
+from conversations.segments.rules import Rule, RuleError, check_references, evaluation_order
 from conversations.store import Keys
 
 # KEYS: the name -> version index, the segment's versions hash.
@@ -154,3 +157,60 @@ async def members(
     if len(found) < limit or shard >= shards:
         return found, None
     return found, (shard, after)
+
+
+SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
+
+
+def read_directory(directory: str | Path) -> list[tuple[Segment, dict[str, Any]]]:
+    """Parse every segment file directly in ``directory``, referred segments first.
+
+    A missing folder holds no segments; a bad file raises RuleError naming the file.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        return []
+    found: dict[str, tuple[Segment, dict[str, Any], Path]] = {}
+    for path in sorted(folder.iterdir()):
+        fmt = SUFFIXES.get(path.suffix.lower())
+        if fmt is None or not path.is_file():
+            continue
+        try:
+            source = load_source(path.read_text(), fmt)
+            segment = parse_segment(source)
+        except RuleError as exc:
+            raise RuleError(exc.field, f"{path}: {exc.message}", exc.code) from None
+        if segment.name in found:
+            raise RuleError(
+                "name", f"{path}: segment {segment.name} is also defined in {found[segment.name][2]}"
+            )
+        found[segment.name] = (segment, source, path)
+    rules = {name: segment.rule for name, (segment, _, _) in found.items()}
+    for name, (segment, _, path) in found.items():
+        try:
+            check_references(name, segment.rule, {n: r for n, r in rules.items() if n != name})
+        except RuleError as exc:
+            raise RuleError(exc.field, f"{path}: {exc.message}", exc.code) from None
+    return [(found[name][0], found[name][1]) for name in evaluation_order(rules)]
+
+
+async def publish_directory(
+    redis: Redis, keys: Keys, directory: str | Path, shards: int, now: float
+) -> list[Published]:
+    """Load the segments folder at start: each file becomes its segment's current version, and a
+    changed one is backfilled (an unchanged file keeps its version and starts nothing)."""
+    published = []
+    for segment, source in read_directory(directory):
+        done = await publish(redis, keys, segment, source, now)
+        if done.changed:
+            await queue_backfill(redis, keys, done.name, done.version, shards)
+        published.append(done)
+    return published
+
+
+async def queue_backfill(redis: Redis, keys: Keys, name: str, version: int, shards: int) -> None:
+    """Every shard evaluates ``version`` over its customers, chunk by chunk, beside live traffic."""
+    pipe = redis.pipeline(transaction=False)
+    for shard in range(shards):
+        stream_entries.append(pipe, keys.ingest(shard), SegmentBackfill(name, version))
+    await pipe.execute()

@@ -7,9 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from conversations import stream_entries
 from conversations.access import Scope
-from conversations.models import SegmentBackfill
 from conversations.segments import registry
 from conversations.segments.definition import load_source, parse_segment
 from conversations.segments.engine import decode_facts
@@ -131,19 +129,13 @@ async def put_segment(request: web.Request) -> web.Response:
         raise ApiError(422, exc.code, exc.message, exc.field or None) from exc
     published = await registry.publish(services.redis, services.keys, segment, source, services.clock())
     if published.changed:
-        await start_backfill(services, name, published.version)
+        await registry.queue_backfill(
+            services.redis, services.keys, name, published.version, services.config.shards
+        )
     return json_response(
         {"name": name, "version": published.version, "changed": published.changed},
         status=201 if published.changed and published.version == published.epoch else 200,
     )
-
-
-async def start_backfill(services: Services, name: str, version: int) -> None:
-    """Every shard evaluates the segment over its customers, chunk by chunk, beside live traffic."""
-    pipe = services.redis.pipeline(transaction=False)
-    for shard in range(services.config.shards):
-        stream_entries.append(pipe, services.keys.ingest(shard), SegmentBackfill(name, version))
-    await pipe.execute()
 
 
 @routes.api(

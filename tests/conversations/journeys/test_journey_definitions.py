@@ -54,6 +54,7 @@ def test_every_built_in_example_is_valid() -> None:
         "cart_abandonment",
         "otp",
         "purchase_completed",
+        "re_engagement",
         "subscription_renewal",
         "support_ticket",
     ]

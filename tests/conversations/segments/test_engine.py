@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -14,7 +16,7 @@ from conversations.ids import new_message_id
 from conversations.journeys.definition import load_source, parse_definition
 from conversations.journeys.registry import publish as publish_journey
 from conversations.models import Channel, EventReceived, InboundMessage, SegmentBackfill
-from conversations.normalize import phone_identifier
+from conversations.normalize import email_identifier, phone_identifier
 from conversations.participants import build_processor
 from conversations.segments import registry
 from conversations.segments.definition import parse_segment
@@ -25,6 +27,7 @@ from conversations.timers import TimerWheel
 from tests.support.stack import unique_phone
 
 DAY = 86400.0
+EXAMPLES = Path(__file__).resolve().parents[3] / "segments" / "examples"
 T0 = 1_700_000_000.0
 
 
@@ -210,3 +213,46 @@ async def test_a_merge_removes_the_losers_memberships_and_reevaluates_the_winner
     assert await _members(redis, keys, "repeat") == [winner] and await _count(redis, keys, "repeat") == 1
     assert await _members(redis, keys, "buyers") == [winner] and await _count(redis, keys, "buyers") == 1
     assert await redis.get(keys.segment_facts(loser)) is None
+
+
+async def test_the_shipped_examples_load_in_reference_order_and_re_engagement_flips_by_time(
+    env: tuple[Redis, Keys],
+) -> None:
+    redis, keys = env
+    published = await registry.publish_directory(redis, keys, EXAMPLES, 1, T0)
+    assert sorted(p.name for p in published) == [
+        "experts",
+        "new_users",
+        "newsletter_main",
+        "paying",
+        "re_engagement",
+    ]
+    assert [p.name for p in published].index("re_engagement") < [p.name for p in published].index(
+        "newsletter_main"
+    )
+    again = await registry.publish_directory(redis, keys, EXAMPLES, 1, T0 + 1)
+    assert not any(p.changed for p in again)  # an unchanged folder starts nothing
+    email = f"{uuid.uuid4().hex[:10]}@example.com"
+    clock = Clock(T0)
+    processor = build_processor(redis, keys, 0, 1, clock=clock)
+    signup = EventReceived("evt_signup", "signed_up", T0, T0, email_identifier(email))
+    await processor.process(await _feed(redis, keys, signup))
+    customer = (await ThreadReader(redis, keys).find_customer_id(email_identifier(email))) or ""
+    # Drain the backfill chunks the folder queued (this customer is new, so they change nothing).
+    while await redis.xlen(keys.ingest(0)):
+        await processor.process(await new_batch(redis, keys.ingest(0), "shard-0", 100, 100))
+    assert await _members(redis, keys, "newsletter_main") == [customer]
+    assert await _members(redis, keys, "new_users") == [customer]
+    assert await _members(redis, keys, "re_engagement") == []
+    # 21 days later, with no email opened: moved from the main list to re-engagement by a timer.
+    clock.now = T0 + 21 * DAY
+    wheel = TimerWheel(redis, keys, 0)
+    assert await wheel.fire_due(clock.now) == 1
+    while await redis.xlen(keys.ingest(0)):
+        await processor.process(await new_batch(redis, keys.ingest(0), "shard-0", 100, 100))
+    assert await _members(redis, keys, "re_engagement") == [customer]
+    assert await _members(redis, keys, "newsletter_main") == []
+    assert await _members(redis, keys, "new_users") == []
+    assert (
+        await _count(redis, keys, "newsletter_main") == 0 and await _count(redis, keys, "re_engagement") == 1
+    )
