@@ -53,7 +53,7 @@ from conversations.store import Keys
 
 log = logging.getLogger(__name__)
 
-BACKFILL_CHUNK = 500  # customers per backfill entry (a SCAN COUNT hint)
+BACKFILL_CHUNK = 2000  # keys a backfill entry's SCAN step examines (COUNT; the keyspace is shared)
 ENTERED, EXITED = "segment_entered", "segment_exited"
 ENGAGEMENT_STATUSES = {MessageStatus.DELIVERED: "delivered", MessageStatus.READ: "read"}
 
@@ -80,6 +80,7 @@ class SegmentEngine:
         self._compiled: dict[tuple[str, int], SegmentState | None] = {}  # versions never change
         self._current: dict[str, int] = {}
         self._catalog = Catalog.of({})
+        self._catalog_of: dict[str, int] | None = None  # the versions the catalog was built from
         self._customers: dict[str, _Customer] = {}
         self._chunks: dict[bytes, tuple[str, list[str]]] = {}  # backfill entry id -> (cursor, ids)
 
@@ -159,13 +160,16 @@ class SegmentEngine:
             return None
 
     def _ensure_catalog(self) -> Catalog:
+        """The catalog of the definitions read for this batch (rebuilt only when they changed)."""
+        if self._catalog_of == self._current:
+            return self._catalog
         wanted = {
             name: state
             for name, version in self._current.items()
             if (state := self._compiled.get((name, version))) is not None
         }
-        if dict(self._catalog.segments) != wanted:
-            self._catalog = Catalog.of(wanted)
+        self._catalog = Catalog.of(wanted)
+        self._catalog_of = dict(self._current)
         return self._catalog
 
     # --- inside the transaction -----------------------------------------------------
