@@ -88,5 +88,7 @@ async def test_killing_the_actor_mid_backlog_keeps_counts_equal_to_members(stack
         assert view["count"] == 0
         status, view = await stack.api("GET", f"/v1/segments/{many}")
         assert view["count"] == CUSTOMERS
+        for name in rules:
+            assert (await stack.api("DELETE", f"/v1/segments/{name}"))[0] == 200
     finally:
         await redis.aclose()

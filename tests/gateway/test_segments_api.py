@@ -76,10 +76,12 @@ async def test_too_deep_or_too_wide_or_circular_is_a_422(stack: Stack) -> None:
     status, body = await _put(stack, _name("wide"), {"rule": wide})
     assert status == 422 and "64 leaves" in body["error"]["message"]
     a, b = _name("a"), _name("b")
-    assert (await _put(stack, a, {"rule": {"event": "x"}}))[0] == 201
+    assert (await _put(stack, a, {"rule": {"event": _name("never")}}))[0] == 201
     assert (await _put(stack, b, {"rule": {"segment": a}}))[0] == 201
     status, body = await _put(stack, a, {"rule": {"segment": b}})
     assert status == 422 and body["error"]["code"] == "segment_cycle", body
+    for name in (b, a):  # segments live for the whole session: leave none behind
+        assert (await stack.api("DELETE", f"/v1/segments/{name}"))[0] == 200
 
 
 async def test_an_event_makes_the_customer_a_member_within_a_second(stack: Stack) -> None:
@@ -115,3 +117,6 @@ async def test_an_event_makes_the_customer_a_member_within_a_second(stack: Stack
     assert sorted(seen) == expected and len(seen) == 3
     status, body = await stack.api("GET", f"/v1/customers/{expected[0]}/segments")
     assert status == 200 and [s["name"] for s in body["segments"]] == [name]
+    assert (await stack.api("DELETE", f"/v1/segments/{name}"))[0] == 200
+    status, body = await stack.api("GET", f"/v1/customers/{expected[0]}/segments")
+    assert status == 200 and body["segments"] == []
