@@ -19,13 +19,21 @@ async def _put(stack: Stack, name: str, body: Any, **kwargs: Any) -> tuple[int, 
 
 
 async def test_a_segment_is_versioned_and_read_back(stack: Stack) -> None:
-    name = _name("paying")
-    rule = {"attribute": "lifecycle_stage", "op": "in", "value": ["paying", "expert"]}
+    name, tag = _name("paying"), uuid.uuid4().hex
+    # A customer who exists before the segment does: the backfill finds them.
+    status, body = await stack.api(
+        "PUT",
+        f"/v1/customers/seg-{tag[:10]}",
+        json={"identifiers": {"phone": unique_phone()}, "attributes": {"custom": {"plan": tag}}},
+    )
+    assert status == 201, body
+    existing = body["customer"]["id"]
+    rule = {"attribute": "custom.plan", "op": "in", "value": [tag, "other"]}
     status, body = await _put(stack, name, {"rule": rule})
     assert status == 201 and body == {"name": name, "version": 1, "changed": True}
     status, body = await _put(stack, name, {"name": name, "rule": rule})
     assert status == 200 and body["version"] == 1 and body["changed"] is False
-    yaml_body = f"name: {name}\nrule:\n  all:\n    - attribute: lifecycle_stage\n      value: paying\n"
+    yaml_body = f"name: {name}\nrule:\n  all:\n    - attribute: custom.plan\n      value: '{tag}'\n"
     status, body = await stack.api(
         "PUT",
         f"/v1/segments/{name}",
@@ -40,8 +48,10 @@ async def test_a_segment_is_versioned_and_read_back(stack: Stack) -> None:
         return view if view["state"] == "ready" else None
 
     view = await eventually(ready, what="every shard backfilled version 2")
-    assert view["version"] == 2 and view["count"] == 0
-    assert view["rule"] == {"all": [{"attribute": "lifecycle_stage", "value": "paying"}]}
+    assert view["version"] == 2 and view["count"] == 1
+    assert view["rule"] == {"all": [{"attribute": "custom.plan", "value": tag}]}
+    status, page = await stack.api("GET", f"/v1/segments/{name}/members")
+    assert page == {"data": [existing], "next_cursor": None}
     assert set(view) >= {"name", "version", "count", "updated_at", "rule", "state"}
     status, listed = await stack.api("GET", "/v1/segments")
     assert status == 200 and name in [s["name"] for s in listed["data"]]
