@@ -93,8 +93,7 @@ class SegmentEngine:
             self._current = {name.decode(): int(version) for name, version in raw.items()}
 
         reads.then(keep_current).hgetall(ctx.keys.segments())
-        for customer_id in ctx.home_customers():
-            self._read_customer(ctx, reads, customer_id)
+        self._read_customers(ctx, reads, ctx.home_customers())
         for item in ctx.items:
             if isinstance(item.entry, SegmentBackfill):
 
@@ -107,21 +106,23 @@ class SegmentEngine:
                 pattern = ctx.keys.shard_customers_pattern(ctx.shard)
                 reads.then(keep_chunk).scan(int(item.entry.cursor), match=pattern, count=BACKFILL_CHUNK)
 
-    def _read_customer(self, ctx: BatchContext, reads: ReadQueue, customer_id: str) -> _Customer:
-        customer = self._customers.get(customer_id)
-        if customer is not None:
-            return customer
-        customer = self._customers[customer_id] = _Customer(SegmentFacts())
+    def _read_customers(self, ctx: BatchContext, reads: ReadQueue, customer_ids: list[str]) -> None:
+        """Queue one MGET of the facts of those not read yet (and their preferences)."""
+        fresh = [cid for cid in dict.fromkeys(customer_ids) if cid not in self._customers]
+        if not fresh:
+            return
+        for customer_id in fresh:
+            self._customers[customer_id] = _Customer(SegmentFacts())
+            ctx.read_preferences(customer_id, reads)
 
-        def keep(blob: bytes | None) -> None:
-            try:
-                customer.facts = decode_facts(blob)
-            except msgspec.DecodeError:
-                log.warning("unreadable segment facts of %s; starting afresh", customer_id)
+        def keep(blobs: list[bytes | None]) -> None:
+            for customer_id, blob in zip(fresh, blobs, strict=True):
+                try:
+                    self._customers[customer_id].facts = decode_facts(blob)
+                except msgspec.DecodeError:
+                    log.warning("unreadable segment facts of %s; starting afresh", customer_id)
 
-        reads.then(keep).get(ctx.keys.segment_facts(customer_id))
-        ctx.read_preferences(customer_id, reads)
-        return customer
+        reads.then(keep).mget([ctx.keys.segment_facts(cid) for cid in fresh])
 
     def read_more(self, ctx: BatchContext, reads: ReadQueue) -> None:
         """Definitions not compiled yet, and the customers of backfill chunks."""
@@ -134,19 +135,20 @@ class SegmentEngine:
                 self._compiled[(name, version)] = self._compile(name, version, blob, epoch)
 
             reads.then(keep_version).hmget(ctx.keys.segment_versions(name), [str(version), "epoch"])
-        for _, ids in self._chunks.values():
-            for customer_id in ids:
-                known = customer_id in self._customers
-                customer = self._read_customer(ctx, reads, customer_id)
-                if known or customer_id in ctx.customers:
-                    continue
+        chunk_ids = [cid for _, ids in self._chunks.values() for cid in ids]
+        known = set(self._customers)
+        self._read_customers(ctx, reads, chunk_ids)
+        for customer_id in dict.fromkeys(chunk_ids):
+            if customer_id in known or customer_id in ctx.customers:
+                continue
+            customer = self._customers[customer_id]
 
-                def keep_hash(
-                    fields: dict[bytes, bytes], customer: _Customer = customer, cid: str = customer_id
-                ) -> None:
-                    customer.profile = parse_customer_hash(cid, fields)
+            def keep_hash(
+                fields: dict[bytes, bytes], customer: _Customer = customer, cid: str = customer_id
+            ) -> None:
+                customer.profile = parse_customer_hash(cid, fields)
 
-                reads.then(keep_hash).hgetall(ctx.keys.customer(customer_id))
+            reads.then(keep_hash).hgetall(ctx.keys.customer(customer_id))
 
     def _compile(
         self, name: str, version: int, blob: bytes | None, epoch: bytes | None
@@ -240,6 +242,7 @@ class SegmentEngine:
 
     def flush(self, ctx: BatchContext, tx: Pipeline) -> None:
         catalog = self._ensure_catalog()
+        written: dict[str, bytes] = {}
         for customer_id, customer in sorted(self._customers.items()):
             if not customer.touched:
                 continue
@@ -257,7 +260,9 @@ class SegmentEngine:
                     timers.schedule(
                         tx, ctx.keys, ctx.shard, timer_id(customer_id), due, SegmentTimer(customer_id, due)
                     )
-            tx.set(ctx.keys.segment_facts(customer_id), encode_facts(customer.facts))
+            written[ctx.keys.segment_facts(customer_id)] = encode_facts(customer.facts)
+        if written:
+            tx.mset(written)
         self._customers, self._chunks = {}, {}
 
     def _announce(
