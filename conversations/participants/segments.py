@@ -243,13 +243,14 @@ class SegmentEngine:
     def flush(self, ctx: BatchContext, tx: Pipeline) -> None:
         catalog = self._ensure_catalog()
         written: dict[str, bytes] = {}
+        changes: list[tuple[str, str, int]] = []  # one script for the batch's membership changes
         for customer_id, customer in sorted(self._customers.items()):
             if not customer.touched:
                 continue
             subject = self._subject(ctx, customer_id, customer)
             decision = decide(catalog, customer.facts, subject, customer.topics, customer.forced, ctx.now)
             for name, delta in [(n, 1) for n in decision.entered] + [(n, -1) for n in decision.left]:
-                membership.move(tx, ctx.keys, ctx.shard, name, customer_id, delta)
+                changes.append((name, customer_id, delta))
                 if not customer.quiet:
                     self._announce(ctx, tx, customer_id, name, delta, catalog.segments[name].version)
             if decision.timer_changed:
@@ -261,6 +262,7 @@ class SegmentEngine:
                         tx, ctx.keys, ctx.shard, timer_id(customer_id), due, SegmentTimer(customer_id, due)
                     )
             written[ctx.keys.segment_facts(customer_id)] = encode_facts(customer.facts)
+        membership.move_many(tx, ctx.keys, ctx.shard, changes)
         if written:
             tx.mset(written)
         self._customers, self._chunks = {}, {}
