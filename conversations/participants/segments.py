@@ -187,6 +187,7 @@ class SegmentEngine:
         # Series are kept even before any segment reads them, so a later segment's backfill finds them.
         catalog = self._ensure_catalog()
         customer.touched = True
+        customer.quiet = False  # a live entry: its changes are announced even beside a backfill
         now = ctx.now
         handle = identifier_of(entry)
         if handle is not None:
