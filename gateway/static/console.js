@@ -486,6 +486,23 @@
     );
   }
 
+  // Routing, event and engagement entries: the one-line summary the thread API gives them.
+  function systemNode(entry) {
+    const text = entry.summary || [entry.kind, entry.event || entry.name, entry.detail].filter(Boolean).join(" · ");
+    return el(
+      "li",
+      { class: `system system-${entry.kind}`, "data-kind": entry.kind, title: fullFormat.format(new Date(entry.at * 1000)) },
+      el("span", { class: "system-time", text: timeFormat.format(new Date(entry.at * 1000)) }),
+      el("span", { class: "system-text", text }),
+    );
+  }
+
+  function entryNode(entry) {
+    if (entry.kind === "note") return noteNode(entry);
+    if (entry.kind === "message") return messageNode(entry);
+    return systemNode(entry);
+  }
+
   function renderThread() {
     const list = $("thread");
     const nodes = [];
@@ -497,7 +514,7 @@
         nodes.push(el("li", { class: "day", text: dayLabel(date) }));
         lastDay = date;
       }
-      nodes.push(entry.kind === "note" ? noteNode(entry) : messageNode(entry));
+      nodes.push(entryNode(entry));
     }
     list.replaceChildren(...nodes);
     list.scrollTop = list.scrollHeight;
