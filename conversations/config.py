@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from conversations.access import ApiKeySpec, parse_api_key
+from conversations.access import ApiKeySpec, Scope, parse_api_key
 from conversations.keywords import KeywordReplies
 from conversations.models import Channel
 
@@ -187,10 +187,12 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     email: EmailConfig = msgspec.field(default_factory=EmailConfig)
     tracking: TrackingConfig = msgspec.field(default_factory=TrackingConfig)
     prices: PricesConfig = msgspec.field(default_factory=PricesConfig)
-    admin_api_keys: list[str] = msgspec.field(default_factory=list)  # may create console agents
+    # An alias: each is an ``api_keys`` entry with the ``admin`` scope (which manages agents too).
+    admin_api_keys: list[str] = msgspec.field(default_factory=list)
     agents: list[AgentConfig] = msgspec.field(default_factory=list)  # console agents from the file
     console_events_maxlen: int = 100_000  # updates kept for agents that reconnect
     console_socket_queue: int = 256  # frames a slow console socket may have pending before it is closed
+    console_login_ttl_seconds: int = 24 * 3600  # how long a one-time console sign-in link stays valid
 
     def __post_init__(self) -> None:
         if self.shards < 1 or self.shards > 4096:
@@ -202,10 +204,18 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 parse_api_key(entry)
             except ValueError as exc:
                 raise ValueError(f"{exc} - at `$.api_keys[{index}]`") from None
+        if not all(self.admin_api_keys):
+            raise ValueError("an admin API key must not be empty - at `$.admin_api_keys`")
         if self.rate_limit_per_second < 0 or self.rate_limit_burst < 1:
             raise ValueError("rate_limit_per_second must be >= 0 and rate_limit_burst >= 1")
         if self.public_url.endswith("/"):
             self.public_url = self.public_url.rstrip("/")
+
+    @property
+    def all_api_keys(self) -> list[str | ApiKeySpec]:
+        """``api_keys`` plus the ``admin_api_keys`` alias, each of those with the ``admin`` scope."""
+        aliases = [ApiKeySpec(key=key, scopes=[Scope.ADMIN], name="admin") for key in self.admin_api_keys]
+        return [*self.api_keys, *aliases]
 
     @property
     def uses_simulator(self) -> bool:

@@ -104,6 +104,10 @@ class Keys:
         """Hash: SHA-256 (hex) of an agent token -> agent name."""
         return f"{self.prefix}:agents:tokens"
 
+    def console_login(self, digest: str) -> str:
+        """String with a TTL: a one-time sign-in token's SHA-256 (hex) -> agent name."""
+        return f"{self.prefix}:agents:login:{digest}"
+
     def conversation(self, customer_id: str) -> str:
         """Hash: the console state of a customer's conversation (status, assignee, unread…)."""
         return f"{self.prefix}:conv:{customer_id}"

@@ -11,8 +11,8 @@ from conversations.access import first_plain_key
 from conversations.config import Config
 
 
-def banner(config: Config, host: str, port: int) -> str:
-    """The ready banner: the gateway's URL and ready-to-paste curls."""
+def banner(config: Config, host: str, port: int, sign_in: str = "") -> str:
+    """The ready banner: the gateway's URL, the console sign-in link and ready-to-paste curls."""
     url = f"http://{host}:{port}"
     lines = [f"Threadline gateway ready on {url}  (Redis {config.redis_url}, {config.shards} shards)"]
     key = first_plain_key(config.api_keys) or "<api key>"
@@ -50,4 +50,6 @@ def banner(config: Config, host: str, port: int) -> str:
         f"  curl -s -H 'Authorization: Bearer {key}' {url}/v1/messages "
         f'-d \'{{"to": {{"phone": "{phone}"}}, "channel": "sms", "body": "Thanks!"}}\'',
     ]
+    if sign_in:
+        lines += ["Open the agent console, signed in as the dev agent (the link works once):", f"  {sign_in}"]
     return "\n".join(lines)

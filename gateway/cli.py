@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=8081)
     sim.add_argument("--config", help="TOML file (for the Twilio credentials and public URL)")
     sim.add_argument("--sink", action="store_true", help="benchmark mode: accept sends, post no callbacks")
+    agents = commands.add_parser("agents", help="create and list console agents")
+    agents.add_argument("--config", help="TOML file; THREADLINE_* environment variables override it")
+    actions = agents.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create an agent and print its token (shown once)")
+    create.add_argument("name", help="lower case: letters, digits, '.', '_' and '-'")
+    actions.add_parser("list", help="print every agent's name")
     return parser
 
 
@@ -79,10 +85,27 @@ def simulator(args: argparse.Namespace) -> None:
     run(args, config)
 
 
+def agents(args: argparse.Namespace) -> None:
+    import msgspec
+
+    from gateway.agent_admin import run
+    from gateway.embedded import running_redis_url
+
+    config = _load(args.config)
+    redis_url = running_redis_url(config)
+    if redis_url is None:
+        print(
+            "threadline: no Redis found: set THREADLINE_REDIS_URL, or run this while `threadline serve` runs",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
+    raise SystemExit(run(args, msgspec.structs.replace(config, redis_url=redis_url)))
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
-    {"serve": serve, "simulator": simulator}[args.command](args)
+    {"serve": serve, "simulator": simulator, "agents": agents}[args.command](args)
 
 
 if __name__ == "__main__":

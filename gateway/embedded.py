@@ -96,6 +96,26 @@ def _dev_api_key(data_dir: Path) -> str:
     return _persisted_secret(data_dir / "dev-api-key", "tl_dev_")
 
 
+def _child_url_file(data_dir: Path) -> Path:
+    return data_dir / "redis" / "url"
+
+
+def running_redis_url(config: Config) -> str | None:
+    """The Redis ``serve`` uses, without starting one: configured, listening on 6379, or its child."""
+    if config.redis_url:
+        return config.redis_url
+    if port_open(*DEFAULT_REDIS):
+        return "redis://127.0.0.1:6379/0"
+    url_file = _child_url_file(Path(config.data_dir))
+    if url_file.exists():
+        url = url_file.read_text().strip()
+        host_port = url.removeprefix("redis://").split("/")[0]
+        host, _, child_port = host_port.rpartition(":")
+        if child_port.isdigit() and port_open(host, int(child_port)):
+            return url
+    return None
+
+
 def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Popen | None]:
     """Fill what a local, account-free run needs; returns the config and a Redis child, if any."""
     data_dir = Path(config.data_dir)
@@ -108,6 +128,8 @@ def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Pope
             redis_port = 6390 if not port_open("127.0.0.1", 6390) else free_port()
             redis_child = start_redis_server(data_dir / "redis", redis_port)
             changes["redis_url"] = f"redis://127.0.0.1:{redis_port}/0"
+            # So ``threadline agents`` finds this Redis while ``serve`` runs.
+            _child_url_file(data_dir).write_text(changes["redis_url"] + "\n")
     if not config.public_url:
         changes["public_url"] = f"http://127.0.0.1:{port}"
     if not config.api_keys:

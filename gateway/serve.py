@@ -19,6 +19,7 @@ from actors.supervisor import connect_ray, start_shard_actors, wait_until_ready
 from channels.simulator.app import SimulatorSettings, create_simulator_app
 from channels.simulator.whatsapp import WhatsAppSimulatorSettings
 from conversations.config import Config
+from gateway.agent_admin import sign_in_link
 from gateway.app import create_app
 from gateway.banner import banner
 from gateway.embedded import resolve_embedded
@@ -53,7 +54,7 @@ def simulator_settings(config: Config, sink: bool = False) -> SimulatorSettings:
     )
 
 
-async def _serve(args: argparse.Namespace, config: Config, actors: list) -> None:
+async def _serve(args: argparse.Namespace, config: Config, actors: list, dev: bool) -> None:
     await wait_until_ready(actors)
     runners: list[web.AppRunner] = []
     access_log = logging.getLogger("aiohttp.access") if args.access_log else None
@@ -80,7 +81,9 @@ async def _serve(args: argparse.Namespace, config: Config, actors: list) -> None
             args.port,
             args.access_log,
         )
-    print(banner(config, args.host, args.port), flush=True)
+    # The embedded default signs its user in: a dev agent and a one-time link (never logged).
+    link = await sign_in_link(config, f"http://{args.host}:{args.port}") if dev else ""
+    print(banner(config, args.host, args.port, sign_in=link), flush=True)
     if workers:
         print(f"{args.workers} gateway processes share port {args.port}", flush=True)
 
@@ -101,12 +104,13 @@ async def _serve(args: argparse.Namespace, config: Config, actors: list) -> None
 
 def serve(args: argparse.Namespace, config: Config) -> None:
     """Resolve the embedded defaults, start Ray and the shard actors, serve until a signal."""
+    dev = not config.api_keys  # the embedded default: a dev key in the data dir, a dev agent
     config, redis_child = resolve_embedded(config, args.port)
     try:
         connect_ray(config)
         actors = start_shard_actors(config, status_callbacks(config.public_url))
         _use_uvloop()
-        asyncio.run(_serve(args, config, actors))
+        asyncio.run(_serve(args, config, actors, dev))
     finally:
         if redis_child is not None:
             redis_child.terminate()

@@ -618,7 +618,34 @@
     $("token").focus();
   }
 
-  function init() {
+  // A sign-in link (`threadline serve` prints one) carries a one-time login token in the URL
+  // fragment, which browsers never send to the server. It is taken out of the address bar at
+  // once and exchanged, a single time, for an agent token of this tab's own.
+  async function signInFromLink() {
+    const match = /^#login=([A-Za-z0-9_-]+)$/.exec(location.hash);
+    if (!match) return false;
+    history.replaceState(null, "", location.pathname + location.search);
+    try {
+      const response = await fetch("/v1/console/login", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ login_token: match[1] }),
+      });
+      const body = await response.json();
+      if (!response.ok) {
+        signOut(`${body.error.message}. Ask for a new link (restart \`threadline serve\`) or paste an agent token.`);
+        return true;
+      }
+      state.token = body.token;
+      sessionStorage.setItem(TOKEN_KEY, state.token);
+      showApp();
+    } catch (err) {
+      signOut("Could not sign in with this link; is the gateway running?");
+    }
+    return true;
+  }
+
+  async function init() {
     $("login-form").addEventListener("submit", (event) => {
       event.preventDefault();
       state.token = $("token").value.trim();
@@ -650,6 +677,7 @@
     $("composer-text").addEventListener("input", onComposerInput);
     setMode("reply");
     setInterval(scheduleRender, 60000); // relative times ("Today"/dates) stay right
+    if (await signInFromLink()) return;
     if (state.token) showApp();
     else signOut("");
   }
