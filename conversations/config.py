@@ -149,7 +149,8 @@ class PricesConfig(msgspec.Struct, forbid_unknown_fields=True):
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Everything a gateway or shard actor needs to know at start."""
 
-    redis_url: str = ""  # empty: embedded (127.0.0.1:6379 if it answers, else a child redis-server)
+    redis_url: str = ""  # empty: embedded (redis_probe if it answers, else a child redis-server)
+    redis_probe: str = "127.0.0.1:6379"  # host:port where the embedded default looks for a running Redis
     ray_address: str = ""  # empty: a local Ray started in-process
     public_url: str = ""  # the URL providers call us on; empty: http://127.0.0.1:{port}
     # "key" (every scope), "key:send+read", or a table {key|sha256, scopes, name, rate_per_second, burst}
@@ -157,7 +158,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     rate_limit_per_second: float = 1000.0  # per API key; 0 turns rate limiting off
     rate_limit_burst: int = 2000
     shards: int = 16
-    key_prefix: str = "tl"
+    # Every Redis key starts with it. Empty: "tl", except in the embedded default (no redis_url),
+    # which keeps a prefix of its own per data dir, so two checkouts never share customers.
+    key_prefix: str = ""
     dedupe_ttl_seconds: int = 7 * 24 * 3600
     idempotency_ttl_seconds: int = 24 * 3600  # how long an Idempotency-Key's response is kept
     idempotency_lease_seconds: float = 30.0  # after this a crashed request's key can be retried
@@ -204,6 +207,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 parse_api_key(entry)
             except ValueError as exc:
                 raise ValueError(f"{exc} - at `$.api_keys[{index}]`") from None
+        host, _, port = self.redis_probe.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError("redis_probe must be host:port - at `$.redis_probe`")
         if not all(self.admin_api_keys):
             raise ValueError("an admin API key must not be empty - at `$.admin_api_keys`")
         if self.rate_limit_per_second < 0 or self.rate_limit_burst < 1:

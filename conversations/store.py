@@ -20,6 +20,11 @@ class Keys:
 
     prefix: str = "tl"
 
+    def __post_init__(self) -> None:
+        if not self.prefix:
+            # Config.key_prefix is empty until resolved (gateway.embedded): never write under "".
+            raise ValueError("empty Redis key prefix: resolve the configuration first")
+
     def ingest(self, shard: int) -> str:
         return f"{self.prefix}:{{s{shard}}}:in"
 

@@ -14,7 +14,10 @@ from conversations.config import Config
 def banner(config: Config, host: str, port: int, sign_in: str = "") -> str:
     """The ready banner: the gateway's URL, the console sign-in link and ready-to-paste curls."""
     url = f"http://{host}:{port}"
-    lines = [f"Threadline gateway ready on {url}  (Redis {config.redis_url}, {config.shards} shards)"]
+    lines = [
+        f"Threadline gateway ready on {url}",
+        f"  Redis {config.redis_url}, keys under {config.key_prefix}:*, {config.shards} shards",
+    ]
     key = first_plain_key(config.api_keys) or "<api key>"
     phone = "+15550100000"
     if config.uses_simulator:

@@ -73,9 +73,14 @@ def serve(args: argparse.Namespace) -> None:
         prepare_environment(os.environ)
         # The one Ray line a user of the embedded default cannot act on; see actors.local_ray.
         sys.stdout = DroppingLines(sys.stdout)
+    from gateway.embedded import EmbeddedRedisError
     from gateway.serve import serve as run
 
-    run(args, config)
+    try:
+        run(args, config)
+    except EmbeddedRedisError as exc:
+        print(f"threadline: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def simulator(args: argparse.Namespace) -> None:
