@@ -67,8 +67,15 @@ def _check_journeys(config: Config) -> None:
 
 
 def serve(args: argparse.Namespace) -> None:
+    from gateway.ports import check_ports, planned_listeners
+
     config = _load(args.config)
     _check_journeys(config)
+    problems = check_ports(planned_listeners(config, args.host, args.port))
+    if problems:
+        for problem in problems:
+            print(f"threadline: {problem}", file=sys.stderr)
+        raise SystemExit(1)
     if not config.ray_address:
         prepare_environment(os.environ)
         # The one Ray line a user of the embedded default cannot act on; see actors.local_ray.
