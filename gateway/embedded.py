@@ -142,6 +142,11 @@ def _persisted_secret(path: Path, prefix: str) -> str:
     return value
 
 
+def dev_api_key_file(config: Config) -> Path:
+    """Where the embedded default keeps its development API key."""
+    return Path(config.data_dir).resolve() / "dev-api-key"
+
+
 def _dev_api_key(data_dir: Path) -> str:
     """A development API key kept in the data dir, so it survives restarts."""
     return _persisted_secret(data_dir / "dev-api-key", "tl_dev_")

@@ -22,7 +22,7 @@ from conversations.config import Config
 from gateway.agent_admin import sign_in_link
 from gateway.app import create_app
 from gateway.banner import banner
-from gateway.embedded import resolve_embedded
+from gateway.embedded import dev_api_key_file, resolve_embedded
 from gateway.routes.webhooks import status_callbacks
 
 log = logging.getLogger("threadline")
@@ -83,7 +83,8 @@ async def _serve(args: argparse.Namespace, config: Config, actors: list, dev: bo
         )
     # The embedded default signs its user in: a dev agent and a one-time link (never logged).
     link = await sign_in_link(config, f"http://{args.host}:{args.port}") if dev else ""
-    print(banner(config, args.host, args.port, sign_in=link), flush=True)
+    key_file = dev_api_key_file(config) if dev else None
+    print(banner(config, args.host, args.port, sign_in=link, dev_key_file=key_file), flush=True)
     if workers:
         print(f"{args.workers} gateway processes share port {args.port}", flush=True)
 
