@@ -14,33 +14,64 @@ import sys
 from actors.local_ray import DroppingLines, prepare_environment
 from conversations.config import Config, ConfigError, load_config
 from conversations.routing.policy import PolicyError, load_policy
+from gateway import cli_help
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="threadline", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the gateway with its shard actors")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--config", help="TOML file; THREADLINE_* environment variables override it")
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="threadline", description=cli_help.MAIN, epilog=cli_help.SETTINGS, formatter_class=raw
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway with its shard actors (and, by default, Redis and the simulator)",
+        description=cli_help.SERVE,
+        epilog=f"{cli_help.SETTINGS}\n\n{cli_help.SERVE_EXAMPLES}",
+        formatter_class=raw,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument(
+        "--port", type=int, default=8080, help="port to listen on (default: %(default)s; make run: PORT=)"
+    )
+    serve.add_argument(
+        "--config", metavar="FILE", help="TOML file; THREADLINE_* environment variables override it"
+    )
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.add_argument(
         "--workers",
         type=int,
         default=1,
-        help="gateway processes sharing the port (SO_REUSEPORT); e.g. one per core",
+        help="gateway processes sharing the port (SO_REUSEPORT), e.g. one per core (default: %(default)s)",
     )
-    sim = commands.add_parser("simulator", help="run the provider simulator on its own")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8081)
-    sim.add_argument("--config", help="TOML file (for the Twilio credentials and public URL)")
+
+    agents = commands.add_parser(
+        "agents",
+        help="create and list console agents",
+        description=cli_help.AGENTS,
+        epilog=cli_help.AGENTS_EXAMPLES,
+        formatter_class=raw,
+    )
+    agents.add_argument(
+        "--config", metavar="FILE", help="TOML file; THREADLINE_* environment variables override it"
+    )
+    actions = agents.add_subparsers(dest="action", required=True, metavar="action")
+    create = actions.add_parser(
+        "create",
+        help="create an agent and print its token (shown once)",
+        description="Create a console agent and print its token, the one time it is shown.",
+    )
+    create.add_argument("name", help="lower case: letters, digits, '.', '_' and '-' (e.g. maya)")
+    actions.add_parser("list", help="print every agent's name", description="Print every agent's name.")
+
+    sim = commands.add_parser(
+        "simulator", help="run the provider simulator on its own", description=cli_help.SIMULATOR
+    )
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    sim.add_argument("--port", type=int, default=8081, help="port to listen on (default: %(default)s)")
+    sim.add_argument("--config", metavar="FILE", help="TOML file (for the Twilio credentials and public URL)")
     sim.add_argument("--sink", action="store_true", help="benchmark mode: accept sends, post no callbacks")
-    agents = commands.add_parser("agents", help="create and list console agents")
-    agents.add_argument("--config", help="TOML file; THREADLINE_* environment variables override it")
-    actions = agents.add_subparsers(dest="action", required=True)
-    create = actions.add_parser("create", help="create an agent and print its token (shown once)")
-    create.add_argument("name", help="lower case: letters, digits, '.', '_' and '-'")
-    actions.add_parser("list", help="print every agent's name")
     return parser
 
 
