@@ -132,9 +132,10 @@ def agents(args: argparse.Namespace) -> None:
     import msgspec
 
     from gateway.agent_admin import run
-    from gateway.embedded import running_redis_url
+    from gateway.embedded import key_prefix, running_redis_url
 
     config = _load(args.config)
+    prefix = key_prefix(config)  # before redis_url is filled in: the embedded default's own
     redis_url = running_redis_url(config)
     if redis_url is None:
         print(
@@ -142,7 +143,7 @@ def agents(args: argparse.Namespace) -> None:
             file=sys.stderr,
         )
         raise SystemExit(1)
-    raise SystemExit(run(args, msgspec.structs.replace(config, redis_url=redis_url)))
+    raise SystemExit(run(args, msgspec.structs.replace(config, redis_url=redis_url, key_prefix=prefix)))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,6 +27,8 @@ from gateway.routes.webhooks import status_callbacks
 
 log = logging.getLogger("threadline")
 
+ACTOR_STOP_SECONDS = 10.0  # sends in flight get this long to finish when serve is stopped
+
 
 def _use_uvloop() -> None:
     with contextlib.suppress(ImportError):
@@ -100,7 +102,12 @@ async def _serve(args: argparse.Namespace, config: Config, actors: list, dev: bo
         await asyncio.to_thread(stop_workers, workers)
     for runner_ in runners:  # gateway first: it stops accepting, then flushes its batches
         await runner_.cleanup()
-    await asyncio.gather(*(actor.shutdown.remote() for actor in actors), return_exceptions=True)
+    stopping = asyncio.gather(*(actor.shutdown.remote() for actor in actors), return_exceptions=True)
+    try:
+        await asyncio.wait_for(stopping, ACTOR_STOP_SECONDS)
+    except TimeoutError:
+        # The batches are flushed by now; a local Ray ends its actors with this process anyway.
+        log.warning("shard actors did not stop within %ss; leaving them to Ray", ACTOR_STOP_SECONDS)
 
 
 def serve(args: argparse.Namespace, config: Config) -> None:
