@@ -7,24 +7,8 @@ import json
 import subprocess
 
 from gateway.banner import SAMPLE_PHONE, banner
+from tests.support.banner import bash, commands_under
 from tests.support.stack import Stack, eventually, make_config
-
-
-def _commands(text: str, heading: str, count: int = 1) -> list[str]:
-    """The ``count`` indented command lines under the line that starts with ``heading``."""
-    lines = text.splitlines()
-    start = next(index for index, line in enumerate(lines) if line.startswith(heading))
-    commands = [line.strip() for line in lines[start + 1 : start + 1 + count]]
-    assert all(lines[start + 1 + n].startswith("  ") for n in range(count)), commands
-    return commands
-
-
-def _bash(script: str) -> str:
-    done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=30
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def test_every_banner_line_is_shell_safe() -> None:
@@ -39,15 +23,15 @@ def test_every_banner_line_is_shell_safe() -> None:
 async def test_pasting_the_banner_finds_the_simulated_customer_and_their_thread(stack: Stack) -> None:
     port = int(stack.gateway_url.rsplit(":", 1)[1])
     text = banner(stack.config, "127.0.0.1", port)
-    [text_in] = _commands(text, "Let a simulated customer text you")
-    sent = json.loads(await asyncio.to_thread(_bash, text_in))
+    [text_in] = commands_under(text, "Let a simulated customer text you")
+    sent = json.loads(await asyncio.to_thread(bash, text_in))
     assert sent["gateway_status"] == 200, sent
     await eventually(lambda: stack.customer_id(SAMPLE_PHONE))
 
-    find, read = _commands(text, "Find the customer and read their thread", 2)
+    find, read = commands_under(text, "Find the customer and read their thread", 2)
 
     async def thread() -> dict | None:
-        body = json.loads(await asyncio.to_thread(_bash, f"{find}\n{read}"))
+        body = json.loads(await asyncio.to_thread(bash, f"{find}\n{read}"))
         return body if any(e.get("body") == "Hi there" for e in body["entries"]) else None
 
     found = await eventually(thread)

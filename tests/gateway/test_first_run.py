@@ -23,7 +23,7 @@ from playwright.async_api import async_playwright, expect
 
 from gateway.embedded import free_port
 from tests.gateway.console.test_console_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.gateway.test_banner import _bash, _commands
+from tests.support.banner import bash, commands_under
 from tests.support.listeners import listening_addresses, session_pids
 
 READY_WITHIN = 150  # seconds; Ray and 16 shard actors on a busy 2-core machine
@@ -109,21 +109,21 @@ async def test_following_the_banner_reaches_a_signed_in_console_with_the_custome
 ) -> None:
     assert CHROMIUM.exists(), "Debian's chromium is missing: run scripts/ensure-chromium.sh"
     banner = first_run.text()
-    [text_in] = _commands(banner, "Let a simulated customer text you")
-    sent = json.loads(await asyncio.to_thread(_bash, text_in))
+    [text_in] = commands_under(banner, "Let a simulated customer text you")
+    sent = json.loads(await asyncio.to_thread(bash, text_in))
     assert sent["gateway_status"] == 200, sent
 
-    find, read = _commands(banner, "Find the customer and read their thread", 2)
+    find, read = commands_under(banner, "Find the customer and read their thread", 2)
     deadline = time.monotonic() + 15
     while True:
-        output = await asyncio.to_thread(_bash, f'{find} 2>/dev/null || true\n[ -n "${{ID:-}}" ] && {read}')
+        output = await asyncio.to_thread(bash, f'{find} 2>/dev/null || true\n[ -n "${{ID:-}}" ] && {read}')
         if '"Hi there"' in output:
             break
         assert time.monotonic() < deadline, output
         await asyncio.sleep(0.2)
     customer_id = json.loads(output)["customer_id"]
 
-    [link] = _commands(banner, "Open the agent console")
+    [link] = commands_under(banner, "Open the agent console")
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
