@@ -20,6 +20,11 @@ class Keys:
 
     prefix: str = "tl"
 
+    def __post_init__(self) -> None:
+        if not self.prefix:
+            # Config.key_prefix is empty until resolved (gateway.embedded): never write under "".
+            raise ValueError("empty Redis key prefix: resolve the configuration first")
+
     def ingest(self, shard: int) -> str:
         return f"{self.prefix}:{{s{shard}}}:in"
 
@@ -103,6 +108,10 @@ class Keys:
     def agent_tokens(self) -> str:
         """Hash: SHA-256 (hex) of an agent token -> agent name."""
         return f"{self.prefix}:agents:tokens"
+
+    def console_login(self, digest: str) -> str:
+        """String with a TTL: a one-time sign-in token's SHA-256 (hex) -> agent name."""
+        return f"{self.prefix}:agents:login:{digest}"
 
     def conversation(self, customer_id: str) -> str:
         """Hash: the console state of a customer's conversation (status, assignee, unread…)."""

@@ -65,7 +65,7 @@ def create_app(
             keys=keys,
             ingest=ingest,
             reader=ThreadReader(redis, keys),
-            api_keys=ApiKeys(config.api_keys),
+            api_keys=ApiKeys(config.all_api_keys),
             clock=clock,
             idempotency=IdempotencyStore(
                 redis,

@@ -10,6 +10,7 @@ from gateway.routes import (
     events,
     health,
     journeys,
+    landing,
     messages,
     preference_page,
     tracking,
@@ -28,6 +29,7 @@ ROUTE_TABLES: tuple[Endpoints, ...] = (
     events.routes,
     journeys.routes,
     docs.routes,
+    landing.routes,
 )
 
 

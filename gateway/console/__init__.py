@@ -13,7 +13,6 @@ from channels.registry import enabled_channels
 from conversations.agents import AgentDirectory
 from conversations.config import Config
 from conversations.console import ConsoleStore
-from gateway.auth import ApiKeys
 from gateway.console.commands import ConsoleCommands
 from gateway.console.hub import ConsoleHub
 from gateway.services import SERVICES
@@ -30,7 +29,6 @@ class Console:
     commands: ConsoleCommands
     agents: AgentDirectory
     hub: ConsoleHub
-    admin_keys: ApiKeys
     socket_queue: int
     templates: jinja2.Environment
 
@@ -61,9 +59,7 @@ def setup_console(app: web.Application, config: Config) -> None:
             loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
             autoescape=jinja2.select_autoescape(["html", "j2"]),
         )
-        app[CONSOLE] = Console(
-            commands, agents, hub, ApiKeys(config.admin_api_keys), config.console_socket_queue, templates
-        )
+        app[CONSOLE] = Console(commands, agents, hub, config.console_socket_queue, templates)
         await hub.start()
         yield
         await hub.stop()

@@ -1,4 +1,4 @@
-"""The agent console: the page, its WebSocket (``/v1/console/ws``) and agent creation."""
+"""The agent console: the page, its WebSocket (``/v1/console/ws``), sign-in links and agent creation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from redis.exceptions import RedisError
 
 from conversations.access import Scope
 from conversations.agents import AGENT_NAME, AgentExists
-from gateway.auth import ApiKeys
 from gateway.console import CONSOLE, Console
 from gateway.console.frames import MAX_NOTE_CHARS, Auth, Welcome, decode_client_frame
 from gateway.console.session import CLOSE_POLICY, ConsoleSocket
@@ -41,8 +40,15 @@ class CreatedAgent(msgspec.Struct):
     token: str  # shown once: only its SHA-256 is stored
 
 
-def _admin_keys(request: web.Request) -> ApiKeys:
-    return request.app[CONSOLE].admin_keys
+class ConsoleLogin(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/console/login``: the one-time token of a sign-in link."""
+
+    login_token: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class SignedIn(msgspec.Struct):
+    agent: str
+    token: str  # an agent token of this browser's own
 
 
 @routes.api(
@@ -55,10 +61,9 @@ def _admin_keys(request: web.Request) -> ApiKeys:
     (201, "The agent and its token", CreatedAgent),
     (409, 422),
     body=NewAgent,
-    keys=_admin_keys,
 )
 async def create_agent(request: web.Request) -> web.Response:
-    """Create a console agent (admin API key required); answers with its token, once."""
+    """Create a console agent (an API key with the ``admin`` scope); answers with its token, once."""
     console = request.app[CONSOLE]
     command = decode_json_body(await request.read(), NewAgent)
     try:
@@ -66,6 +71,28 @@ async def create_agent(request: web.Request) -> web.Response:
     except AgentExists:
         raise ApiError(409, "agent_exists", f"an agent named {command.name} already exists", "name") from None
     return json_response(CreatedAgent(command.name, token), status=201)
+
+
+@routes.documented(
+    Endpoint(
+        "POST",
+        "/v1/console/login",
+        "consoleLogin",
+        "Exchange the one-time token of a console sign-in link for an agent token (no API key)",
+        "console",
+        {200: ("Signed in", SignedIn, JSON), **errors(400, 403, 413, 422, 429, 503)},
+        body=ConsoleLogin,
+    )
+)
+async def console_login(request: web.Request) -> web.Response:
+    """Redeem a sign-in link's login token (once); the page keeps the agent token it gets back."""
+    command = decode_json_body(await request.read(), ConsoleLogin)
+    signed_in = await request.app[CONSOLE].agents.redeem_login(command.login_token)
+    if signed_in is None:
+        raise ApiError(
+            403, "login_invalid", "this sign-in link was used already or has expired", "login_token"
+        )
+    return json_response(SignedIn(*signed_in))
 
 
 @routes.page("GET", "/console")

@@ -19,6 +19,7 @@ from tests.support.stack import API_KEY, make_config
 
 SENDER, READER, ADMIN, HASHED = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("s", "r", "a", "h"))
 SLOW = f"slow-{uuid.uuid4().hex[:8]}"
+ALIAS = f"alias-{uuid.uuid4().hex[:8]}"  # given as admin_api_keys: a plain alias of "<key>:admin"
 MESSAGE = {"to": {"phone": "+14155550123"}, "body": "hi"}
 
 
@@ -39,6 +40,7 @@ async def client(redis_url: str) -> AsyncIterator[TestClient]:
             ApiKeySpec(sha256=hashlib.sha256(HASHED.encode()).hexdigest(), scopes=[Scope.READ, Scope.SEND]),
             ApiKeySpec(key=SLOW, scopes=[Scope.READ], rate_per_second=0.5, burst=3),
         ],
+        admin_api_keys=[ALIAS],
     )
     async with TestClient(TestServer(create_app(config, shard_actors=[]))) as test_client:
         yield test_client
@@ -65,6 +67,23 @@ async def test_scopes_decide_what_a_key_may_do(client: TestClient) -> None:
     assert await _send(client, API_KEY) == 202  # a bare key keeps every scope
     assert await _send(client, HASHED) == 202  # configured by its SHA-256 only
     assert (await _read(client, "nope"))[0] == 401
+
+
+async def _create_agent(client: TestClient, key: str) -> tuple[int, dict]:
+    name = f"agent-{uuid.uuid4().hex[:8]}"
+    async with client.post("/v1/agents", json={"name": name}, headers=_auth(key)) as response:
+        return response.status, await response.json()
+
+
+async def test_one_rule_an_admin_scoped_key_manages_agents(client: TestClient) -> None:
+    for key in (ADMIN, API_KEY, ALIAS):  # the admin scope, a bare key (every scope), the alias
+        status, body = await _create_agent(client, key)
+        assert status == 201 and body["token"].startswith("tla_"), (key, body)
+    for key in (SENDER, READER, HASHED):
+        status, body = await _create_agent(client, key)
+        assert status == 403 and body["error"]["code"] == "insufficient_scope", (key, body)
+    # The alias is an ordinary API key: it works everywhere an admin key does.
+    assert await _send(client, ALIAS) == 202 and (await _read(client, ALIAS))[0] == 404
 
 
 async def test_rate_limit_is_429_with_retry_after(client: TestClient) -> None:
