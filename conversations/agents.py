@@ -1,8 +1,9 @@
 """Console agents: who may work conversations, known by the SHA-256 of their secret token.
 
 Agents come from the config file (``[[agents]]`` with ``name`` and ``token_sha256``) or are
-created at run time through ``POST /v1/agents``; those live in Redis. A token is shown once,
-when it is made; only its digest is ever stored.
+created at run time through ``POST /v1/agents``; those live in Redis until ``DELETE
+/v1/agents/{name}`` revokes them (and every gateway closes their open sockets). A token is
+shown once, when it is made; only its digest is ever stored.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ class AgentRecord(msgspec.Struct, frozen=True):
 
 class AgentExists(ValueError):
     """An agent with this name already exists."""
+
+
+class AgentConfigured(ValueError):
+    """The agent comes from the config file: only a new config (and restart) removes it."""
 
 
 def token_digest(token: str) -> str:
@@ -95,3 +100,21 @@ class AgentDirectory:
             raise AgentExists(name)
         await self._redis.hset(self._keys.agent_tokens(), record.token_sha256, name)
         return token
+
+    async def revoke(self, name: str) -> bool:
+        """Remove agent ``name`` and its token; False when there is no such stored agent.
+
+        The name is published on the revocation channel so every gateway closes its sockets.
+        """
+        if name in self._configured:
+            raise AgentConfigured(name)
+        blob = await self._redis.hget(self._keys.agents(), name)
+        if blob is None:
+            return False
+        record = msgspec.msgpack.decode(blob, type=AgentRecord)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self._keys.agents(), name)
+            pipe.hdel(self._keys.agent_tokens(), record.token_sha256)
+            pipe.publish(self._keys.console_revoked(), name.encode())
+            await pipe.execute()
+        return True

@@ -20,6 +20,7 @@ from channels.twilio_signature import compute_signature
 from conversations.access import first_plain_key
 from conversations.config import Config, ConfigError, load_config
 from conversations.routing.policy import PolicyError, load_policy
+from gateway.access_log import gateway_runner
 from gateway.app import create_app
 
 log = logging.getLogger("threadline")
@@ -32,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--config", help="TOML file; THREADLINE_* environment variables override it")
-    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument(
+        "--access-log", action="store_true", help="log every request (secrets and tokens in URLs redacted)"
+    )
     serve.add_argument(
         "--workers",
         type=int,
@@ -142,13 +145,12 @@ async def _serve(args: argparse.Namespace, config: Config, actors: list) -> None
 
     await wait_until_ready(actors)
     runners: list[web.AppRunner] = []
-    access_log = logging.getLogger("aiohttp.access") if args.access_log else None
     if config.uses_simulator:
         sim_runner = web.AppRunner(create_simulator_app(simulator_settings(config)), access_log=None)
         await sim_runner.setup()
         await web.TCPSite(sim_runner, "127.0.0.1", config.simulator_port).start()
         runners.append(sim_runner)
-    runner = web.AppRunner(create_app(config, actors), access_log=access_log)
+    runner = gateway_runner(create_app(config, actors), args.access_log)
     await runner.setup()
     await web.TCPSite(runner, args.host, args.port, reuse_port=args.workers > 1).start()
     runners.insert(0, runner)

@@ -49,13 +49,26 @@ class RateLimiter:
         self._burst = burst
         self._take = redis.register_script(_TAKE)
 
-    async def check(self, grant: ApiKeyGrant) -> None:
-        """Take one token for ``grant``'s key; 429 with Retry-After when its bucket is empty."""
+    async def check(
+        self, grant: ApiKeyGrant, cost: int = 1, *, taken: int = 0, field: str | None = None
+    ) -> None:
+        """Take ``cost`` tokens for ``grant``'s key; 429 with Retry-After when its bucket lacks them.
+
+        ``taken``: tokens this request already paid. A request costing more in all than the key's
+        bucket can ever hold is a 422 naming ``field``: retrying cannot help.
+        """
         rate = self._rate if grant.rate_per_second is None else grant.rate_per_second
         burst = self._burst if grant.burst is None else grant.burst
-        if rate <= 0:
+        if rate <= 0 or cost <= 0:
             return
-        allowed, wait = await self._take(keys=[self._keys.rate_limit(grant.key_id)], args=[rate, burst, 1])
+        if cost + taken > burst:
+            raise ApiError(
+                422,
+                "exceeds_rate_limit_burst",
+                f"this request costs {cost + taken} against this API key's burst of {burst}; send fewer items",
+                field,
+            )
+        allowed, wait = await self._take(keys=[self._keys.rate_limit(grant.key_id)], args=[rate, burst, cost])
         if not int(allowed):
             retry_after = max(1, math.ceil(float(wait)))
             raise ApiError(
@@ -70,7 +83,8 @@ class RateLimiter:
 async def rate_limit_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Limit every ``/v1`` request of a known key; unknown keys fall through to the handler's 401."""
+    """Limit every ``/v1`` request of a known key (one token; a batch charges its other items
+    itself); unknown keys fall through to the handler's 401."""
     if request.path.startswith("/v1/"):
         services = request.app[SERVICES]
         token = bearer_token(request)

@@ -16,11 +16,12 @@ from gateway.app import create_app
 from gateway.console import CONSOLE
 from gateway.embedded import free_port
 from tests.support.console import ConsoleClient, create_agent
-from tests.support.stack import Stack, eventually, twilio_inbound_form, unique_phone
+from tests.support.stack import ADMIN_API_KEY, Stack, eventually, twilio_inbound_form, unique_phone
 
 CONFIGURED_AGENT = "configured-agent"
 CONFIGURED_TOKEN = "tla_" + secrets.token_urlsafe(16)
 SOCKET_QUEUE = 4
+ADMIN = {"Authorization": f"Bearer {ADMIN_API_KEY}"}
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +106,31 @@ async def test_a_socket_that_does_not_read_is_closed_instead_of_buffering(
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_revoking_an_agent_closes_its_sockets_on_every_gateway(
+    stack: Stack, second_gateway: tuple[str, web.Application]
+) -> None:
+    url, _ = second_gateway
+    name, token = await create_agent(stack)
+    here = await ConsoleClient.connect(stack.http, stack.gateway_url, token)
+    there = await ConsoleClient.connect(stack.http, url, token)
+    await there.subscribe(["unassigned"])
+    revoke = f"{stack.gateway_url}/v1/agents/{name}"
+    async with stack.http.delete(revoke, headers=stack.auth) as response:
+        assert response.status == 401  # an ordinary API key is not an admin key
+    async with stack.http.delete(revoke, headers=ADMIN) as response:
+        assert response.status == 200 and await response.json() == {"name": name, "revoked": True}
+    for client in (here, there):
+        closed = await client.close_frame()
+        assert (closed.data, closed.extra) == (1008, "agent revoked")
+    async with stack.http.ws_connect(
+        stack.gateway_url.replace("http", "ws", 1) + "/v1/console/ws",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as ws:
+        refused = await ws.receive(timeout=10)
+        assert (refused.type, refused.data) == (WSMsgType.CLOSE, 1008)
+    async with stack.http.delete(revoke, headers=ADMIN) as response:
+        assert response.status == 404
+    async with stack.http.delete(f"{url}/v1/agents/{CONFIGURED_AGENT}", headers=ADMIN) as response:
+        assert response.status == 409 and (await response.json())["error"]["code"] == "agent_configured"
