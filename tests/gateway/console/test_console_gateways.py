@@ -134,3 +134,41 @@ async def test_revoking_an_agent_closes_its_sockets_on_every_gateway(
         assert response.status == 404
     async with stack.http.delete(f"{url}/v1/agents/{CONFIGURED_AGENT}", headers=ADMIN) as response:
         assert response.status == 409 and (await response.json())["error"]["code"] == "agent_configured"
+
+
+async def test_a_resume_longer_than_the_socket_queue_is_paged(
+    stack: Stack, second_gateway: tuple[str, web.Application]
+) -> None:
+    url, _ = second_gateway
+    _, token = await create_agent(stack)
+    client = await ConsoleClient.connect(stack.http, url, token)
+    (snapshot,) = await client.subscribe(["all"])
+    last_seen = snapshot["event_id"]
+    await client.close()
+    # While the agent is away, more customers write in than its socket's queue holds.
+    phones = [unique_phone() for _ in range(SOCKET_QUEUE * 3)]
+    for phone in phones:
+        await stack.post_twilio("/webhooks/twilio/sms", twilio_inbound_form(phone, "while you were away"))
+    await eventually(lambda: _all_seen_by_a_snapshot(stack, token, set(phones)))
+
+    client = await ConsoleClient.connect(stack.http, url, token)
+    replayed, pages = await client.resume(["all"], last_seen)
+    assert pages > 1  # the replay came in pages that each fit the socket's queue
+    assert all(frame["type"] == "conversation.updated" for frame in replayed), replayed[:3]
+    ids = [tuple(map(int, frame["event_id"].split("-"))) for frame in replayed]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids), "replayed out of order or twice"
+    assert set(phones) <= {frame["conversation"]["phone"] for frame in replayed}
+    # The socket survived the replay and live updates follow it.
+    phone = unique_phone()
+    await stack.post_twilio("/webhooks/twilio/sms", twilio_inbound_form(phone, "after resume"))
+    await client.update_for(lambda c: c["phone"] == phone)
+    await client.close()
+
+
+async def _all_seen_by_a_snapshot(stack: Stack, token: str, phones: set[str]) -> bool:
+    client = await ConsoleClient.connect(stack.http, stack.gateway_url, token)
+    try:
+        (snapshot,) = await client.subscribe(["all"])
+        return phones <= {c["phone"] for c in snapshot["conversations"]}
+    finally:
+        await client.close()
