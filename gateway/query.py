@@ -10,7 +10,8 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from conversations.numerals import decimal, stream_id
+from conversations.numerals import decimal
+from conversations.numerals import stream_id as parse_stream_id
 from gateway.errors import ApiError
 
 E = TypeVar("E", bound=enum.Enum)
@@ -53,7 +54,7 @@ class QueryParams:
     def stream_id(self, name: str, what: str) -> str | None:
         """A Redis stream id ``<ms>-<seq>`` (cursors, event ids) that Redis accepts, as given."""
         raw = self.text(name)
-        if raw is not None and stream_id(raw) is None:
+        if raw is not None and parse_stream_id(raw) is None:
             raise _invalid(name, f"{name} must be {what}")
         return raw
 
