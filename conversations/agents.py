@@ -1,7 +1,8 @@
 """Console agents: who may work conversations, known by the SHA-256 of their secret token.
 
 Agents come from the config file (``[[agents]]`` with ``name`` and ``token_sha256``) or are
-created at run time (``POST /v1/agents``, ``threadline agents create``); those live in Redis.
+created at run time (``POST /v1/agents``, ``threadline agents create``); those live in Redis
+until ``DELETE /v1/agents/{name}`` revokes them (and every gateway closes their open sockets).
 A token is shown once, when it is made; only its digest is ever stored.
 
 A sign-in link carries a one-time login token for an agent: redeeming it (once, before it
@@ -38,6 +39,10 @@ class AgentRecord(msgspec.Struct, frozen=True):
 
 class AgentExists(ValueError):
     """An agent with this name already exists."""
+
+
+class AgentConfigured(ValueError):
+    """The agent comes from the config file: only a new config (and restart) removes it."""
 
 
 def token_digest(token: str) -> str:
@@ -116,3 +121,27 @@ class AgentDirectory:
         token = new_token()
         await self._redis.hset(self._keys.agent_tokens(), token_digest(token), name)
         return name.decode(), token
+
+    async def revoke(self, name: str) -> bool:
+        """Remove agent ``name`` and its token; False when there is no such stored agent.
+
+        The name is published on the revocation channel so every gateway closes its sockets.
+        """
+        if name in self._configured:
+            raise AgentConfigured(name)
+        blob = await self._redis.hget(self._keys.agents(), name)
+        if blob is None:
+            return False
+        record = msgspec.msgpack.decode(blob, type=AgentRecord)
+        # Its first token and every token a sign-in link gave a browser of its own.
+        tokens = await self._redis.hgetall(self._keys.agent_tokens())
+        digests = {
+            record.token_sha256,
+            *(d.decode() for d, owner in tokens.items() if owner.decode() == name),
+        }
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self._keys.agents(), name)
+            pipe.hdel(self._keys.agent_tokens(), *digests)
+            pipe.publish(self._keys.console_revoked(), name.encode())
+            await pipe.execute()
+        return True

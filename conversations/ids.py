@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import time
 
+from conversations.numerals import decimal
+
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
@@ -32,6 +34,6 @@ def new_customer_id(home_shard: int) -> str:
 def home_shard_of(customer_id: str) -> int | None:
     """The home shard written into a customer id, or None when the id is not one of ours."""
     parts = customer_id.split("_")
-    if len(parts) != 3 or parts[0] != "cus" or not parts[1].isdigit():
+    if len(parts) != 3 or parts[0] != "cus":
         return None
-    return int(parts[1])
+    return decimal(parts[1])

@@ -137,6 +137,10 @@ class Keys:
         """Pub/sub channel (not a key) for ephemeral "agent is typing" signals."""
         return f"{self.prefix}:console:typing"
 
+    def console_revoked(self) -> str:
+        """Pub/sub channel (not a key): names of revoked agents, whose open sockets close."""
+        return f"{self.prefix}:console:revoked"
+
     def engagement(self, customer_id: str) -> str:
         """Hash ``<channel>:score`` / ``<channel>:at``: decayed engagement per channel."""
         return f"{self.prefix}:engage:{customer_id}"

@@ -26,6 +26,7 @@ from conversations.models import (
     StatusLogged,
     ThreadEvent,
 )
+from conversations.numerals import stream_id
 from conversations.store import INGEST_FIELD, Keys
 from conversations.thread_lines import engagement_line, event_line, routing_line
 
@@ -112,9 +113,8 @@ class ThreadPage(msgspec.Struct):
 
 
 def is_valid_cursor(cursor: str) -> bool:
-    """A cursor is a Redis stream id, ``<ms>-<seq>``."""
-    ms, sep, seq = cursor.partition("-")
-    return bool(sep) and ms.isdigit() and seq.isdigit()
+    """A cursor is a Redis stream id, ``<ms>-<seq>``, that Redis accepts as an exclusive start."""
+    return stream_id(cursor) is not None
 
 
 class ThreadReader:

@@ -22,7 +22,8 @@ from gateway.errors import error_middleware
 from gateway.idempotency import IdempotencyStore
 from gateway.ingest_writer import IngestWriter
 from gateway.openapi import document_bytes
-from gateway.rate_limit import RateLimiter, rate_limit_middleware
+from gateway.rate_limit import RateLimiter
+from gateway.rate_limit_middleware import rate_limit_middleware
 from gateway.routes.docs import OPENAPI_DOCUMENT
 from gateway.routes.webhooks import webhook_routes
 from gateway.services import SERVICES, Services

@@ -40,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--config", metavar="FILE", help="TOML file; THREADLINE_* environment variables override it"
     )
-    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument(
+        "--access-log", action="store_true", help="log every request (secrets and tokens in URLs redacted)"
+    )
     serve.add_argument(
         "--simulator",
         action="store_true",

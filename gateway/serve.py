@@ -19,6 +19,7 @@ from actors.supervisor import connect_ray, start_shard_actors, wait_until_ready
 from channels.simulator.app import SimulatorSettings, create_simulator_app
 from channels.simulator.whatsapp import WhatsAppSimulatorSettings
 from conversations.config import Config
+from gateway.access_log import gateway_runner
 from gateway.agent_admin import sign_in_link
 from gateway.app import create_app
 from gateway.banner import banner
@@ -59,13 +60,12 @@ def simulator_settings(config: Config, sink: bool = False) -> SimulatorSettings:
 async def _serve(args: argparse.Namespace, config: Config, actors: list, dev: bool) -> None:
     await wait_until_ready(actors)
     runners: list[web.AppRunner] = []
-    access_log = logging.getLogger("aiohttp.access") if args.access_log else None
     if config.uses_simulator:
         sim_runner = web.AppRunner(create_simulator_app(simulator_settings(config)), access_log=None)
         await sim_runner.setup()
         await web.TCPSite(sim_runner, "127.0.0.1", config.simulator_port).start()
         runners.append(sim_runner)
-    runner = web.AppRunner(create_app(config, actors), access_log=access_log)
+    runner = gateway_runner(create_app(config, actors), args.access_log)
     await runner.setup()
     await web.TCPSite(runner, args.host, args.port, reuse_port=args.workers > 1).start()
     runners.insert(0, runner)

@@ -6,7 +6,7 @@ import asyncio
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 from aiohttp import web
@@ -19,10 +19,8 @@ from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
 from gateway.idempotency import IdempotencyStore
 from gateway.ingest_writer import IngestWriter
+from gateway.rate_limit import RateLimiter
 from gateway.templating import page_environment
-
-if TYPE_CHECKING:  # rate_limit's middleware reads SERVICES from this module
-    from gateway.rate_limit import RateLimiter
 
 
 @dataclass(slots=True)

@@ -29,7 +29,7 @@ from channels.inbound import (
 from conversations.codec import encode
 from conversations.models import Identifier
 from conversations.sharding import shard_for_customer, shard_for_identifier
-from gateway.errors import ApiError
+from gateway.errors import ApiError, check_json_depth
 from gateway.services import SERVICES, Services
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,15 @@ async def _read(request: web.Request, adapter: InboundAdapter, head: WebhookRequ
     if adapter.body_kind is BodyKind.MULTIPART:
         parts = await _text_parts(request, adapter.form_fields)
         return WebhookRequest(head.method, head.url, head.query, head.headers, parts=parts)
-    return WebhookRequest(head.method, head.url, head.query, head.headers, body=await request.read())
+    body = await request.read()
+    if _looks_like_json(body):
+        # Adapters decode raw bodies with msgspec, which recurses: bound the nesting first.
+        check_json_depth(body)
+    return WebhookRequest(head.method, head.url, head.query, head.headers, body=body)
+
+
+def _looks_like_json(body: bytes) -> bool:
+    return body.lstrip()[:1] in (b"{", b"[")
 
 
 async def _text_parts(request: web.Request, names: frozenset[str]) -> dict[str, bytes]:

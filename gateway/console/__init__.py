@@ -44,7 +44,7 @@ def setup_console(app: web.Application, config: Config) -> None:
         services = app[SERVICES]
         store = ConsoleStore(services.redis, services.keys, config.console_events_maxlen, services.clock)
         agents = AgentDirectory(services.redis, services.keys, config.agents, services.clock)
-        hub = ConsoleHub(services.redis, services.keys, store)
+        hub = ConsoleHub(services.redis, services.keys, store, agents)
         commands = ConsoleCommands(
             store=store,
             agents=agents,

@@ -11,11 +11,11 @@ from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
 from conversations.access import Scope
-from conversations.agents import AGENT_NAME, AgentExists
+from conversations.agents import AGENT_NAME, AgentConfigured, AgentExists
 from gateway.console import CONSOLE, Console
 from gateway.console.frames import MAX_NOTE_CHARS, Auth, Welcome, decode_client_frame
 from gateway.console.session import CLOSE_POLICY, ConsoleSocket
-from gateway.endpoints import JSON, Endpoint, Endpoints, errors
+from gateway.endpoints import JSON, Endpoint, Endpoints, Param, errors
 from gateway.errors import ApiError, decode_json_body
 from gateway.routes.messages import json_response
 
@@ -49,6 +49,11 @@ class ConsoleLogin(msgspec.Struct, forbid_unknown_fields=True):
 class SignedIn(msgspec.Struct):
     agent: str
     token: str  # an agent token of this browser's own
+
+
+class RevokedAgent(msgspec.Struct):
+    name: str
+    revoked: bool
 
 
 @routes.api(
@@ -93,6 +98,33 @@ async def console_login(request: web.Request) -> web.Response:
             403, "login_invalid", "this sign-in link was used already or has expired", "login_token"
         )
     return json_response(SignedIn(*signed_in))
+
+
+@routes.api(
+    "DELETE",
+    "/v1/agents/{name}",
+    "revokeAgent",
+    "Revoke a console agent: its token stops working and its open sockets close",
+    "console",
+    Scope.ADMIN,
+    (200, "The revoked agent", RevokedAgent),
+    (404, 409),
+    params=(Param("name", "path", {"type": "string"}, "The agent's name", True),),
+)
+async def revoke_agent(request: web.Request) -> web.Response:
+    """Revoke an agent created through the API (admin API key required)."""
+    console = request.app[CONSOLE]
+    name = request.match_info["name"]
+    try:
+        revoked = await console.agents.revoke(name)
+    except AgentConfigured:
+        raise ApiError(
+            409, "agent_configured", f"agent {name} is in the config file; remove it there", "name"
+        ) from None
+    if not revoked:
+        raise ApiError(404, "agent_not_found", f"no agent named {name}", "name")
+    console.hub.close_agent(name)  # this gateway's sockets at once; others hear it published
+    return json_response(RevokedAgent(name, revoked=True))
 
 
 @routes.page("GET", "/console")
@@ -145,6 +177,8 @@ async def console_socket(request: web.Request) -> web.WebSocketResponse:
         sock.send(Welcome(agent, sorted(console.commands.channels), agents))
         async for message in ws:
             if message.type is WSMsgType.TEXT:
+                if not await _still_an_agent(console, sock):
+                    break
                 await console.commands.handle_text(sock, message.data)
             elif message.type is WSMsgType.BINARY:
                 sock.error("invalid_frame", "frames are JSON text, not binary")
@@ -154,6 +188,21 @@ async def console_socket(request: web.Request) -> web.WebSocketResponse:
         console.hub.discard(sock)
         await sock.finish()
     return ws
+
+
+async def _still_an_agent(console: Console, sock: ConsoleSocket) -> bool:
+    """Whether the socket's agent still exists; a revoked agent's socket is closed (1008).
+
+    The hub closes such sockets when the revocation is published; this check covers a frame
+    that arrives before that (or a gateway that missed it).
+    """
+    try:
+        if await console.agents.exists(sock.agent):
+            return True
+    except RedisError:
+        return True  # nothing can be carried out without Redis; the command answers the error
+    sock.close(CLOSE_POLICY, "agent revoked")
+    return False
 
 
 async def _authenticate(request: web.Request, ws: web.WebSocketResponse, console: Console) -> str | None:

@@ -16,7 +16,7 @@ from conversations.ids import ulid
 from conversations.models import EventReceived, Forwarded, Identifier
 from conversations.normalize import InvalidIdentifier, identifier
 from conversations.sharding import shard_for_customer, shard_for_identifier
-from gateway.endpoints import ANY_OBJECT, Endpoints
+from gateway.endpoints import ANY_OBJECT, GRANT, Endpoints
 from gateway.errors import ApiError, ErrorBody, decode_json_body, validation_error
 from gateway.routes.customers import resolve_customer_id
 from gateway.routes.messages import json_response
@@ -173,6 +173,8 @@ async def post_events_batch(request: web.Request) -> web.Response:
     """Up to 1,000 events; one result per event, in order, each with its own status."""
     services = request.app[SERVICES]
     batch = decode_json_body(await request.read(), BatchBody)
+    # Each event costs what one POST /v1/events does; the middleware took the first token.
+    await services.rate_limiter.check(request[GRANT], cost=len(batch.events) - 1, taken=1, field="events")
     results: list[BatchItem | None] = [None] * len(batch.events)
 
     def reject(index: int, exc: ApiError) -> None:

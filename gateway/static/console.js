@@ -246,6 +246,12 @@
   }
 
   function onAck(frame) {
+    if (frame.op === "subscribe" && frame.more) {
+      // A paged replay: this page is in; ask for the next one from where it ended.
+      noteEventId(frame.event_id);
+      send({ type: "subscribe", queues: ["all"], resume_from: frame.event_id, ref: nextRef("sub") });
+      return;
+    }
     if (frame.ref && frame.ref === state.sendingRef) {
       setSending(false);
       $("composer-text").value = "";
