@@ -64,6 +64,7 @@ class ShardActor:
         self._config = msgspec.json.decode(config_json, type=Config)
         self._callbacks = msgspec.json.decode(callbacks_json, type=StatusCallbacks)
         self._shard = shard
+        self._slot_map = self._config.slot_map()
         self._keys = Keys(self._config.key_prefix)
         self._redis = Redis.from_url(self._config.redis_url)
         self._session = aiohttp.ClientSession()
@@ -85,7 +86,7 @@ class ShardActor:
             self._redis,
             self._keys,
             shard,
-            self._config.shards,
+            self._slot_map,
             routing=routing,
             keyword_replies=self._config.keyword_replies,
             session_idle_seconds=self._config.session_idle_seconds,
@@ -182,9 +183,7 @@ class ShardActor:
     async def upsert_profile(self, request: bytes) -> bytes:
         """Create or update a customer homed here; see conversations.commands."""
         async with self._lock:
-            return await commands.run_upsert(
-                self._redis, self._keys, self._shard, self._config.shards, request
-            )
+            return await commands.run_upsert(self._redis, self._keys, self._shard, self._slot_map, request)
 
     async def set_preferences(self, request: bytes) -> bytes:
         async with self._lock:
@@ -204,7 +203,7 @@ class ShardActor:
     async def merge(self, request: bytes) -> bytes:
         """Merge ``loser`` into ``winner`` (homed here); see conversations.merge for the two steps."""
         command = commands.decode_merge_request(request)
-        winner_home = shard_for_customer(command.winner, self._config.shards)
+        winner_home = shard_for_customer(command.winner, self._slot_map)
         if winner_home != self._shard:
             return commands.encode_command(commands.MergeReply(wrong_shard=winner_home))
         lock = self._keys.merge_lock(command.winner, command.loser)
@@ -215,7 +214,7 @@ class ShardActor:
                 )
             )
         try:
-            loser_home = shard_for_customer(command.loser, self._config.shards)
+            loser_home = shard_for_customer(command.loser, self._slot_map)
             if loser_home == self._shard:
                 raw = await self.hand_over(command.loser, command.winner)
             else:

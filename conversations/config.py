@@ -13,6 +13,7 @@ import msgspec
 from conversations.access import ApiKeySpec, parse_api_key
 from conversations.keywords import KeywordReplies
 from conversations.models import Channel
+from conversations.slots import DEFAULT_SLOTS, MAX_SLOTS, SlotMap, default_slot_map
 
 ENV_PREFIX = "THREADLINE_"
 SIMULATOR_ACCOUNT_SID = "AC" + "0" * 32
@@ -24,6 +25,11 @@ SIMULATOR_WHATSAPP_APP_SECRET = "simulator-whatsapp-app-secret"
 SIMULATOR_WHATSAPP_VERIFY_TOKEN = "simulator-whatsapp-verify-token"
 SIMULATOR_WHATSAPP_ACCESS_TOKEN = "simulator-whatsapp-access-token"
 SIMULATOR_WHATSAPP_PHONE_NUMBER_ID = "106540352242922"
+
+
+def default_shards() -> int:
+    """One shard per core: more actor processes than cores crowd out the gateway."""
+    return os.cpu_count() or 1
 
 
 class ConfigError(ValueError):
@@ -156,7 +162,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     api_keys: list[str | ApiKeySpec] = msgspec.field(default_factory=list)
     rate_limit_per_second: float = 1000.0  # per API key; 0 turns rate limiting off
     rate_limit_burst: int = 2000
-    shards: int = 16
+    # Shard actors (one Ray actor each): by default one per core of the machine that loads the
+    # config. Every gateway and actor of a deployment must agree: set it on a cluster.
+    shards: int = msgspec.field(default_factory=default_shards)
+    # Customer ids name one of this many slots: fixed for the deployment's life (checked at start).
+    slots: int = DEFAULT_SLOTS
     key_prefix: str = "tl"
     dedupe_ttl_seconds: int = 7 * 24 * 3600
     idempotency_ttl_seconds: int = 24 * 3600  # how long an Idempotency-Key's response is kept
@@ -193,8 +203,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     console_socket_queue: int = 256  # frames a slow console socket may have pending before it is closed
 
     def __post_init__(self) -> None:
-        if self.shards < 1 or self.shards > 4096:
-            raise ValueError("shards must be between 1 and 4096 - at `$.shards`")
+        if self.slots < 1 or self.slots > MAX_SLOTS:
+            raise ValueError(f"slots must be between 1 and {MAX_SLOTS} - at `$.slots`")
+        if self.shards < 1 or self.shards > min(4096, self.slots):
+            raise ValueError(f"shards must be between 1 and {min(4096, self.slots)} (slots) - at `$.shards`")
         if self.batch_max_entries < 1:
             raise ValueError("batch_max_entries must be positive - at `$.batch_max_entries`")
         for index, entry in enumerate(self.api_keys):
@@ -206,6 +218,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError("rate_limit_per_second must be >= 0 and rate_limit_burst >= 1")
         if self.public_url.endswith("/"):
             self.public_url = self.public_url.rstrip("/")
+
+    def slot_map(self) -> SlotMap:
+        """The default map of this config's slots onto its shards (build it once and keep it)."""
+        return default_slot_map(self.slots, self.shards)
 
     @property
     def uses_simulator(self) -> bool:

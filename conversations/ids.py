@@ -24,14 +24,18 @@ def new_message_id() -> str:
     return "msg_" + ulid()
 
 
-def new_customer_id(home_shard: int) -> str:
-    """A customer id that names its home shard, so any gateway can route to it without a lookup."""
-    return f"cus_{home_shard}_{ulid()}"
+def new_customer_id(home_slot: int) -> str:
+    """A customer id that names its home slot, so any gateway can route to it without a lookup.
+
+    The layout is the one ids had when they named a shard (``cus_<n>_<ULID>``): an old id's
+    number reads as its slot (see conversations.slots).
+    """
+    return f"cus_{home_slot}_{ulid()}"
 
 
-def home_shard_of(customer_id: str) -> int | None:
-    """The home shard written into a customer id, or None when the id is not one of ours."""
+def home_slot_of(customer_id: str) -> int | None:
+    """The home slot written into a customer id, or None when the id is not one of ours."""
     parts = customer_id.split("_")
-    if len(parts) != 3 or parts[0] != "cus" or not parts[1].isdigit():
+    if len(parts) != 3 or parts[0] != "cus" or not (parts[1].isascii() and parts[1].isdigit()):
         return None
     return int(parts[1])

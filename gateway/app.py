@@ -49,6 +49,7 @@ def create_app(
     async def resources(app: web.Application) -> AsyncIterator[None]:
         redis = Redis.from_url(config.redis_url, health_check_interval=30)
         keys = Keys(config.key_prefix)
+        slot_map = config.slot_map()
         # Journey files become their journeys' current versions (unchanged files keep theirs).
         await publish_directory(redis, keys, config.journeys_dir, config.message_types, clock())
         ingest = IngestWriter(
@@ -60,6 +61,7 @@ def create_app(
         )
         app[SERVICES] = Services(
             config=config,
+            slot_map=slot_map,
             redis=redis,
             keys=keys,
             ingest=ingest,

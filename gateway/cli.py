@@ -98,7 +98,9 @@ def simulator_settings(config: Config, sink: bool = False) -> SimulatorSettings:
 def banner(config: Config, host: str, port: int) -> str:
     """What ``serve`` prints once ready: where it listens and curls to try it."""
     url = f"http://{host}:{port}"
-    lines = [f"Threadline gateway ready on {url}  (Redis {config.redis_url}, {config.shards} shards)"]
+    lines = [
+        f"Threadline gateway ready on {url}  (Redis {config.redis_url}, {config.shards} shards over {config.slots} slots)"
+    ]
     key = first_plain_key(config.api_keys) or "<api key>"
     phone = "+15550100000"
     if config.uses_simulator:
