@@ -17,7 +17,7 @@ from actors.outbox import OutboxSender
 from actors.streams import ensure_group, new_batch, pending_batches
 from channels.attempt_renderer import AttemptRenderer
 from channels.registry import StatusCallbacks, build_senders
-from conversations import commands, merge
+from conversations import commands, layout, merge
 from conversations.capabilities import CapabilityCache
 from conversations.config import Config
 from conversations.console import ConsoleBatchHook
@@ -119,9 +119,13 @@ class ShardActor:
         stream = self._keys.ingest(self._shard)
         consumer = f"shard-{self._shard}"
         count = self._config.batch_max_entries
+        adopted = False
         while True:
             try:
                 await ensure_group(self._redis, stream)
+                if not adopted:
+                    await self._adopt_retired_shards()
+                    adopted = True
                 async for batch in pending_batches(self._redis, stream, consumer, count):
                     await self._apply(batch)
                 while True:
@@ -133,6 +137,16 @@ class ShardActor:
                 # (any other error does the same through the loop's supervisor).
                 log.warning("shard %s: Redis error, retrying: %s", self._shard, exc)
                 await asyncio.sleep(0.5)
+
+    async def _adopt_retired_shards(self) -> None:
+        """Check the deployment's slot count; take over what shards no longer run left pending."""
+        most = await layout.record_layout(self._redis, self._keys, self._config.slots, self._config.shards)
+        for retired in layout.retired_for(self._shard, self._config.shards, most):
+            moved = await layout.adopt(self._redis, self._keys, retired, self._shard)
+            if moved:
+                log.info(
+                    "shard %s: adopted %d entries and timers of retired shard %s", self._shard, moved, retired
+                )
 
     async def _fire_timers(self) -> None:
         """Poll the shard's timer set; due timers become ingest entries (fired once)."""
