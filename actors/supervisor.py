@@ -16,11 +16,6 @@ from conversations.config import Config
 log = logging.getLogger(__name__)
 
 EMBEDDED_OBJECT_STORE_BYTES = 256 * 1024 * 1024
-# Ray starts its workers at nice 15 (background tasks must not starve its own daemons). Shard
-# actors are the service itself: at nice 15 they get a sliver of any core something else wants,
-# so on a shared machine the more actors, the more CPU the stack gets (4 shards "beat" 2).
-# A Ray cluster sets this when its nodes start: RAY_worker_niceness=0 ray start ….
-EMBEDDED_SYSTEM_CONFIG = {"worker_niceness": 0}
 
 
 def connect_ray(config: Config) -> None:
@@ -35,7 +30,6 @@ def connect_ray(config: Config) -> None:
             include_dashboard=False,
             object_store_memory=EMBEDDED_OBJECT_STORE_BYTES,
             log_to_driver=False,
-            _system_config=EMBEDDED_SYSTEM_CONFIG,
         )
 
 
