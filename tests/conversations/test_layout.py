@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from actors.streams import ensure_group, new_batch
@@ -14,7 +16,8 @@ from conversations.codec import decode_ingest, encode
 from conversations.models import Channel, InboundMessage
 from conversations.normalize import phone_identifier
 from conversations.store import INGEST_FIELD, Keys
-from tests.support.stack import unique_phone
+from gateway.app import create_app
+from tests.support.stack import make_config, unique_phone
 
 
 @pytest.fixture
@@ -91,3 +94,14 @@ async def test_a_retired_shard_s_pending_entries_outbox_and_timers_move_to_its_a
     retired = [keys.ingest(5), keys.outbox(5), keys.timers(5), keys.timer_entries(5), keys.dead_letters(5)]
     assert await redis.exists(*retired) == 0
     assert await layout.adopt(redis, keys, 5, 1) == 0
+
+
+async def test_a_gateway_configured_with_another_slot_count_refuses_to_start(
+    env: tuple[Redis, Keys], redis_url: str
+) -> None:
+    redis, keys = env
+    await layout.check_slots(redis, keys, 1024)  # the deployment's customer ids name 1,024 slots
+    config = msgspec.structs.replace(make_config(redis_url, 1, 2, keys.prefix), slots=512, shards=2)
+    with pytest.raises(layout.LayoutMismatch, match="set slots = 1024"):
+        async with TestClient(TestServer(create_app(config, shard_actors=[]))):
+            pass
