@@ -16,8 +16,14 @@ import msgspec
 from conversations.access import ApiKeySpec, Scope, parse_api_key
 from conversations.keywords import KeywordReplies
 from conversations.models import Channel
+from conversations.slots import DEFAULT_SLOTS, MAX_SLOTS, SlotMap, default_slot_map
 
 ENV_PREFIX = "THREADLINE_"
+
+
+def default_shards() -> int:
+    """One shard per core: more actor processes than cores crowd out the gateway."""
+    return os.cpu_count() or 1
 
 
 class ConfigError(ValueError):
@@ -156,7 +162,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     public_rate_limit_burst: int = 100
     # Proxies whose X-Forwarded-For names the client (CIDRs, e.g. "10.0.0.0/8"); none: the peer.
     trusted_proxies: list[str] = msgspec.field(default_factory=list)
-    shards: int = 16
+    # Shard actors (one Ray actor each): by default one per core of the machine that loads the
+    # config. Every gateway and actor of a deployment must agree: set it on a cluster.
+    shards: int = msgspec.field(default_factory=default_shards)
+    # Customer ids name one of this many slots: fixed for the deployment's life (checked at start).
+    slots: int = DEFAULT_SLOTS
     # Every Redis key starts with it. Empty: "tl", except in the embedded default (no redis_url),
     # which keeps a prefix of its own per data dir, so two checkouts never share customers.
     key_prefix: str = ""
@@ -201,8 +211,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     console_login_ttl_seconds: int = 24 * 3600  # how long a one-time console sign-in link stays valid
 
     def __post_init__(self) -> None:
-        if self.shards < 1 or self.shards > 4096:
-            raise ValueError("shards must be between 1 and 4096 - at `$.shards`")
+        if self.slots < 1 or self.slots > MAX_SLOTS:
+            raise ValueError(f"slots must be between 1 and {MAX_SLOTS} - at `$.slots`")
+        if self.shards < 1 or self.shards > min(4096, self.slots):
+            raise ValueError(f"shards must be between 1 and {min(4096, self.slots)} (slots) - at `$.shards`")
         if self.batch_max_entries < 1:
             raise ValueError("batch_max_entries must be positive - at `$.batch_max_entries`")
         for index, entry in enumerate(self.api_keys):
@@ -228,6 +240,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 ) from None
         if self.public_url.endswith("/"):
             self.public_url = self.public_url.rstrip("/")
+
+    def slot_map(self) -> SlotMap:
+        """The default map of this config's slots onto its shards (build it once and keep it)."""
+        return default_slot_map(self.slots, self.shards)
 
     @property
     def tracking_key(self) -> str:

@@ -1,7 +1,12 @@
 """Every Redis key name Threadline uses, in one place.
 
 Shard-owned keys carry a hash tag (``{s3}``) so that one shard's keys share a Redis
-Cluster slot; the prefix lets several deployments (or test runs) share one Redis.
+Cluster slot; the prefix lets several deployments (or test runs) share one Redis. They are
+the hand-off structures a shard reads in one call (ingest and outbox streams, timers, dedupe,
+dead letters): per shard, not per slot, because a shard reads one stream rather than hundreds.
+A slot moved to another shard needs no key moved: its entries still arriving on the old
+shard are forwarded home, like any entry for a customer homed elsewhere. Per-customer keys
+are named after the customer id, which names the home slot.
 """
 
 from __future__ import annotations
@@ -42,6 +47,14 @@ class Keys:
 
     def dead_letters(self, shard: int) -> str:
         return f"{self.prefix}:{{s{shard}}}:dead"
+
+    def shard_pattern(self) -> str:
+        """A SCAN pattern matching every shard-owned key (finds the shards an old layout ran)."""
+        return f"{self.prefix}:{{s*}}:*"
+
+    def layout(self) -> str:
+        """Hash: the deployment's ``slots`` (fixed) and the most ``shards`` it has run with."""
+        return f"{self.prefix}:layout"
 
     def send_attempt(self, message_id: str) -> str:
         return f"{self.prefix}:sendattempt:{message_id}"

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from conversations.config import Config
 from conversations.journeys.registry import publish_directory
+from conversations.layout import check_slots
 from conversations.store import Keys
 from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
@@ -51,6 +52,8 @@ def create_app(
     async def resources(app: web.Application) -> AsyncIterator[None]:
         redis = Redis.from_url(config.redis_url, health_check_interval=30)
         keys = Keys(config.key_prefix)
+        slot_map = config.slot_map()
+        await check_slots(redis, keys, config.slots)  # ids name slots: the count never changes
         # Journey files become their journeys' current versions (unchanged files keep theirs).
         await publish_directory(redis, keys, config.journeys_dir, config.message_types, clock())
         ingest = IngestWriter(
@@ -62,6 +65,7 @@ def create_app(
         )
         app[SERVICES] = Services(
             config=config,
+            slot_map=slot_map,
             redis=redis,
             keys=keys,
             ingest=ingest,

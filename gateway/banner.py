@@ -49,7 +49,8 @@ def banner(config: Config, host: str, port: int, sign_in: str = "", dev_key_file
     phone = SAMPLE_PHONE
     lines = [
         f"Threadline gateway ready on {url}",
-        f"  Redis {config.redis_url}, keys under {config.key_prefix}:*, {config.shards} shards",
+        f"  Redis {config.redis_url}, keys under {config.key_prefix}:*,"
+        f" {config.shards} shards over {config.slots} slots",
     ]
     if dev_key_file is not None:
         lines.append(f"  The dev API key is kept in {dev_key_file}")

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from channels.templates import TemplateRenderer
 from conversations.config import Config
+from conversations.slots import SlotMap
 from conversations.store import Keys
 from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
@@ -37,6 +38,7 @@ class Services:
     """Everything a handler needs; built once per app by ``gateway.app.create_app``."""
 
     config: Config
+    slot_map: SlotMap  # built once from the config: which shard owns each slot
     redis: Redis
     keys: Keys
     ingest: IngestWriter

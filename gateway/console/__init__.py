@@ -51,7 +51,7 @@ def setup_console(app: web.Application, config: Config) -> None:
             hub=hub,
             reader=services.reader,
             ingest=services.ingest,
-            shards=config.shards,
+            slot_map=services.slot_map,
             channels=enabled_channels(config),
             clock=services.clock,
         )

@@ -30,6 +30,7 @@ from conversations.models import (
     OutboundRequest,
 )
 from conversations.sharding import shard_for_customer
+from conversations.slots import SlotMap
 from conversations.thread import ThreadReader, is_valid_cursor
 from gateway.console.frames import (
     Ack,
@@ -102,7 +103,7 @@ class ConsoleCommands:
     hub: ConsoleHub
     reader: ThreadReader
     ingest: IngestWriter
-    shards: int
+    slot_map: SlotMap
     channels: frozenset[Channel]
     clock: Callable[[], float]
 
@@ -161,7 +162,7 @@ class ConsoleCommands:
         self, sock: ConsoleSocket, op: Operation, customer_id: str, ref: str, target: str = ""
     ) -> None:
         event_id = await self.store.apply(op, customer_id, sock.agent, target)
-        home = shard_for_customer(customer_id, self.shards)
+        home = shard_for_customer(customer_id, self.slot_map)
         if op is Operation.HANDBACK and home is not None:
             # Wake the home shard: journeys paused at a handoff step resume in its next batch.
             await self.ingest.submit(home, encode(handback_entry(customer_id, self.clock(), sock.agent)))
@@ -171,7 +172,7 @@ class ConsoleCommands:
         """Hand the note to the customer's home shard (the thread's one writer); durable on return."""
         now = self.clock()
         note = AgentNote(customer_id, "note_" + ulid(now), agent, body, now)
-        home = shard_for_customer(customer_id, self.shards) or 0
+        home = shard_for_customer(customer_id, self.slot_map) or 0
         await self.ingest.submit(home, encode(note))
         return note.note_id
 
@@ -276,7 +277,7 @@ class ConsoleCommands:
     async def reply(self, sock: ConsoleSocket, frame: Reply) -> None:
         """Send a message through the customer's shard, as ``POST /v1/messages`` does."""
         customer = await self.store.customer_fields(frame.customer_id)
-        shard = shard_for_customer(frame.customer_id, self.shards)
+        shard = shard_for_customer(frame.customer_id, self.slot_map)
         if not customer or shard is None:
             raise CommandError("not_found", f"no customer {frame.customer_id}")
         channel = frame.channel or Channel(customer.get("last_channel") or Channel.SMS)

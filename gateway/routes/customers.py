@@ -166,8 +166,8 @@ async def upsert_customer(request: web.Request) -> web.Response:
             identifiers.append(_normalised(kind, raw, f"identifiers.{kind}"))
     owners = await services.redis.mget([services.keys.identity(i) for i in identifiers])
     owner = next((o.decode() for o in owners if o), None)
-    home = shard_for_customer(owner, services.config.shards) if owner else None
-    shard = home if home is not None else shard_for_identifier(external, services.config.shards)
+    home = shard_for_customer(owner, services.slot_map) if owner else None
+    shard = home if home is not None else shard_for_identifier(external, services.slot_map)
     command = UpsertRequest(identifiers, body.attributes.flat(), services.clock())
     reply = await call_shard(
         services,
@@ -256,7 +256,7 @@ async def set_preferences(
     services: Services, customer_id: str, preferences: dict[str, TypePreference], source: str
 ):
     """Ask the customer's home shard to store new preferences (shared by the API and the page)."""
-    shard = shard_for_customer(customer_id, services.config.shards)
+    shard = shard_for_customer(customer_id, services.slot_map)
     if shard is None:
         raise ApiError(404, "customer_not_found", "no customer with this id")
     command = PreferencesRequest(customer_id, preferences, source, services.clock())
@@ -433,7 +433,7 @@ async def merge_customers(request: web.Request) -> web.Response:
     loser = await _resolve_for_merge(services, body.other)
     if loser == winner:
         raise ApiError(422, "same_customer", "a customer cannot be merged into itself", "other")
-    shard = shard_for_customer(winner, services.config.shards)
+    shard = shard_for_customer(winner, services.slot_map)
     assert shard is not None  # resolve_customer_id only returns ids of existing customers
     command = MergeRequest(winner, loser, services.clock())
     reply = await call_shard(
