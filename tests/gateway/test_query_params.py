@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from conversations.console import parse_event_id
-from conversations.ids import home_shard_of
+from conversations.ids import home_slot_of
 from conversations.numerals import stream_id
 from conversations.thread import is_valid_cursor
 from gateway.query import QueryParams
@@ -113,6 +113,6 @@ def test_stream_ids_are_what_redis_accepts(text: str, pair: tuple[int, int] | No
     assert parse_event_id(text) == pair
 
 
-def test_customer_ids_name_their_shard_in_ascii_digits() -> None:
-    assert home_shard_of("cus_3_X") == 3
-    assert home_shard_of("cus_²_X") is None
+def test_customer_ids_name_their_slot_in_ascii_digits() -> None:
+    assert home_slot_of("cus_3_X") == 3
+    assert home_slot_of("cus_²_X") is None
