@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
 
-.PHONY: run test lint typecheck pytest bench bench-inbound bench-outbound bench-quick chaos clean
+.PHONY: run test lint typecheck pytest bench bench-inbound bench-outbound bench-quick bench-memory chaos clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -45,6 +45,10 @@ bench-inbound: $(BIN)/.bench
 bench-outbound: $(BIN)/.bench
 	@./scripts/ensure-redis-server.sh
 	$(BIN)/python -m bench.outbound
+
+bench-memory: $(BIN)/.bench
+	@./scripts/ensure-redis-server.sh
+	$(BIN)/python -m bench.memory
 
 bench-quick: $(BIN)/.bench
 	@./scripts/ensure-redis-server.sh

@@ -17,7 +17,7 @@ from actors.outbox import OutboxSender
 from actors.streams import ensure_group, new_batch, pending_batches
 from channels.attempt_renderer import AttemptRenderer
 from channels.registry import StatusCallbacks, build_senders
-from conversations import commands, merge
+from conversations import commands, layout, merge
 from conversations.capabilities import CapabilityCache
 from conversations.config import Config
 from conversations.console import ConsoleBatchHook
@@ -64,6 +64,7 @@ class ShardActor:
         self._config = msgspec.json.decode(config_json, type=Config)
         self._callbacks = msgspec.json.decode(callbacks_json, type=StatusCallbacks)
         self._shard = shard
+        self._slot_map = self._config.slot_map()
         self._keys = Keys(self._config.key_prefix)
         self._redis = Redis.from_url(self._config.redis_url)
         self._session = aiohttp.ClientSession()
@@ -85,7 +86,7 @@ class ShardActor:
             self._redis,
             self._keys,
             shard,
-            self._config.shards,
+            self._slot_map,
             routing=routing,
             keyword_replies=self._config.keyword_replies,
             session_idle_seconds=self._config.session_idle_seconds,
@@ -118,9 +119,13 @@ class ShardActor:
         stream = self._keys.ingest(self._shard)
         consumer = f"shard-{self._shard}"
         count = self._config.batch_max_entries
+        adopted = False
         while True:
             try:
                 await ensure_group(self._redis, stream)
+                if not adopted:
+                    await self._adopt_retired_shards()
+                    adopted = True
                 async for batch in pending_batches(self._redis, stream, consumer, count):
                     await self._apply(batch)
                 while True:
@@ -132,6 +137,16 @@ class ShardActor:
                 # (any other error does the same through the loop's supervisor).
                 log.warning("shard %s: Redis error, retrying: %s", self._shard, exc)
                 await asyncio.sleep(0.5)
+
+    async def _adopt_retired_shards(self) -> None:
+        """Check the deployment's slot count; take over what shards no longer run left pending."""
+        most = await layout.record_layout(self._redis, self._keys, self._config.slots, self._config.shards)
+        for retired in layout.retired_for(self._shard, self._config.shards, most):
+            moved = await layout.adopt(self._redis, self._keys, retired, self._shard)
+            if moved:
+                log.info(
+                    "shard %s: adopted %d entries and timers of retired shard %s", self._shard, moved, retired
+                )
 
     async def _fire_timers(self) -> None:
         """Poll the shard's timer set; due timers become ingest entries (fired once)."""
@@ -182,9 +197,7 @@ class ShardActor:
     async def upsert_profile(self, request: bytes) -> bytes:
         """Create or update a customer homed here; see conversations.commands."""
         async with self._lock:
-            return await commands.run_upsert(
-                self._redis, self._keys, self._shard, self._config.shards, request
-            )
+            return await commands.run_upsert(self._redis, self._keys, self._shard, self._slot_map, request)
 
     async def set_preferences(self, request: bytes) -> bytes:
         async with self._lock:
@@ -194,7 +207,7 @@ class ShardActor:
         """Merge step 1 for a customer homed here: redirect it and its identifiers to ``winner``."""
         async with self._lock:
             try:
-                await merge.hand_over(self._redis, self._keys, loser, winner)
+                await merge.hand_over(self._redis, self._keys, loser, winner, self._shard)
             except merge.MergeRefused as exc:
                 return commands.encode_command(
                     commands.MergeReply(refused_code=exc.code, refused_message=str(exc))
@@ -204,7 +217,7 @@ class ShardActor:
     async def merge(self, request: bytes) -> bytes:
         """Merge ``loser`` into ``winner`` (homed here); see conversations.merge for the two steps."""
         command = commands.decode_merge_request(request)
-        winner_home = shard_for_customer(command.winner, self._config.shards)
+        winner_home = shard_for_customer(command.winner, self._slot_map)
         if winner_home != self._shard:
             return commands.encode_command(commands.MergeReply(wrong_shard=winner_home))
         lock = self._keys.merge_lock(command.winner, command.loser)
@@ -215,7 +228,7 @@ class ShardActor:
                 )
             )
         try:
-            loser_home = shard_for_customer(command.loser, self._config.shards)
+            loser_home = shard_for_customer(command.loser, self._slot_map)
             if loser_home == self._shard:
                 raw = await self.hand_over(command.loser, command.winner)
             else:
@@ -229,7 +242,7 @@ class ShardActor:
             async with self._lock:
                 try:
                     result = await merge.merge_into(
-                        self._redis, self._keys, command.winner, command.loser, command.now
+                        self._redis, self._keys, command.winner, command.loser, command.now, self._shard
                     )
                 except merge.MergeRefused as exc:
                     return commands.encode_command(

@@ -23,13 +23,20 @@ def connect_ray(config: Config) -> None:
     if ray.is_initialized():
         return
     if config.ray_address:
-        ray.init(address=config.ray_address, namespace=config.ray_namespace, log_to_driver=False)
+        ray.init(
+            address=config.ray_address,
+            namespace=config.ray_namespace,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
     else:
+        # On loopback and quiet when the caller ran actors.local_ray.prepare_environment first.
         ray.init(
             namespace=config.ray_namespace,
             include_dashboard=False,
             object_store_memory=EMBEDDED_OBJECT_STORE_BYTES,
             log_to_driver=False,
+            logging_level=logging.WARNING,
         )
 
 

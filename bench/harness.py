@@ -184,6 +184,8 @@ class Run:
             "THREADLINE_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "THREADLINE_DATA_DIR": str(self.log_dir / "data"),
             "THREADLINE_SIMULATOR_PORT": str(free_port()),
+            # The simulator's SMTP sink too: a fixed port collides with any other stack on the machine.
+            "THREADLINE_SIMULATOR_SMTP_PORT": str(free_port()),
         }
         if shards:
             env["THREADLINE_SHARDS"] = str(shards)

@@ -31,9 +31,11 @@ from conversations.participants import build_processor, participants
 from conversations.participants.segments import SegmentEngine
 from conversations.segments import registry
 from conversations.segments.definition import parse_segment
+from conversations.slots import DEFAULT_SLOTS, default_slot_map
 from conversations.store import INGEST_FIELD, Keys
 
 BATCH = 500
+ONE_SHARD = default_slot_map(DEFAULT_SLOTS, 1)
 EVENT_NAMES = ("page_viewed", "purchase_completed", "cart_abandoned", "login", "search")
 STAGES = ("new", "active", "expert", "paying")
 DAY = 86400.0
@@ -66,10 +68,10 @@ class Bench:
         self.customers = customers
         self.now = now
         self.phones = [f"+1555{n:07d}" for n in range(customers)]
-        self.with_engine = build_processor(redis, keys, 0, 1, clock=lambda: self.now)
+        self.with_engine = build_processor(redis, keys, 0, ONE_SHARD, clock=lambda: self.now)
         # The baseline: the same participants without the segments engine.
         chosen = [p for p in participants(keys, 0) if not isinstance(p, SegmentEngine)]
-        self.processor = BatchProcessor(redis, keys, 0, 1, chosen, clock=lambda: self.now)
+        self.processor = BatchProcessor(redis, keys, 0, ONE_SHARD, chosen, clock=lambda: self.now)
         self.batch_seconds: list[float] = []
 
     async def feed(self, entries: list[Any]) -> float:

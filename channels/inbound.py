@@ -139,6 +139,9 @@ class InboundAdapter(ABC):
             raise InvalidPayload(message, path) from exc
         except msgspec.DecodeError as exc:
             raise InvalidPayload(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
+        except RecursionError as exc:
+            # The gateway bounds a body's nesting first; this covers JSON nested inside a field.
+            raise InvalidPayload("JSON nests too deeply", code="json_too_deep") from exc
 
 
 def validation_field(exc: msgspec.ValidationError) -> tuple[str, str | None]:

@@ -115,23 +115,35 @@ def _join(*parts: str) -> str:
     return "\n".join(part for part in parts if part)
 
 
+def _cut(text: str, length: int) -> str:
+    """``text`` cut to ``length`` characters with "..." (empty when nothing is left)."""
+    cut = text[:length].rstrip().rstrip(",.;:-").rstrip()
+    return cut + ELLIPSIS if cut else ""
+
+
 def _shorten(text: str, fits: Callable[[str], bool]) -> str:
-    """The longest prefix of ``text`` (cut at a word, with "...") for which ``fits`` holds."""
+    """The longest cut of ``text`` (at a word if one is near, with "...") for which ``fits`` holds.
+
+    Every candidate is built by ``_cut`` and the one returned was itself checked: a result that
+    differs from what was measured (say, by a trailing character one strip removes and the
+    other keeps) could exceed the limit.
+    """
     if fits(text):
         return text
-    low, high = 0, len(text)  # fits(prefix(low)) holds, fits(prefix(high)) does not
+    low, high = 0, len(text)  # fits(_cut(low)) holds, fits(_cut(high)) does not
     while high - low > 1:
         middle = (low + high) // 2
-        if fits(text[:middle].rstrip() + ELLIPSIS):
+        if fits(_cut(text, middle)):
             low = middle
         else:
             high = middle
-    cut = text[:low]
-    space = cut.rfind(" ")
-    if space >= low - 20 and space > 0:  # prefer a word boundary if one is near
-        cut = cut[:space]
-    cut = cut.rstrip(" ,.;:-")
-    return cut + ELLIPSIS if cut else ""
+    space = text.rfind(" ", 0, low)
+    if space > 0 and space >= low - 20:  # prefer a word boundary if one is near
+        at_word = _cut(text, space)
+        if at_word and fits(at_word):
+            return at_word
+    best = _cut(text, low)
+    return best if best and fits(best) else ""
 
 
 class CardContent(Protocol):

@@ -4,7 +4,8 @@ Files live in ``channels/templates/`` as ``{kind}.{variant}.j2``; variants are `
 ``whatsapp``, ``rcs``, ``voice`` and, for email, ``email.subject``, ``email.txt`` and
 ``email.html``. WhatsApp and RCS fall back to the SMS text when a kind has no variant of
 their own. A variable the template needs but the caller did not give is an error naming it
-(StrictUndefined): a customer never receives an empty gap. Only HTML is autoescaped.
+(StrictUndefined): a customer never receives an empty gap. Only HTML is autoescaped. The
+sandbox is bounded (``conversations/bounded_templates.py``): no variable makes a huge message.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any
 
 import msgspec
 from jinja2 import PackageLoader, StrictUndefined, TemplateError, TemplateNotFound, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SecurityError
 from jinja2.utils import missing
 
+from conversations.bounded_templates import BoundedSandbox, render_bounded
 from conversations.models import Channel
 
 KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -107,7 +109,7 @@ class TemplateRenderer:
     """Renders message kinds per channel from the package's template files."""
 
     def __init__(self, package: str = "channels", folder: str = "templates") -> None:
-        self._env = SandboxedEnvironment(
+        self._env = BoundedSandbox(
             loader=PackageLoader(package, folder),
             undefined=_NamedUndefined,
             autoescape=_autoescape,
@@ -148,9 +150,10 @@ class TemplateRenderer:
                 raise TemplateNotAvailable(f"template {kind!r} has no {variant} variant") from None
             raise
         try:
-            return template.render(values).strip()
+            return render_bounded(template, values).strip()
         except _UnknownVariable as exc:
             raise MissingVariable(str(exc), name) from None
-        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-            # A variable of the wrong shape (e.g. a number where text is joined): the caller's fault.
+        except (TypeError, ValueError, ArithmeticError, LookupError, SecurityError) as exc:
+            # A variable of the wrong shape (e.g. a number where text is joined), or one that would
+            # make a huge message (the bounded sandbox refused it): the caller's fault.
             raise RenderFailed(f"template {name} could not use the variables given: {exc}") from exc

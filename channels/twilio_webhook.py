@@ -7,7 +7,7 @@ from typing import ClassVar
 from channels.base import InvalidPayload, WebhookRejected
 from channels.inbound import BodyKind, InboundAdapter, WebhookReply, WebhookRequest
 from channels.twilio_signature import algorithm_from_settings, is_valid_signature
-from conversations.ids import home_shard_of
+from conversations.ids import home_slot_of
 
 PROVIDER = "twilio"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
@@ -24,7 +24,7 @@ def callback_ids(request: WebhookRequest) -> tuple[str, str]:
     """Our message id and customer id, from the query of a status callback URL we set."""
     message_id = request.query.get("mid", "")
     customer_id = request.query.get("cid", "")
-    if not message_id or home_shard_of(customer_id) is None:
+    if not message_id or home_slot_of(customer_id) is None:
         raise InvalidPayload("status callback URL lacks our mid/cid", "cid", code="invalid_callback_url")
     return message_id, customer_id
 

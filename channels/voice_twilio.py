@@ -36,9 +36,11 @@ from conversations.models import (
     StatusUpdate,
 )
 from conversations.normalize import InvalidIdentifier, phone_identifier
+from conversations.numerals import decimal
 
 PROVIDER = "twilio"
 MAX_TWIML_CHARS = 4000  # Twilio's limit on the Twiml parameter of a call
+MAX_GATHER_SEQ = 10_000  # far beyond any max_turns; a larger seq is not a URL we issued
 STATUS_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
 OPT_OUT_DIGIT = "9"  # pressed during a notification call: no more calls of non-exempt types
 
@@ -226,12 +228,11 @@ class TwilioGatherWebhook(TwilioIncomingCallWebhook):
     """What the caller said (or pressed) becomes a voice entry once per turn; then we answer."""
 
     def parse(self, request: WebhookRequest, now: float) -> Parsed:
-        raw_seq = request.query.get("seq", "")
-        if not raw_seq.isdigit() or int(raw_seq) < 1:
+        seq = decimal(request.query.get("seq", ""), MAX_GATHER_SEQ)
+        if not seq:
             raise InvalidPayload(
                 "Gather action URL lacks its sequence number", "seq", code="invalid_callback_url"
             )
-        seq = int(raw_seq)
         entry = parse_gather(request.form, seq, now)
         reply = twiml_reply(reply_twiml(self._config, seq, entry.body if entry else "", self._gather_path))
         if entry is None:

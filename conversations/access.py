@@ -9,16 +9,19 @@ import re
 import msgspec
 
 # Anything after the last ":" made only of letters and "+" is a scope list, and must be a valid
-# one: a typo there must fail the config, not silently grant a key every scope.
+# one: a typo there must fail the config, not silently grant a key every scope. Scope names may
+# hold a ":" themselves (``customers:write``), so a known scope list after an earlier ":" wins.
 _SCOPED = re.compile(r"^(?P<key>.+):(?P<scopes>[a-z+]+)$")
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
 class Scope(enum.StrEnum):
-    """What an API key may do: send messages, read threads, or administer (implies both)."""
+    """What an API key may do: send messages, read threads, change customers (merge, preferences),
+    or administer (implies every other scope)."""
 
     SEND = "send"
     READ = "read"
+    CUSTOMERS_WRITE = "customers:write"
     ADMIN = "admin"
 
 
@@ -62,10 +65,10 @@ def parse_api_key(entry: str | ApiKeySpec) -> ApiKeyGrant:
     A bare key gets every scope, so ``THREADLINE_API_KEYS=k1,k2`` keeps working as before.
     """
     if isinstance(entry, str):
-        match = _SCOPED.match(entry)
-        if match is None:
+        key, names = _split_scoped(entry)
+        if names is None:
             return ApiKeyGrant(key_digest(entry), ALL_SCOPES)
-        return ApiKeyGrant(key_digest(match["key"]), _scopes(match["scopes"].split("+")))
+        return ApiKeyGrant(key_digest(key), _scopes(names))
     if bool(entry.key) == bool(entry.sha256):
         raise ValueError("an api_keys table needs exactly one of `key` or `sha256`")
     if entry.sha256 and not _HEX_DIGEST.match(entry.sha256.lower()):
@@ -80,6 +83,19 @@ def parse_api_key(entry: str | ApiKeySpec) -> ApiKeyGrant:
         entry.rate_per_second,
         entry.burst,
     )
+
+
+def _split_scoped(entry: str) -> tuple[str, list[str] | None]:
+    """``key:scope+scope`` as (key, scope names); (entry, None) for a bare key."""
+    known = {scope.value for scope in Scope}
+    at = entry.find(":", 1)
+    while at != -1:
+        names = entry[at + 1 :].split("+")
+        if all(name in known for name in names):
+            return entry[:at], names
+        at = entry.find(":", at + 1)
+    match = _SCOPED.match(entry)  # scope-shaped but not valid: _scopes names the typo
+    return (match["key"], match["scopes"].split("+")) if match else (entry, None)
 
 
 def _scopes(names: list[str] | list[Scope]) -> frozenset[Scope]:
@@ -101,8 +117,7 @@ def first_plain_key(entries: list[str | ApiKeySpec]) -> str | None:
     """The first key given in clear text (for the ``serve`` banner), without its scopes."""
     for entry in entries:
         if isinstance(entry, str):
-            match = _SCOPED.match(entry)
-            return match["key"] if match else entry
+            return _split_scoped(entry)[0]
         if entry.key:
             return entry.key
     return None

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from conversations.codec import decode_preferences
 from conversations.consent import write_preferences
 from conversations.merge import MergeResult
-from conversations.models import Identifier
+from conversations.models import Identifier, IdentifierKind
 from conversations.preferences import (
     ConsentChange,
     ConsentState,
@@ -23,6 +23,7 @@ from conversations.preferences import (
 )
 from conversations.profiles import IdentifierConflict, Scalar, owners_of, upsert_profile
 from conversations.sharding import shard_for_customer
+from conversations.slots import SlotMap, shard_of_slot, slot_for_identifier
 from conversations.store import Keys
 
 
@@ -71,16 +72,23 @@ decode_upsert_reply = msgspec.msgpack.Decoder(UpsertReply).decode
 decode_preferences_reply = msgspec.msgpack.Decoder(PreferencesReply).decode
 
 
-async def run_upsert(redis: Redis, keys: Keys, shard: int, shards: int, request: bytes) -> bytes:
+async def run_upsert(redis: Redis, keys: Keys, shard: int, slot_map: SlotMap, request: bytes) -> bytes:
     command = msgspec.msgpack.decode(request, type=UpsertRequest)
     owners = await owners_of(redis, keys, command.identifiers)
     for owner in set(owners.values()):
-        home = shard_for_customer(owner, shards)
+        home = shard_for_customer(owner, slot_map)
         if home is not None and home != shard and len(set(owners.values())) == 1:
             return _encode(UpsertReply(wrong_shard=home))
+    # A customer created here is homed in the slot of the external id the gateway routed by.
+    routed_by = next(
+        (i for i in command.identifiers if i.kind is IdentifierKind.EXTERNAL_ID), command.identifiers[0]
+    )
+    slot = slot_for_identifier(routed_by, slot_map.slots)
+    if not owners and shard_of_slot(slot_map, slot) != shard:
+        return _encode(UpsertReply(wrong_shard=shard_of_slot(slot_map, slot)))
     try:
         outcome = await upsert_profile(
-            redis, keys, shard, command.identifiers, command.attributes, command.now
+            redis, keys, slot, command.identifiers, command.attributes, command.now
         )
     except IdentifierConflict as exc:
         return _encode(UpsertReply(conflict=Conflict(exc.identifier, exc.owner, exc.claimant)))

@@ -13,11 +13,17 @@ from typing import Any
 
 import msgspec
 
-from conversations.access import ApiKeySpec, parse_api_key
+from conversations.access import ApiKeySpec, Scope, parse_api_key
 from conversations.keywords import KeywordReplies
 from conversations.models import Channel
+from conversations.slots import DEFAULT_SLOTS, MAX_SLOTS, SlotMap, default_slot_map
 
 ENV_PREFIX = "THREADLINE_"
+
+
+def default_shards() -> int:
+    """One shard per core: more actor processes than cores crowd out the gateway."""
+    return os.cpu_count() or 1
 
 
 class ConfigError(ValueError):
@@ -143,7 +149,8 @@ class PricesConfig(msgspec.Struct, forbid_unknown_fields=True):
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Everything a gateway or shard actor needs to know at start."""
 
-    redis_url: str = ""  # empty: embedded (127.0.0.1:6379 if it answers, else a child redis-server)
+    redis_url: str = ""  # empty: embedded (redis_probe if it answers, else a child redis-server)
+    redis_probe: str = "127.0.0.1:6379"  # host:port where the embedded default looks for a running Redis
     ray_address: str = ""  # empty: a local Ray started in-process
     public_url: str = ""  # the URL providers call us on; empty: http://127.0.0.1:{port}
     # "key" (every scope), "key:send+read", or a table {key|sha256, scopes, name, rate_per_second, burst}
@@ -155,8 +162,14 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     public_rate_limit_burst: int = 100
     # Proxies whose X-Forwarded-For names the client (CIDRs, e.g. "10.0.0.0/8"); none: the peer.
     trusted_proxies: list[str] = msgspec.field(default_factory=list)
-    shards: int = 16
-    key_prefix: str = "tl"
+    # Shard actors (one Ray actor each): by default one per core of the machine that loads the
+    # config. Every gateway and actor of a deployment must agree: set it on a cluster.
+    shards: int = msgspec.field(default_factory=default_shards)
+    # Customer ids name one of this many slots: fixed for the deployment's life (checked at start).
+    slots: int = DEFAULT_SLOTS
+    # Every Redis key starts with it. Empty: "tl", except in the embedded default (no redis_url),
+    # which keeps a prefix of its own per data dir, so two checkouts never share customers.
+    key_prefix: str = ""
     dedupe_ttl_seconds: int = 7 * 24 * 3600
     idempotency_ttl_seconds: int = 24 * 3600  # how long an Idempotency-Key's response is kept
     idempotency_lease_seconds: float = 30.0  # after this a crashed request's key can be retried
@@ -191,14 +204,18 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     email: EmailConfig = msgspec.field(default_factory=EmailConfig)
     tracking: TrackingConfig = msgspec.field(default_factory=TrackingConfig)
     prices: PricesConfig = msgspec.field(default_factory=PricesConfig)
-    admin_api_keys: list[str] = msgspec.field(default_factory=list)  # may create console agents
+    # An alias: each is an ``api_keys`` entry with the ``admin`` scope (which manages agents too).
+    admin_api_keys: list[str] = msgspec.field(default_factory=list)
     agents: list[AgentConfig] = msgspec.field(default_factory=list)  # console agents from the file
     console_events_maxlen: int = 100_000  # updates kept for agents that reconnect
     console_socket_queue: int = 256  # frames a slow console socket may have pending before it is closed
+    console_login_ttl_seconds: int = 24 * 3600  # how long a one-time console sign-in link stays valid
 
     def __post_init__(self) -> None:
-        if self.shards < 1 or self.shards > 4096:
-            raise ValueError("shards must be between 1 and 4096 - at `$.shards`")
+        if self.slots < 1 or self.slots > MAX_SLOTS:
+            raise ValueError(f"slots must be between 1 and {MAX_SLOTS} - at `$.slots`")
+        if self.shards < 1 or self.shards > min(4096, self.slots):
+            raise ValueError(f"shards must be between 1 and {min(4096, self.slots)} (slots) - at `$.shards`")
         if self.batch_max_entries < 1:
             raise ValueError("batch_max_entries must be positive - at `$.batch_max_entries`")
         for index, entry in enumerate(self.api_keys):
@@ -206,6 +223,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 parse_api_key(entry)
             except ValueError as exc:
                 raise ValueError(f"{exc} - at `$.api_keys[{index}]`") from None
+        host, _, port = self.redis_probe.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError("redis_probe must be host:port - at `$.redis_probe`")
+        if not all(self.admin_api_keys):
+            raise ValueError("an admin API key must not be empty - at `$.admin_api_keys`")
         if self.rate_limit_per_second < 0 or self.rate_limit_burst < 1:
             raise ValueError("rate_limit_per_second must be >= 0 and rate_limit_burst >= 1")
         if self.public_rate_limit_per_second < 0 or self.public_rate_limit_burst < 1:
@@ -219,6 +241,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 ) from None
         if self.public_url.endswith("/"):
             self.public_url = self.public_url.rstrip("/")
+
+    def slot_map(self) -> SlotMap:
+        """The default map of this config's slots onto its shards (build it once and keep it)."""
+        return default_slot_map(self.slots, self.shards)
 
     @property
     def tracking_key(self) -> str:
@@ -243,6 +269,12 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         if self.email.smtp_url:
             channels.add(Channel.EMAIL)
         return frozenset(channels)
+
+    @property
+    def all_api_keys(self) -> list[str | ApiKeySpec]:
+        """``api_keys`` plus the ``admin_api_keys`` alias, each of those with the ``admin`` scope."""
+        aliases = [ApiKeySpec(key=key, scopes=[Scope.ADMIN], name="admin") for key in self.admin_api_keys]
+        return [*self.api_keys, *aliases]
 
     @property
     def uses_simulator(self) -> bool:

@@ -26,6 +26,7 @@ from conversations.batch.context import BatchResult
 from conversations.codec import decode_message, decode_thread_event, encode
 from conversations.customer_hash import CustomerFacts, parse_customer_hash
 from conversations.models import Channel, Direction, IdentifierKind, MessageLogged
+from conversations.numerals import stream_id
 from conversations.store import INGEST_FIELD, Keys
 
 PREVIEW_CHARS = 140
@@ -193,10 +194,7 @@ def decode_event(payload: bytes) -> ConsoleEvent:
 
 def parse_event_id(event_id: str) -> tuple[int, int] | None:
     """A stream id ``<ms>-<seq>`` as a comparable pair, or None when malformed."""
-    ms, sep, seq = event_id.partition("-")
-    if not (sep and ms.isdigit() and seq.isdigit()):
-        return None
-    return int(ms), int(seq)
+    return stream_id(event_id)
 
 
 class ConsoleBatchHook:

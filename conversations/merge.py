@@ -31,7 +31,6 @@ from conversations.codec import (
 from conversations.consent import write_preferences
 from conversations.customer_hash import parse_customer_hash
 from conversations.customer_hash_merge import AttributeConflict, merged_profile
-from conversations.ids import home_shard_of
 from conversations.models import EventLogged, Identifier, NoteLogged
 from conversations.preferences import Preferences
 from conversations.segments import merging as segments
@@ -58,8 +57,8 @@ class MergeResult(msgspec.Struct, frozen=True):
 decode_merge_result = msgspec.msgpack.Decoder(MergeResult).decode
 
 
-async def hand_over(redis: Redis, keys: Keys, loser: str, winner: str) -> list[Identifier]:
-    """Step 1, on the loser's shard: re-point its identifiers at the winner and redirect it."""
+async def hand_over(redis: Redis, keys: Keys, loser: str, winner: str, shard: int) -> list[Identifier]:
+    """Step 1, on the loser's shard (``shard``): re-point its identifiers at the winner and redirect it."""
     redirect = await redis.get(keys.redirect(loser))
     if redirect is not None:
         if redirect.decode() == winner:
@@ -76,7 +75,7 @@ async def hand_over(redis: Redis, keys: Keys, loser: str, winner: str) -> list[I
     for identifier in moved:
         pipe.set(keys.identity(identifier), winner)
     pipe.set(keys.redirect(loser), winner)
-    segments.leave_all(pipe, keys, home_shard_of(loser) or 0, loser, segment_facts)
+    segments.leave_all(pipe, keys, shard, loser, segment_facts)
     await pipe.execute()
     return moved
 
@@ -111,8 +110,10 @@ def _merge_streams(
     return [payload for *_, payload in heapq.merge(keyed_ours, keyed_theirs)]
 
 
-async def merge_into(redis: Redis, keys: Keys, winner: str, loser: str, now: float) -> MergeResult:
-    """Step 2, on the winner's shard: fold everything of the loser into the winner, atomically."""
+async def merge_into(
+    redis: Redis, keys: Keys, winner: str, loser: str, now: float, shard: int
+) -> MergeResult:
+    """Step 2, on the winner's shard (``shard``): fold everything of the loser into the winner, atomically."""
     done = await redis.get(keys.merge_result(loser))
     if done is not None:
         result = decode_merge_result(done)
@@ -170,7 +171,7 @@ async def merge_into(redis: Redis, keys: Keys, winner: str, loser: str, now: flo
         thread_entries_moved=len(loser_thread),
     )
     winner_facts, loser_facts = segment_facts
-    segments.fold_into(pipe, keys, home_shard_of(winner) or 0, winner, loser, winner_facts, loser_facts, now)
+    segments.fold_into(pipe, keys, shard, winner, loser, winner_facts, loser_facts, now)
     pipe.set(keys.merge_result(loser), encode(result))
     pipe.delete(keys.customer(loser), keys.thread(loser), keys.consent_log(loser), keys.preferences(loser))
     await pipe.execute()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 
 import phonenumbers
 
@@ -20,6 +22,9 @@ class InvalidIdentifier(ValueError):
 _EXTERNAL_ID = re.compile(r"^[A-Za-z0-9._:@/+-]{1,128}$")
 
 
+# A memo of a pure function, not state: the same customers write again and again, and
+# phonenumbers' parse + format was ~10 % of the gateway's time per message.
+@functools.lru_cache(maxsize=65536)
 def normalize_phone(raw: str, default_region: str = "US") -> str:
     """Return the E.164 form of a phone number, or raise InvalidIdentifier."""
     text = raw.strip()
@@ -91,7 +96,7 @@ def normalize_external_id(raw: str) -> str:
     return text
 
 
-_NORMALIZERS = {
+_NORMALIZERS: dict[IdentifierKind, Callable[[str], str]] = {
     IdentifierKind.PHONE: normalize_phone,
     IdentifierKind.RCS: normalize_phone,
     IdentifierKind.EMAIL: normalize_email,

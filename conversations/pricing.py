@@ -9,6 +9,7 @@ placeholders of the right order of magnitude: set real ones with ``[prices]`` in
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import msgspec
@@ -122,13 +123,20 @@ def country_of(phone: str | None, default: str = "") -> str:
     """ISO country of an E.164 number; ``default`` when there is none or it names no country."""
     if not phone or not phone.startswith("+"):
         return default
+    return _region_of(phone) or default
+
+
+# A memo of a pure function: finding the region runs the number against every region of its
+# country code (25 for +1), ~12 % of a shard's time per outbound message without it.
+@functools.lru_cache(maxsize=65536)
+def _region_of(phone: str) -> str:
     try:
         number = phonenumbers.parse(phone, None)
     except phonenumbers.NumberParseException:
-        return default
+        return ""
     # Numbers outside any assigned range (test numbers, new ranges) still price by their
     # country code's main country: +1 is priced as the US.
     region = phonenumbers.region_code_for_number(number) or phonenumbers.region_code_for_country_code(
         number.country_code or 0
     )
-    return default if region in (None, "ZZ") else region
+    return "" if region in (None, "ZZ") else region

@@ -144,7 +144,7 @@ async def owners_of(redis: Redis, keys: Keys, identifiers: list[Identifier]) -> 
 async def upsert_profile(
     redis: Redis,
     keys: Keys,
-    home_shard: int,
+    home_slot: int,
     identifiers: list[Identifier],
     attributes: dict[str, Scalar],
     now: float,
@@ -160,7 +160,7 @@ async def upsert_profile(
         first = next(i for i in identifiers if owners.get(i) == distinct[1])
         raise IdentifierConflict(first, distinct[1], distinct[0])
     created = not distinct
-    customer_id = distinct[0] if distinct else new_customer_id(home_shard)
+    customer_id = distinct[0] if distinct else new_customer_id(home_slot)
     external = next((i for i in identifiers if i.kind is IdentifierKind.EXTERNAL_ID), None)
     if distinct and external is not None and external not in owners:
         # The other identifiers belong to a customer the backend already knows by another

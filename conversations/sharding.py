@@ -1,22 +1,17 @@
-"""Which shard owns what: a stable hash of an identifier, or the home shard in a customer id."""
+"""Which shard owns what: the slot of an identifier or of a customer id, through the slot map."""
 
 from __future__ import annotations
 
-import hashlib
-
-from conversations.ids import home_shard_of
 from conversations.models import Identifier
+from conversations.slots import SlotMap, shard_of_slot, slot_for_identifier, slot_of_customer
 
 
-def shard_for_identifier(identifier: Identifier, shards: int) -> int:
-    """Stable across processes and machines (unlike ``hash()``): blake2b of ``kind:value``."""
-    digest = hashlib.blake2b(f"{identifier.kind}:{identifier.value}".encode(), digest_size=8)
-    return int.from_bytes(digest.digest(), "big") % shards
+def shard_for_identifier(identifier: Identifier, slot_map: SlotMap) -> int:
+    """The shard that owns the identifier's slot (stable across processes and machines)."""
+    return slot_map.owners[slot_for_identifier(identifier, slot_map.slots)]
 
 
-def shard_for_customer(customer_id: str, shards: int) -> int | None:
-    """The customer's home shard, or None when the id is malformed or out of range."""
-    shard = home_shard_of(customer_id)
-    if shard is None or shard >= shards:
-        return None
-    return shard
+def shard_for_customer(customer_id: str, slot_map: SlotMap) -> int | None:
+    """The shard that owns the customer's home slot, or None when the id is malformed or out of range."""
+    slot = slot_of_customer(customer_id, slot_map.slots)
+    return None if slot is None else shard_of_slot(slot_map, slot)

@@ -1,7 +1,12 @@
 """Every Redis key name Threadline uses, in one place.
 
 Shard-owned keys carry a hash tag (``{s3}``) so that one shard's keys share a Redis
-Cluster slot; the prefix lets several deployments (or test runs) share one Redis.
+Cluster slot; the prefix lets several deployments (or test runs) share one Redis. They are
+the hand-off structures a shard reads in one call (ingest and outbox streams, timers, dedupe,
+dead letters): per shard, not per slot, because a shard reads one stream rather than hundreds.
+A slot moved to another shard needs no key moved: its entries still arriving on the old
+shard are forwarded home, like any entry for a customer homed elsewhere. Per-customer keys
+are named after the customer id, which names the home slot.
 """
 
 from __future__ import annotations
@@ -20,6 +25,11 @@ class Keys:
 
     prefix: str = "tl"
 
+    def __post_init__(self) -> None:
+        if not self.prefix:
+            # Config.key_prefix is empty until resolved (gateway.embedded): never write under "".
+            raise ValueError("empty Redis key prefix: resolve the configuration first")
+
     def ingest(self, shard: int) -> str:
         return f"{self.prefix}:{{s{shard}}}:in"
 
@@ -37,6 +47,14 @@ class Keys:
 
     def dead_letters(self, shard: int) -> str:
         return f"{self.prefix}:{{s{shard}}}:dead"
+
+    def shard_pattern(self) -> str:
+        """A SCAN pattern matching every shard-owned key (finds the shards an old layout ran)."""
+        return f"{self.prefix}:{{s*}}:*"
+
+    def layout(self) -> str:
+        """Hash: the deployment's ``slots`` (fixed) and the most ``shards`` it has run with."""
+        return f"{self.prefix}:layout"
 
     def send_attempt(self, message_id: str) -> str:
         return f"{self.prefix}:sendattempt:{message_id}"
@@ -104,6 +122,10 @@ class Keys:
         """Hash: SHA-256 (hex) of an agent token -> agent name."""
         return f"{self.prefix}:agents:tokens"
 
+    def console_login(self, digest: str) -> str:
+        """String with a TTL: a one-time sign-in token's SHA-256 (hex) -> agent name."""
+        return f"{self.prefix}:agents:login:{digest}"
+
     def conversation(self, customer_id: str) -> str:
         """Hash: the console state of a customer's conversation (status, assignee, unread…)."""
         return f"{self.prefix}:conv:{customer_id}"
@@ -127,6 +149,10 @@ class Keys:
     def console_typing(self) -> str:
         """Pub/sub channel (not a key) for ephemeral "agent is typing" signals."""
         return f"{self.prefix}:console:typing"
+
+    def console_revoked(self) -> str:
+        """Pub/sub channel (not a key): names of revoked agents, whose open sockets close."""
+        return f"{self.prefix}:console:revoked"
 
     def engagement(self, customer_id: str) -> str:
         """Hash ``<channel>:score`` / ``<channel>:at``: decayed engagement per channel."""
@@ -197,9 +223,9 @@ class Keys:
         """The customer's compact segment facts (msgpack): series, memberships, snapshots."""
         return f"{self.prefix}:segfacts:{customer_id}"
 
-    def shard_customers_pattern(self, shard: int) -> str:
-        """A SCAN pattern matching the customer hashes homed on ``shard`` (for backfills)."""
-        return f"{self.prefix}:cust:cus_{shard}_*"
+    def customers_pattern(self) -> str:
+        """A SCAN pattern matching every customer hash (a shard's backfill keeps its own)."""
+        return f"{self.prefix}:cust:cus_*"
 
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix (used by test cleanup)."""

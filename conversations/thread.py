@@ -26,7 +26,9 @@ from conversations.models import (
     StatusLogged,
     ThreadEvent,
 )
+from conversations.numerals import stream_id
 from conversations.store import INGEST_FIELD, Keys
+from conversations.thread_lines import engagement_line, event_line, routing_line
 
 MAX_PAGE = 500
 
@@ -70,6 +72,8 @@ class ThreadEntryView(msgspec.Struct, kw_only=True, omit_defaults=True):
     attempt_id: str = ""
     detail: str = ""
     decision: RoutingDecision | None = None
+    # Routing, event and engagement entries in one line, as the console shows them.
+    summary: str = ""
 
 
 class ThreadFilter(msgspec.Struct, frozen=True):
@@ -109,9 +113,8 @@ class ThreadPage(msgspec.Struct):
 
 
 def is_valid_cursor(cursor: str) -> bool:
-    """A cursor is a Redis stream id, ``<ms>-<seq>``."""
-    ms, sep, seq = cursor.partition("-")
-    return bool(sep) and ms.isdigit() and seq.isdigit()
+    """A cursor is a Redis stream id, ``<ms>-<seq>``, that Redis accepts as an exclusive start."""
+    return stream_id(cursor) is not None
 
 
 class ThreadReader:
@@ -180,6 +183,7 @@ def _view(cursor: str, event: ThreadEvent, record: MessageRecord | None) -> Thre
             attempt_id=event.attempt_id,
             detail=event.detail,
             decision=event.decision,
+            summary=routing_line(event.event, event.channel, event.detail, event.decision),
         )
     if isinstance(event, EventLogged):
         return ThreadEntryView(
@@ -189,6 +193,7 @@ def _view(cursor: str, event: ThreadEvent, record: MessageRecord | None) -> Thre
             event_id=event.event_id,
             name=event.name,
             properties=event.properties,
+            summary=event_line(event.name),
         )
     if isinstance(event, NoteLogged):
         return ThreadEntryView(
@@ -208,6 +213,7 @@ def _view(cursor: str, event: ThreadEvent, record: MessageRecord | None) -> Thre
             channel=event.channel,
             engagement=event.kind,
             url=event.url,
+            summary=engagement_line(event.kind, event.channel, event.url),
         )
     if isinstance(event, StatusLogged):
         return ThreadEntryView(

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from conversations.config import Config
 from conversations.journeys.registry import publish_directory
+from conversations.layout import check_slots
 from conversations.segments.registry import publish_directory as publish_segments
 from conversations.store import Keys
 from conversations.thread import ThreadReader
@@ -23,7 +24,8 @@ from gateway.errors import error_middleware
 from gateway.idempotency import IdempotencyStore
 from gateway.ingest_writer import IngestWriter
 from gateway.openapi import document_bytes
-from gateway.rate_limit import RateLimiter, rate_limit_middleware
+from gateway.rate_limit import RateLimiter
+from gateway.rate_limit_middleware import rate_limit_middleware
 from gateway.routes.docs import OPENAPI_DOCUMENT
 from gateway.routes.webhooks import webhook_routes
 from gateway.services import SERVICES, Services
@@ -51,6 +53,8 @@ def create_app(
     async def resources(app: web.Application) -> AsyncIterator[None]:
         redis = Redis.from_url(config.redis_url, health_check_interval=30)
         keys = Keys(config.key_prefix)
+        slot_map = config.slot_map()
+        await check_slots(redis, keys, config.slots)  # ids name slots: the count never changes
         # Journey files become their journeys' current versions (unchanged files keep theirs).
         await publish_directory(redis, keys, config.journeys_dir, config.message_types, clock())
         await publish_segments(redis, keys, config.segments_dir, config.shards, clock())
@@ -63,11 +67,12 @@ def create_app(
         )
         app[SERVICES] = Services(
             config=config,
+            slot_map=slot_map,
             redis=redis,
             keys=keys,
             ingest=ingest,
             reader=ThreadReader(redis, keys),
-            api_keys=ApiKeys(config.api_keys),
+            api_keys=ApiKeys(config.all_api_keys),
             clock=clock,
             idempotency=IdempotencyStore(
                 redis,

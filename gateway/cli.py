@@ -1,39 +1,48 @@
-"""The ``threadline`` command: ``serve`` (gateway + shards + simulator) and ``simulator``."""
+"""The ``threadline`` command line: parse arguments, load the config, run one subcommand.
+
+Only light modules are imported here, so ``--help`` answers at once and a local Ray's
+environment is set before anything imports Ray.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
-import secrets
-import shlex
-import signal
+import os
 import sys
-from urllib.parse import quote
 
-from aiohttp import web
+import msgspec
 
-from channels.simulator.app import SimulatorSettings, create_simulator_app
-from channels.simulator.whatsapp import WhatsAppSimulatorSettings
-from channels.twilio_signature import compute_signature
-from conversations.access import first_plain_key
+from actors.local_ray import DroppingLines, prepare_environment
 from conversations.config import Config, ConfigError, load_config
-from conversations.models import Channel
 from conversations.routing.policy import PolicyError, load_policy
-from gateway.app import create_app
-
-log = logging.getLogger("threadline")
+from gateway import cli_help
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="threadline", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the gateway with its shard actors")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--config", help="TOML file; THREADLINE_* environment variables override it")
-    serve.add_argument("--access-log", action="store_true", help="log every request")
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="threadline", description=cli_help.MAIN, epilog=cli_help.SETTINGS, formatter_class=raw
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway with its shard actors (and, by default, Redis and the simulator)",
+        description=cli_help.SERVE,
+        epilog=f"{cli_help.SETTINGS}\n\n{cli_help.SERVE_EXAMPLES}",
+        formatter_class=raw,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument(
+        "--port", type=int, default=8080, help="port to listen on (default: %(default)s; make run: PORT=)"
+    )
+    serve.add_argument(
+        "--config", metavar="FILE", help="TOML file; THREADLINE_* environment variables override it"
+    )
+    serve.add_argument(
+        "--access-log", action="store_true", help="log every request (secrets and tokens in URLs redacted)"
+    )
     serve.add_argument(
         "--simulator",
         action="store_true",
@@ -43,21 +52,36 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=1,
-        help="gateway processes sharing the port (SO_REUSEPORT); e.g. one per core",
+        help="gateway processes sharing the port (SO_REUSEPORT), e.g. one per core (default: %(default)s)",
     )
-    sim = commands.add_parser("simulator", help="run the provider simulator on its own")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8081)
-    sim.add_argument("--config", help="TOML file (for the Twilio credentials and public URL)")
+
+    agents = commands.add_parser(
+        "agents",
+        help="create and list console agents",
+        description=cli_help.AGENTS,
+        epilog=cli_help.AGENTS_EXAMPLES,
+        formatter_class=raw,
+    )
+    agents.add_argument(
+        "--config", metavar="FILE", help="TOML file; THREADLINE_* environment variables override it"
+    )
+    actions = agents.add_subparsers(dest="action", required=True, metavar="action")
+    create = actions.add_parser(
+        "create",
+        help="create an agent and print its token (shown once)",
+        description="Create a console agent and print its token, the one time it is shown.",
+    )
+    create.add_argument("name", help="lower case: letters, digits, '.', '_' and '-' (e.g. maya)")
+    actions.add_parser("list", help="print every agent's name", description="Print every agent's name.")
+
+    sim = commands.add_parser(
+        "simulator", help="run the provider simulator on its own", description=cli_help.SIMULATOR
+    )
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    sim.add_argument("--port", type=int, default=8081, help="port to listen on (default: %(default)s)")
+    sim.add_argument("--config", metavar="FILE", help="TOML file (for the Twilio credentials and public URL)")
     sim.add_argument("--sink", action="store_true", help="benchmark mode: accept sends, post no callbacks")
     return parser
-
-
-def _use_uvloop() -> None:
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
 
 
 def _load(path: str | None) -> Config:
@@ -94,181 +118,66 @@ def _check_segments(config: Config) -> None:
         raise SystemExit(2) from None
 
 
-def simulator_settings(config: Config, sink: bool = False) -> SimulatorSettings:
-    return SimulatorSettings(
-        account_sid=config.twilio.account_sid,
-        auth_token=config.twilio.auth_token,
-        gateway_url=config.public_url,
-        rbm_client_token=config.rbm.client_token,
-        rbm_access_token=config.rbm.access_token,
-        rbm_agent_id=config.rbm.agent_id,
-        whatsapp=WhatsAppSimulatorSettings(
-            access_token=config.whatsapp.access_token,
-            app_secret=config.whatsapp.app_secret,
-            phone_number_id=config.whatsapp.phone_number_id,
-        ),
-        smtp_port=config.simulator_smtp_port,
-        email_inbound_secret=config.email.inbound_secret,
-        sink=sink,
-    )
-
-
-def masked(key: str) -> str:
-    """An API key as logs may show it: enough to tell keys apart, not to use one."""
-    return key[:4] + "…" if len(key) >= 16 else "…"
-
-
-def banner(config: Config, host: str, port: int, generated_key: bool = False) -> str:
-    """What ``serve`` prints once ready: where it listens and curls to try it.
-
-    The API key is printed whole only when ``serve`` generated it (a development key in the
-    data dir); a configured key is masked, so production keys stay out of container logs.
-    """
-    url = f"http://{host}:{port}"
-    lines = [f"Threadline gateway ready on {url}  (Redis {config.redis_url}, {config.shards} shards)"]
-    key = first_plain_key(config.api_keys)
-    key = "<api key>" if key is None else key if generated_key else masked(key)
-    phone = "+15550100000"
-    if config.simulated_channels:
-        names = ", ".join(config.simulated_channels)
-        lines.append(f"Simulated channels (nothing leaves this machine on them): {names}")
-    if Channel.SMS in config.simulated_channels:
-        sim = f"http://127.0.0.1:{config.simulator_port}"
-        params = {
-            "MessageSid": "SM" + secrets.token_hex(16),
-            "AccountSid": config.twilio.account_sid,
-            "From": phone,
-            "To": config.twilio.from_number,
-            "Body": "Hello from the README",
-            "NumMedia": "0",
-        }
-        webhook = config.public_url + "/webhooks/twilio/sms"
-        signature = compute_signature(config.twilio.auth_token, webhook, params.items())
-        data = " ".join(f"--data-urlencode {shlex.quote(k + '=' + v)}" for k, v in params.items())
-        lines += [
-            f"Provider simulator on {sim}",
-            "",
-            "Send a signed test SMS (as Twilio would):",
-            f"  curl -s {webhook} -H 'X-Twilio-Signature: {signature}' {data}",
-            "Or let a simulated customer text you:",
-            f"  curl -s {sim}/simulator/inbound -H 'Content-Type: application/json' "
-            f'-d \'{{"from": "{phone}", "body": "Hi there"}}\'',
-            "Or on WhatsApp (Meta Cloud API format, signed):",
-            f"  curl -s {sim}/simulator/whatsapp/inbound -H 'Content-Type: application/json' "
-            f'-d \'{{"from": "{phone}", "body": "Hi on WhatsApp"}}\'',
-        ]
-    lines += [
-        "Find the customer and read the thread:",
-        f"  curl -s -H 'Authorization: Bearer {key}' '{url}/v1/customers?phone={quote(phone)}'",
-        f"  curl -s -H 'Authorization: Bearer {key}' {url}/v1/customers/<id>/thread",
-        'Reply to them (on SMS; leave out "channel" and routing picks it: WhatsApp first for service):',
-        f"  curl -s -H 'Authorization: Bearer {key}' {url}/v1/messages "
-        f'-d \'{{"to": {{"phone": "{phone}"}}, "channel": "sms", "body": "Thanks!"}}\'',
-    ]
-    return "\n".join(lines)
-
-
-async def _serve(args: argparse.Namespace, config: Config, actors: list, generated_key: bool) -> None:
-    from actors.supervisor import wait_until_ready
-
-    await wait_until_ready(actors)
-    runners: list[web.AppRunner] = []
-    access_log = logging.getLogger("aiohttp.access") if args.access_log else None
-    if config.uses_simulator:
-        sim_runner = web.AppRunner(create_simulator_app(simulator_settings(config)), access_log=None)
-        await sim_runner.setup()
-        await web.TCPSite(sim_runner, "127.0.0.1", config.simulator_port).start()
-        runners.append(sim_runner)
-    runner = web.AppRunner(create_app(config, actors), access_log=access_log)
-    await runner.setup()
-    await web.TCPSite(runner, args.host, args.port, reuse_port=args.workers > 1).start()
-    runners.insert(0, runner)
-    workers = []
-    if args.workers > 1:
-        import ray
-
-        from gateway.workers import start_workers
-
-        workers = start_workers(
-            args.workers - 1,
-            config,
-            ray.get_runtime_context().gcs_address,
-            args.host,
-            args.port,
-            args.access_log,
-        )
-    print(banner(config, args.host, args.port, generated_key), flush=True)
-    if workers:
-        print(f"{args.workers} gateway processes share port {args.port}", flush=True)
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("shutting down: draining batches")
-    if workers:
-        from gateway.workers import stop_workers
-
-        await asyncio.to_thread(stop_workers, workers)
-    for runner_ in runners:  # gateway first: it stops accepting, then flushes its batches
-        await runner_.cleanup()
-    await asyncio.gather(*(actor.shutdown.remote() for actor in actors), return_exceptions=True)
-
-
 def serve(args: argparse.Namespace) -> None:
-    from actors.supervisor import connect_ray, start_shard_actors
-    from gateway.embedded import resolve_embedded, startup_refusal
-    from gateway.routes.webhooks import status_callbacks
+    from gateway.embedded import startup_refusal
+    from gateway.ports import check_ports, planned_listeners
 
     config = _load(args.config)
     if args.simulator:
-        config = msgspec_replace(config, simulator=True)
+        config = msgspec.structs.replace(config, simulator=True)
     refusal = startup_refusal(config, args.host, args.simulator)
     if refusal:
         print(f"threadline: {refusal}", file=sys.stderr)
         raise SystemExit(2)
     _check_journeys(config)
     _check_segments(config)
-    generated_key = not config.api_keys  # then serve makes a development key, which it may show
-    config, redis_child = resolve_embedded(config, args.port)
+    problems = check_ports(planned_listeners(config, args.host, args.port))
+    if problems:
+        for problem in problems:
+            print(f"threadline: {problem}", file=sys.stderr)
+        raise SystemExit(1)
+    if not config.ray_address:
+        prepare_environment(os.environ)
+        # The one Ray line a user of the embedded default cannot act on; see actors.local_ray.
+        sys.stdout = DroppingLines(sys.stdout)
+    from gateway.embedded import EmbeddedRedisError
+    from gateway.serve import serve as run
+
     try:
-        connect_ray(config)
-        actors = start_shard_actors(config, status_callbacks(config.public_url))
-        _use_uvloop()
-        asyncio.run(_serve(args, config, actors, generated_key))
-    finally:
-        if redis_child is not None:
-            redis_child.terminate()
-            redis_child.wait(10)
+        run(args, config)
+    except EmbeddedRedisError as exc:
+        print(f"threadline: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def simulator(args: argparse.Namespace) -> None:
-    from gateway.embedded import resolve_embedded
+    config = _load(args.config)
+    from gateway.serve import simulator as run
+
+    run(args, config)
+
+
+def agents(args: argparse.Namespace) -> None:
+
+    from gateway.agent_admin import run
+    from gateway.embedded import key_prefix, running_redis_url
 
     config = _load(args.config)
-    config, _ = resolve_embedded(msgspec_replace(config, redis_url="unused"), 8080)
-    _use_uvloop()
-    print(f"Provider simulator on http://{args.host}:{args.port} → gateway {config.public_url}")
-    web.run_app(
-        create_simulator_app(simulator_settings(config, sink=args.sink)),
-        host=args.host,
-        port=args.port,
-        print=None,
-        access_log=None,
-    )
-
-
-def msgspec_replace(config: Config, **changes: object) -> Config:
-    import msgspec
-
-    return msgspec.structs.replace(config, **changes)
+    prefix = key_prefix(config)  # before redis_url is filled in: the embedded default's own
+    redis_url = running_redis_url(config)
+    if redis_url is None:
+        print(
+            "threadline: no Redis found: set THREADLINE_REDIS_URL, or run this while `threadline serve` runs",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
+    raise SystemExit(run(args, msgspec.structs.replace(config, redis_url=redis_url, key_prefix=prefix)))
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
-    {"serve": serve, "simulator": simulator}[args.command](args)
+    {"serve": serve, "simulator": simulator, "agents": agents}[args.command](args)
 
 
 if __name__ == "__main__":

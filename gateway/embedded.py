@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import msgspec
+import redis
 
 # Identifiers, not secrets: the simulator's secrets are random per data directory.
 from channels.simulator.fixed_credentials import (
@@ -22,7 +23,13 @@ from channels.simulator.fixed_credentials import (
 from conversations.config import Config
 from conversations.models import Channel
 
-DEFAULT_REDIS = ("127.0.0.1", 6379)
+DEFAULT_KEY_PREFIX = "tl"
+EMBEDDED_REDIS_PORT = 6390  # the child redis-server's port when it is free
+LOG_LINES_SHOWN = 15
+
+
+class EmbeddedRedisError(RuntimeError):
+    """The child ``redis-server`` could not be started; the message says why, in Redis's words."""
 
 
 def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
@@ -65,40 +72,84 @@ def startup_refusal(config: Config, host: str, simulator_flag: bool) -> str | No
     return None
 
 
-def start_redis_server(data_dir: Path, port: int) -> subprocess.Popen:
-    """A child ``redis-server`` with AOF on (appendfsync everysec) in ``data_dir``."""
+def parse_host_port(value: str) -> tuple[str, int]:
+    """``host:port`` (``redis_probe``) as a pair; ValueError when it is not one."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"expected host:port, got {value!r}")
+    return host, int(port)
+
+
+def _last_lines(path: Path, count: int = LOG_LINES_SHOWN) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()[-count:]
+    except OSError:
+        return []
+
+
+def _serves_on(process: subprocess.Popen, port: int) -> bool:
+    """Whether *this* redis-server answers on ``port`` (not another process that holds it)."""
+    if not port_open("127.0.0.1", port):
+        return False
+    try:
+        with redis.Redis(host="127.0.0.1", port=port, socket_timeout=1) as client:
+            return int(client.info("server")["process_id"]) == process.pid
+    except (redis.RedisError, KeyError, ValueError):
+        return False
+
+
+def start_redis_server(data_dir: Path, port: int, probe: str = "127.0.0.1:6379") -> subprocess.Popen:
+    """A child ``redis-server`` with AOF on (appendfsync everysec) in ``data_dir``.
+
+    Every path is absolute: Redis changes into ``--dir`` before it opens its log file, so a
+    relative ``--logfile`` would be looked up inside that directory. What Redis says before its
+    log is open (a bad option, say) goes to ``redis-server.out`` beside it; on failure the last
+    lines of both are in the error.
+    """
     binary = shutil.which("redis-server")
     if binary is None:
-        raise RuntimeError(
-            "no Redis answers on 127.0.0.1:6379 and redis-server is not installed; "
+        raise EmbeddedRedisError(
+            f"no Redis answers on {probe} and redis-server is not installed; "
             "install it (apt-get install redis-server) or set THREADLINE_REDIS_URL"
         )
+    data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [
-            binary,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dir",
-            str(data_dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-            "--logfile",
-            str(data_dir / "redis.log"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log_file, out_file = data_dir / "redis.log", data_dir / "redis-server.out"
+    with out_file.open("w") as out:
+        process = subprocess.Popen(
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dir",
+                str(data_dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--logfile",
+                str(log_file),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 10
-    while not port_open("127.0.0.1", port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"redis-server did not start; see {data_dir / 'redis.log'}")
+    while not _serves_on(process, port):
+        exited = process.poll() is not None
+        if exited or time.monotonic() > deadline:
+            if not exited:
+                process.kill()
+                process.wait(5)
+            said = _last_lines(out_file) + _last_lines(log_file)
+            detail = "\n".join(f"  {line}" for line in said) or "  (it wrote nothing)"
+            raise EmbeddedRedisError(
+                f"redis-server did not start on 127.0.0.1:{port} (exit status {process.returncode}); "
+                f"it said ({out_file}, {log_file}):\n{detail}"
+            )
         time.sleep(0.05)
     return process
 
@@ -112,6 +163,11 @@ def _persisted_secret(path: Path, prefix: str) -> str:
     path.write_text(value + "\n")
     os.chmod(path, 0o600)
     return value
+
+
+def dev_api_key_file(config: Config) -> Path:
+    """Where the embedded default keeps its development API key."""
+    return Path(config.data_dir).resolve() / "dev-api-key"
 
 
 def _dev_api_key(data_dir: Path) -> str:
@@ -206,18 +262,64 @@ def _simulated(config: Config, secret: SimulatorSecrets) -> dict:
     return changes
 
 
+def _child_url_file(data_dir: Path) -> Path:
+    return data_dir / "redis" / "url"
+
+
+def _embedded_key_prefix(data_dir: Path) -> str:
+    """The embedded default's own key prefix, kept in the data dir (``tl-`` and 8 hex digits)."""
+    path = data_dir / "key-prefix"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    prefix = f"{DEFAULT_KEY_PREFIX}-{secrets.token_hex(4)}"
+    path.write_text(prefix + "\n")
+    return prefix
+
+
+def key_prefix(config: Config) -> str:
+    """The configured prefix; else the embedded default's own (no ``redis_url``); else ``tl``."""
+    if config.key_prefix:
+        return config.key_prefix
+    if not config.redis_url:
+        return _embedded_key_prefix(Path(config.data_dir))
+    return DEFAULT_KEY_PREFIX
+
+
+def running_redis_url(config: Config) -> str | None:
+    """The Redis ``serve`` uses, without starting one: configured, at the probe, or its child."""
+    if config.redis_url:
+        return config.redis_url
+    host, port = parse_host_port(config.redis_probe)
+    if port_open(host, port):
+        return f"redis://{host}:{port}/0"
+    url_file = _child_url_file(Path(config.data_dir))
+    if url_file.exists():
+        url = url_file.read_text().strip()
+        host_port = url.removeprefix("redis://").split("/")[0]
+        host, _, child_port = host_port.rpartition(":")
+        if child_port.isdigit() and port_open(host, int(child_port)):
+            return url
+    return None
+
+
 def resolve_embedded(config: Config, port: int) -> tuple[Config, subprocess.Popen | None]:
     """Fill what a local, account-free run needs; returns the config and a Redis child, if any."""
     data_dir = Path(config.data_dir)
     redis_child = None
-    changes: dict = {}
+    changes: dict = {"key_prefix": key_prefix(config)}
     if not config.redis_url:
-        if port_open(*DEFAULT_REDIS):
-            changes["redis_url"] = "redis://127.0.0.1:6379/0"
+        host, probe_port = parse_host_port(config.redis_probe)
+        if port_open(host, probe_port):
+            changes["redis_url"] = f"redis://{host}:{probe_port}/0"
         else:
-            redis_port = 6390 if not port_open("127.0.0.1", 6390) else free_port()
-            redis_child = start_redis_server(data_dir / "redis", redis_port)
+            redis_port = (
+                EMBEDDED_REDIS_PORT if not port_open("127.0.0.1", EMBEDDED_REDIS_PORT) else free_port()
+            )
+            redis_child = start_redis_server(data_dir / "redis", redis_port, config.redis_probe)
             changes["redis_url"] = f"redis://127.0.0.1:{redis_port}/0"
+            # So ``threadline agents`` finds this Redis while ``serve`` runs.
+            _child_url_file(data_dir).write_text(changes["redis_url"] + "\n")
     if not config.public_url:
         changes["public_url"] = f"http://127.0.0.1:{port}"
     if not config.api_keys:

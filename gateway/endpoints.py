@@ -75,7 +75,7 @@ _DESCRIBED_ERRORS = {
     401: "Missing or unknown API key",
     403: "The key lacks the scope, or the provider signature does not match",
     404: "No such resource",
-    409: "A request with this Idempotency-Key is still running",
+    409: "Conflicts with what exists; `code` says what (e.g. `agent_exists`, `identifier_conflict`)",
     413: "Request body larger than 1 MiB",
     415: "Wrong content type",
     422: "Well-formed but invalid input; `field` names it",
@@ -87,8 +87,9 @@ HOOK_ERRORS = (400, 403, 413, 415, 503)
 RETRY_AFTER: dict[int, tuple[str, ...]] = {
     429: ("Retry-After",),
     503: ("Retry-After",),
-    409: ("Retry-After",),
 }
+# A route that takes an Idempotency-Key also answers 409 while a duplicate still runs.
+IDEMPOTENT_CONFLICT = "A request with this Idempotency-Key is still running"
 _HOOK_HEADERS: dict[int, tuple[str, ...]] = {503: ("Retry-After",)}
 
 
@@ -149,18 +150,23 @@ class Endpoints:
         """A ``/v1`` route: an API key with ``scope`` (from ``keys``, default the API keys), JSON in and out."""
         status, description, struct = ok
         answers = {code: (description, struct, JSON) for code in (status, *also_ok)}
+        responses = {**answers, **errors(*error_statuses, *API_ERRORS)}
+        headers = RETRY_AFTER
+        if any(param.name == "Idempotency-Key" for param in params):
+            responses[409] = (IDEMPOTENT_CONFLICT, ErrorEnvelope, JSON)
+            headers = {**RETRY_AFTER, 409: ("Retry-After",)}
         endpoint = Endpoint(
             method,
             path,
             operation_id,
             summary,
             tag,
-            {**answers, **errors(*error_statuses, *API_ERRORS)},
+            responses,
             scope=scope,
             security=Security.API_KEY,
             body=body,
             params=params,
-            response_headers=RETRY_AFTER,
+            response_headers=headers,
         )
 
         def register(handler: Handler) -> Handler:

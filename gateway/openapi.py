@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from conversations.access import Scope
 from gateway.endpoints import ANY_OBJECT, FORM, Endpoint, Security
 from gateway.surface import declared_endpoints
 
@@ -30,6 +31,13 @@ def _any_schema(type_: Any) -> dict[str, Any]:
     if type_ is object:
         return {"description": "any JSON value"}
     raise TypeError(f"no JSON schema for {type_!r}")
+
+
+def scope_description(scope: Scope) -> str:
+    """Which API keys may call an operation: its scope, and ``admin``, which grants every scope."""
+    if scope is Scope.ADMIN:
+        return "Needs an API key with the `admin` scope."
+    return f"Needs an API key with the `{scope.value}` or the `admin` scope."
 
 
 def build_document(operations: Sequence[Endpoint] | None = None) -> dict[str, Any]:
@@ -66,7 +74,7 @@ def build_document(operations: Sequence[Endpoint] | None = None) -> dict[str, An
         }
         operation["security"] = [] if op.security is Security.NONE else [{op.security.value: []}]
         if op.scope is not None:
-            operation["description"] = f"Needs an API key with the `{op.scope.value}` scope (or `admin`)."
+            operation["description"] = scope_description(op.scope)
         if op.params:
             operation["parameters"] = [
                 {

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
-from aiohttp import web
 from redis.asyncio import Redis
 
 from conversations.access import ApiKeyGrant
 from conversations.store import Keys
-from gateway.auth import bearer_token
 from gateway.errors import ApiError
-from gateway.services import SERVICES
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -63,20 +60,35 @@ class RateLimiter:
         self._address_burst = address_burst
         self._take = redis.register_script(_TAKE)
 
-    async def check(self, grant: ApiKeyGrant) -> None:
-        """Take one token for ``grant``'s key; 429 with Retry-After when its bucket is empty."""
+    async def check(
+        self, grant: ApiKeyGrant, cost: int = 1, *, taken: int = 0, field: str | None = None
+    ) -> None:
+        """Take ``cost`` tokens for ``grant``'s key; 429 with Retry-After when its bucket lacks them.
+
+        ``taken``: tokens this request already paid. A request costing more in all than the key's
+        bucket can ever hold is a 422 naming ``field``: retrying cannot help.
+        """
         rate = self._rate if grant.rate_per_second is None else grant.rate_per_second
         burst = self._burst if grant.burst is None else grant.burst
-        await self._take_one(grant.key_id, rate, burst, "for this API key")
+        if rate > 0 and cost > 0 and cost + taken > burst:
+            raise ApiError(
+                422,
+                "exceeds_rate_limit_burst",
+                f"this request costs {cost + taken} against this API key's burst of {burst}; send fewer items",
+                field,
+            )
+        await self._take_some(grant.key_id, rate, burst, cost, "for this API key")
 
     async def check_address(self, address: str) -> None:
         """Take one token for a client address on a route anyone may call (links, pages, probes)."""
-        await self._take_one(f"addr:{address}", self._address_rate, self._address_burst, "from this address")
+        await self._take_some(
+            f"addr:{address}", self._address_rate, self._address_burst, 1, "from this address"
+        )
 
-    async def _take_one(self, owner: str, rate: float, burst: int, whose: str) -> None:
-        if rate <= 0:
+    async def _take_some(self, owner: str, rate: float, burst: int, cost: int, whose: str) -> None:
+        if rate <= 0 or cost <= 0:
             return
-        allowed, wait = await self._take(keys=[self._keys.rate_limit(owner)], args=[rate, burst, 1])
+        allowed, wait = await self._take(keys=[self._keys.rate_limit(owner)], args=[rate, burst, cost])
         if not int(allowed):
             retry_after = max(1, math.ceil(float(wait)))
             raise ApiError(
@@ -109,23 +121,3 @@ def _within(address: str | None, networks: Sequence[IPNetwork]) -> bool:
     except ValueError:
         return False
     return any(parsed in network for network in networks)
-
-
-@web.middleware
-async def rate_limit_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Limit every ``/v1`` request of a known key (unknown keys fall through to the handler's
-    401), and every request to a public route per client address. Provider webhooks are signed
-    and come in bursts from a few addresses: they are not limited here."""
-    services = request.app[SERVICES]
-    if request.path.startswith("/v1/"):
-        token = bearer_token(request)
-        grant = services.api_keys.identify(token) if token else None
-        if grant is not None:
-            await services.rate_limiter.check(grant)
-    elif not request.path.startswith("/webhooks/"):
-        trusted = services.trusted_proxies
-        address = client_address(request.remote, request.headers.get("X-Forwarded-For", ""), trusted)
-        await services.rate_limiter.check_address(address)
-    return await handler(request)

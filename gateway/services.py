@@ -6,7 +6,7 @@ import asyncio
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 from aiohttp import web
@@ -14,15 +14,14 @@ from redis.asyncio import Redis
 
 from channels.templates import TemplateRenderer
 from conversations.config import Config
+from conversations.slots import SlotMap
 from conversations.store import Keys
 from conversations.thread import ThreadReader
 from gateway.auth import ApiKeys
 from gateway.idempotency import IdempotencyStore
 from gateway.ingest_writer import IngestWriter
+from gateway.rate_limit import RateLimiter
 from gateway.templating import page_environment
-
-if TYPE_CHECKING:  # rate_limit's middleware reads SERVICES from this module
-    from gateway.rate_limit import RateLimiter
 
 
 @dataclass(slots=True)
@@ -39,6 +38,7 @@ class Services:
     """Everything a handler needs; built once per app by ``gateway.app.create_app``."""
 
     config: Config
+    slot_map: SlotMap  # built once from the config: which shard owns each slot
     redis: Redis
     keys: Keys
     ingest: IngestWriter

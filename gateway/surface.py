@@ -10,6 +10,7 @@ from gateway.routes import (
     events,
     health,
     journeys,
+    landing,
     messages,
     preference_page,
     segments,
@@ -30,6 +31,7 @@ ROUTE_TABLES: tuple[Endpoints, ...] = (
     journeys.routes,
     segments.routes,
     docs.routes,
+    landing.routes,
 )
 
 

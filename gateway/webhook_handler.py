@@ -29,7 +29,8 @@ from channels.inbound import (
 from conversations.codec import encode
 from conversations.models import Identifier
 from conversations.sharding import shard_for_customer, shard_for_identifier
-from gateway.errors import ApiError
+from conversations.slots import SlotMap
+from gateway.errors import ApiError, check_json_depth
 from gateway.services import SERVICES, Services
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,15 @@ async def _read(request: web.Request, adapter: InboundAdapter, head: WebhookRequ
     if adapter.body_kind is BodyKind.MULTIPART:
         parts = await _text_parts(request, adapter.form_fields)
         return WebhookRequest(head.method, head.url, head.query, head.headers, parts=parts)
-    return WebhookRequest(head.method, head.url, head.query, head.headers, body=await request.read())
+    body = await request.read()
+    if _looks_like_json(body):
+        # Adapters decode raw bodies with msgspec, which recurses: bound the nesting first.
+        check_json_depth(body)
+    return WebhookRequest(head.method, head.url, head.query, head.headers, body=body)
+
+
+def _looks_like_json(body: bytes) -> bool:
+    return body.lstrip()[:1] in (b"{", b"[")
 
 
 async def _text_parts(request: web.Request, names: frozenset[str]) -> dict[str, bytes]:
@@ -120,27 +129,27 @@ async def _text_parts(request: web.Request, names: frozenset[str]) -> dict[str, 
     raise ApiError(400, "invalid_payload", f"more than {MAX_PARTS} form parts")
 
 
-def pick_shard(key: ShardKey, shards: int) -> int:
+def pick_shard(key: ShardKey, slot_map: SlotMap) -> int:
     """The shard an entry belongs on; 400 when a callback names a customer we cannot place."""
     if isinstance(key, Identifier):
-        return shard_for_identifier(key, shards)
+        return shard_for_identifier(key, slot_map)
     if isinstance(key, ByCustomer):
-        shard = shard_for_customer(key.customer_id, shards)
+        shard = shard_for_customer(key.customer_id, slot_map)
         if shard is None:
             raise ApiError(400, "invalid_callback_url", "status callback URL lacks our mid/cid", "cid")
         return shard
     assert isinstance(key, AnyShard)
     digest = hashlib.blake2b(key.token.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % shards
+    return slot_map.owners[int.from_bytes(digest, "big") % slot_map.slots]
 
 
 async def _submit_all(services: Services, entries: list[InboundEntry]) -> list[bool]:
     """Submit every entry at once (the writer batches them per shard); raise if any write failed."""
     if len(entries) == 1:  # the common case, without a gather
         item = entries[0]
-        shard = pick_shard(item.shard_key, services.config.shards)
+        shard = pick_shard(item.shard_key, services.slot_map)
         return [await services.ingest.submit(shard, encode(item.entry), item.dedupe_key)]
-    shards = [pick_shard(item.shard_key, services.config.shards) for item in entries]
+    shards = [pick_shard(item.shard_key, services.slot_map) for item in entries]
     results = await asyncio.gather(
         *(
             services.ingest.submit(shard, encode(item.entry), item.dedupe_key)

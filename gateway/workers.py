@@ -20,6 +20,7 @@ import msgspec
 from aiohttp import web
 
 from conversations.config import Config
+from gateway.access_log import gateway_runner
 from gateway.app import create_app
 
 log = logging.getLogger("threadline.worker")
@@ -73,9 +74,7 @@ def _worker_main(config_json: bytes, ray_address: str, host: str, port: int, acc
 
 
 async def _serve_worker(config: Config, actors: list, host: str, port: int, access_log: bool) -> None:
-    runner = web.AppRunner(
-        create_app(config, actors), access_log=logging.getLogger("aiohttp.access") if access_log else None
-    )
+    runner = gateway_runner(create_app(config, actors), access_log)
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_port=True).start()
     log.info("gateway worker listening on %s:%s", host, port)

@@ -18,6 +18,7 @@ from conversations.codec import decode_preferences
 from conversations.customer_hash import CustomerFacts, CustomerHashWrites
 from conversations.models import MessageRecord, ShardEntry, StatusChange, ThreadEvent
 from conversations.preferences import Preferences
+from conversations.slots import SlotMap
 from conversations.store import Keys
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class BatchContext:
 
     keys: Keys
     shard: int
-    shards: int
+    slot_map: SlotMap  # which slots are this shard's, and where the others live
     now: float
     items: list[BatchItem]
     records: dict[str, MessageRecord] = field(default_factory=dict)  # one object per record

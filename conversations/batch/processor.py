@@ -29,6 +29,7 @@ from conversations.batch.resolution import resolve
 from conversations.codec import decode_ingest
 from conversations.models import Forwarded
 from conversations.sharding import shard_for_customer
+from conversations.slots import SlotMap
 from conversations.store import CONSUMER_GROUP, INGEST_FIELD, Keys
 
 log = logging.getLogger(__name__)
@@ -44,14 +45,14 @@ class BatchProcessor:
         redis: Redis,
         keys: Keys,
         shard: int,
-        shards: int,
+        slot_map: SlotMap,
         participants: Sequence[BatchParticipant],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._shard = shard
-        self._shards = shards
+        self._slot_map = slot_map
         self._participants = tuple(participants)
         self._followers = tuple(p for p in self._participants if hasattr(p, "read_more"))
         self._clock = clock
@@ -79,7 +80,7 @@ class BatchProcessor:
                 # Entries about one of our messages name their customer ("" until matched).
                 items.append(BatchItem(stream_id, entry, getattr(entry, "customer_id", "")))
 
-        ctx = BatchContext(self._keys, self._shard, self._shards, self._clock(), items)
+        ctx = BatchContext(self._keys, self._shard, self._slot_map, self._clock(), items)
         await resolve(self._redis, ctx)
         reads = ReadQueue(self._redis.pipeline(transaction=False))
         for participant in self._participants:
@@ -100,7 +101,7 @@ class BatchProcessor:
             ctx.insert_at = position
             if not item.home:
                 forwarded = Forwarded(customer_id=item.customer_id, entry=item.entry)
-                home = shard_for_customer(item.customer_id, self._shards) or 0
+                home = shard_for_customer(item.customer_id, self._slot_map) or 0
                 stream_entries.append(tx, self._keys.ingest(home), forwarded)
                 result.forwarded += 1
                 continue

@@ -31,6 +31,7 @@ from conversations.models import (
 )
 from conversations.redirects import follow
 from conversations.sharding import shard_for_customer
+from conversations.slots import slot_for_identifier
 
 Reported = StatusUpdate | SendOutcome | Engagement | RoutingTimer  # entries naming one of our messages
 
@@ -53,7 +54,8 @@ async def resolve(redis: Redis, ctx: BatchContext) -> None:
     for item in ctx.items:
         identifier = identifier_of(item.entry) if not item.customer_id else None
         if identifier is not None and identifier not in wanted:
-            wanted[identifier] = new_customer_id(ctx.shard)
+            # A new customer's home is the identifier's slot: the one that brought it here.
+            wanted[identifier] = new_customer_id(slot_for_identifier(identifier, ctx.slot_map.slots))
     by_provider = [
         item for item in ctx.items if isinstance(item.entry, StatusUpdate) and not item.entry.message_id
     ]
@@ -106,7 +108,7 @@ async def resolve(redis: Redis, ctx: BatchContext) -> None:
             if item.customer_id and moved.get(item.customer_id, item.customer_id) != item.customer_id:
                 _assign(item, moved[item.customer_id])
     for item in ctx.items:
-        home = shard_for_customer(item.customer_id, ctx.shards)
+        home = shard_for_customer(item.customer_id, ctx.slot_map)
         item.home = home is None or home == ctx.shard
 
 

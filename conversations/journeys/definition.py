@@ -171,12 +171,26 @@ def _dec_hook(type_: type, obj: Any) -> Any:
 # --- parsing --------------------------------------------------------------------------
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases: ``*name`` could repeat an anchor exponentially (a "billion laughs")."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in journey files", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def load_source(text: str | bytes, fmt: str = "yaml") -> dict[str, Any]:
-    """Parse a journey file's text (``yaml`` also reads JSON) into plain data."""
+    """Parse a journey file's text (``yaml`` also reads JSON, without aliases) into plain data."""
     try:
-        data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+        data = json.loads(text) if fmt == "json" else yaml.load(text, Loader=_NoAliasLoader)
     except (yaml.YAMLError, ValueError) as exc:
         raise DefinitionError("", f"not valid {fmt.upper()}: {exc}") from exc
+    except RecursionError:
+        raise DefinitionError("", f"not valid {fmt.upper()}: nested too deeply") from None
     if not isinstance(data, dict):
         raise DefinitionError("", "a journey is a mapping with name, trigger and steps")
     # YAML turns unquoted dates into date objects; keep plain JSON types from here on.

@@ -23,6 +23,7 @@ from redis.asyncio.client import Pipeline
 from conversations import stream_entries
 from conversations.models import JourneyHandback
 from conversations.sharding import shard_for_customer
+from conversations.slots import SlotMap
 from conversations.store import Keys
 
 AUTOMATION_FIELD = "automation"
@@ -42,9 +43,11 @@ async def automation_paused(redis: Redis, keys: Keys, customer_id: str) -> bool:
     return value is not None and value.decode() == PAUSED
 
 
-def release_in(pipe: Pipeline, keys: Keys, shards: int, customer_id: str, at: float, agent: str = "") -> None:
+def release_in(
+    pipe: Pipeline, keys: Keys, slot_map: SlotMap, customer_id: str, at: float, agent: str = ""
+) -> None:
     """Queue a handback on ``pipe``: automation active, and the home shard woken."""
-    home = shard_for_customer(customer_id, shards)
+    home = shard_for_customer(customer_id, slot_map)
     if home is None:
         raise ValueError(f"not a customer id: {customer_id!r}")
     pipe.hset(keys.conversation(customer_id), AUTOMATION_FIELD, ACTIVE)
@@ -52,9 +55,9 @@ def release_in(pipe: Pipeline, keys: Keys, shards: int, customer_id: str, at: fl
 
 
 async def release(
-    redis: Redis, keys: Keys, shards: int, customer_id: str, at: float, agent: str = ""
+    redis: Redis, keys: Keys, slot_map: SlotMap, customer_id: str, at: float, agent: str = ""
 ) -> None:
     """Hand the customer back to automation now (atomically: the switch and the wake-up)."""
     pipe = redis.pipeline(transaction=True)
-    release_in(pipe, keys, shards, customer_id, at, agent)
+    release_in(pipe, keys, slot_map, customer_id, at, agent)
     await pipe.execute()

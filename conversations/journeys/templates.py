@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+
+from conversations.bounded_templates import BoundedSandbox, render_bounded
 
 
 class TemplateProblem(ValueError):
@@ -17,9 +18,10 @@ class Templates:
 
     def __init__(self) -> None:
         # Journey files are written by operators, not customers, but a sandbox still keeps a
-        # template from reaching Python internals; ChainableUndefined lets `event.cart.url`
+        # template from reaching Python internals or exhausting the shard's memory and CPU
+        # (the bounded sandbox checks operators, loops and output size); ChainableUndefined lets `event.cart.url`
         # render empty when the event lacks a cart instead of failing the whole step.
-        self._env = SandboxedEnvironment(undefined=jinja2.ChainableUndefined, autoescape=False)
+        self._env = BoundedSandbox(undefined=jinja2.ChainableUndefined, autoescape=False)
         self._compiled: dict[str, jinja2.Template] = {}
 
     def compile(self, source: str) -> jinja2.Template:
@@ -36,7 +38,7 @@ class Templates:
     def render(self, source: str, context: dict[str, Any]) -> str:
         """Render ``source``; a runtime error becomes TemplateProblem."""
         try:
-            return self.compile(source).render(context)
+            return render_bounded(self.compile(source), context)
         except TemplateProblem:
             raise
         except Exception as exc:  # sandbox violations, filters on wrong types, …

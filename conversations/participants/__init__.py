@@ -29,6 +29,7 @@ from conversations.participants.segments import SegmentEngine
 from conversations.participants.sessions import Sessions
 from conversations.participants.thread import ThreadWriter
 from conversations.routing.engagement import EngagementRecorder
+from conversations.slots import SlotMap
 from conversations.store import Keys
 
 DEFAULT_SESSION_IDLE_SECONDS = 24 * 3600
@@ -65,7 +66,7 @@ def build_processor(
     redis: Redis,
     keys: Keys,
     shard: int,
-    shards: int,
+    slot_map: SlotMap,
     *,
     clock: Callable[[], float] = time.time,
     routing: RoutingSettings | None = None,
@@ -82,4 +83,4 @@ def build_processor(
         session_idle_seconds=session_idle_seconds,
         console=console,
     )
-    return BatchProcessor(redis, keys, shard, shards, chosen, clock=clock)
+    return BatchProcessor(redis, keys, shard, slot_map, chosen, clock=clock)

@@ -39,8 +39,8 @@ from conversations.pricing import DEFAULT_PRICES, PriceTable
 from conversations.routing import machine
 from conversations.routing.context import CustomerContext, capped_types, context_from
 from conversations.routing.decide import decide
-from conversations.routing.engagement import SendTimeOptimiser
 from conversations.routing.policy import RoutingPolicy, load_policy
+from conversations.routing.send_time import SendTimeOptimiser
 from conversations.routing.writer import RenderAttempt, RoutingWriter
 
 log = logging.getLogger(__name__)

@@ -49,6 +49,7 @@ from conversations.segments.engine import (
 )
 from conversations.segments.registry import SegmentState, compile_stored, decode_stored
 from conversations.segments.rules import Subject
+from conversations.sharding import shard_for_customer
 from conversations.store import Keys
 
 log = logging.getLogger(__name__)
@@ -101,9 +102,11 @@ class SegmentEngine:
                     cursor, found = reply
                     prefix = len(ctx.keys.customer(""))
                     cursor_text = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
-                    self._chunks[index] = (cursor_text, sorted(k.decode()[prefix:] for k in found))
+                    ids = (k.decode()[prefix:] for k in found)
+                    mine = sorted(cid for cid in ids if shard_for_customer(cid, ctx.slot_map) == ctx.shard)
+                    self._chunks[index] = (cursor_text, mine)
 
-                pattern = ctx.keys.shard_customers_pattern(ctx.shard)
+                pattern = ctx.keys.customers_pattern()
                 reads.then(keep_chunk).scan(int(item.entry.cursor), match=pattern, count=BACKFILL_CHUNK)
 
     def _read_customers(self, ctx: BatchContext, reads: ReadQueue, customer_ids: list[str]) -> None:

@@ -28,8 +28,8 @@ from conversations.models import (
 )
 from conversations.pricing import PriceTable, country_of
 from conversations.routing.context import CustomerContext
-from conversations.routing.engagement import SendTimeOptimiser
 from conversations.routing.policy import QuietHours, RoutingPolicy, StepRules, TypeRules
+from conversations.routing.send_time import SendTimeOptimiser
 
 __all__ = ["RoutingDecision", "decide", "quiet_hours_end"]
 

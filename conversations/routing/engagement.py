@@ -3,21 +3,17 @@
 One Redis hash per customer holds ``<channel>:score`` and ``<channel>:at`` (when the score was
 last brought up to date). The processor updates it inside its batch transaction with a small
 script (so no read phase is needed); routing reads it with the customer context and decays it
-to "now". Send-time optimisation plugs in through ``SendTimeOptimiser``.
+to "now".
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
 
 from redis.asyncio.client import Pipeline
 
 from conversations.models import Channel
 from conversations.store import Keys
-
-if TYPE_CHECKING:
-    from conversations.routing.context import CustomerContext
 
 HALF_LIFE_SECONDS = 14 * 86400.0  # two weeks: last month's replies count, last year's don't
 WEIGHTS = {"delivered": 0.1, "read": 0.5, "replied": 1.0}
@@ -71,20 +67,3 @@ class EngagementRecorder:
         # Plain EVAL, not EVALSHA: inside MULTI a NOSCRIPT error could not be retried cleanly.
         key = self._keys.engagement(customer_id)
         pipe.eval(_ADD, 1, key, channel.value, WEIGHTS[event], repr(at), repr(HALF_LIFE_SECONDS))
-
-
-class SendTimeOptimiser(Protocol):
-    """The hook for send-time optimisation: when would this customer best receive this message?
-
-    ``decide`` asks it for types whose policy sets ``optimise_send_time``; a time later than
-    ``now`` defers the send (reason ``send_time``) through the same timer as quiet hours.
-    """
-
-    def best_time(self, context: CustomerContext, channel: Channel, now: float) -> float | None: ...
-
-
-class SendNow:
-    """The default optimiser: no opinion, send now."""
-
-    def best_time(self, context: CustomerContext, channel: Channel, now: float) -> float | None:
-        return None

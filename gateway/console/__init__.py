@@ -13,7 +13,6 @@ from channels.registry import enabled_channels
 from conversations.agents import AgentDirectory
 from conversations.config import Config
 from conversations.console import ConsoleStore
-from gateway.auth import ApiKeys
 from gateway.console.commands import ConsoleCommands
 from gateway.console.hub import ConsoleHub
 from gateway.services import SERVICES
@@ -30,7 +29,6 @@ class Console:
     commands: ConsoleCommands
     agents: AgentDirectory
     hub: ConsoleHub
-    admin_keys: ApiKeys
     socket_queue: int
     templates: jinja2.Environment
 
@@ -46,14 +44,14 @@ def setup_console(app: web.Application, config: Config) -> None:
         services = app[SERVICES]
         store = ConsoleStore(services.redis, services.keys, config.console_events_maxlen, services.clock)
         agents = AgentDirectory(services.redis, services.keys, config.agents, services.clock)
-        hub = ConsoleHub(services.redis, services.keys, store)
+        hub = ConsoleHub(services.redis, services.keys, store, agents)
         commands = ConsoleCommands(
             store=store,
             agents=agents,
             hub=hub,
             reader=services.reader,
             ingest=services.ingest,
-            shards=config.shards,
+            slot_map=services.slot_map,
             channels=enabled_channels(config),
             clock=services.clock,
         )
@@ -61,9 +59,7 @@ def setup_console(app: web.Application, config: Config) -> None:
             loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
             autoescape=jinja2.select_autoescape(["html", "j2"]),
         )
-        app[CONSOLE] = Console(
-            commands, agents, hub, ApiKeys(config.admin_api_keys), config.console_socket_queue, templates
-        )
+        app[CONSOLE] = Console(commands, agents, hub, config.console_socket_queue, templates)
         await hub.start()
         yield
         await hub.stop()

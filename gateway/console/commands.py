@@ -30,6 +30,7 @@ from conversations.models import (
     OutboundRequest,
 )
 from conversations.sharding import shard_for_customer
+from conversations.slots import SlotMap
 from conversations.thread import ThreadReader, is_valid_cursor
 from gateway.console.frames import (
     Ack,
@@ -60,8 +61,7 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_LIMIT = 200  # conversations in a queue snapshot
 THREAD_PAGE = 200  # entries in an ``open`` answer
-REPLAY_BATCH = 500
-MAX_REPLAY_BATCHES = 20  # further behind than this, a fresh snapshot is cheaper than a replay
+REPLAY_PAGE = 100  # updates replayed per subscribe (at most half the socket's queue)
 
 # Which identifier kind carries a message on each channel.
 _ADDRESS_KIND = {
@@ -82,6 +82,14 @@ class CommandError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True, slots=True)
+class _PageEnd:
+    """Where a replay page ended, and whether more updates follow it."""
+
+    event_id: str
+    more: bool
+
+
 class _RefOnly(msgspec.Struct):
     ref: str = ""
 
@@ -95,7 +103,7 @@ class ConsoleCommands:
     hub: ConsoleHub
     reader: ThreadReader
     ingest: IngestWriter
-    shards: int
+    slot_map: SlotMap
     channels: frozenset[Channel]
     clock: Callable[[], float]
 
@@ -154,7 +162,7 @@ class ConsoleCommands:
         self, sock: ConsoleSocket, op: Operation, customer_id: str, ref: str, target: str = ""
     ) -> None:
         event_id = await self.store.apply(op, customer_id, sock.agent, target)
-        home = shard_for_customer(customer_id, self.shards)
+        home = shard_for_customer(customer_id, self.slot_map)
         if op is Operation.HANDBACK and home is not None:
             # Wake the home shard: journeys paused at a handoff step resume in its next batch.
             await self.ingest.submit(home, encode(handback_entry(customer_id, self.clock(), sock.agent)))
@@ -164,7 +172,7 @@ class ConsoleCommands:
         """Hand the note to the customer's home shard (the thread's one writer); durable on return."""
         now = self.clock()
         note = AgentNote(customer_id, "note_" + ulid(now), agent, body, now)
-        home = shard_for_customer(customer_id, self.shards) or 0
+        home = shard_for_customer(customer_id, self.slot_map) or 0
         await self.ingest.submit(home, encode(note))
         return note.note_id
 
@@ -178,12 +186,19 @@ class ConsoleCommands:
         """Snapshot (or replay since ``resume_from``), then live updates, with no gap between."""
         if frame.resume_from is not None and parse_event_id(frame.resume_from) is None:
             raise CommandError("invalid_frame", "resume_from must be an event id like 1700000000000-0")
-        sock.start_subscription(frame.queues)
+        sock.start_subscription(frame.queues, frame.resume_from)
         try:
-            resumed = frame.resume_from is not None and await self._replay(sock, frame.resume_from)
-            if not resumed:
+            page_end = None
+            if frame.resume_from is not None:
+                page_end = await self._replay_page(sock, frame.resume_from)
+            if page_end is None:
                 await self._snapshot(sock, frame.queues, resync=frame.resume_from is not None)
-            sock.send(Ack("subscribe", frame.ref))
+                sock.send(Ack("subscribe", frame.ref))
+            elif page_end.more:
+                sock.page_ended(page_end.event_id)
+                sock.send(Ack("subscribe", frame.ref, event_id=page_end.event_id, more=True))
+            else:
+                sock.send(Ack("subscribe", frame.ref))
         finally:
             sock.end_subscription_setup()
 
@@ -203,27 +218,26 @@ class ConsoleCommands:
         sock.set_position(position)
         sock.send(QueueSnapshot(sorted(set(queues)), chosen, position, resync))
 
-    async def _replay(self, sock: ConsoleSocket, resume_from: str) -> bool:
-        """Send every update after ``resume_from``; False when some were trimmed or are too many."""
+    async def _replay_page(self, sock: ConsoleSocket, resume_from: str) -> _PageEnd | None:
+        """Send one page of the updates after ``resume_from``; None when some were trimmed.
+
+        A page is at most half the socket's queue, so replaying never overflows it; the client
+        asks for each next page once it has this one (``ack`` with ``more``).
+        """
         if not await self.store.can_resume_after(resume_from):
-            return False
+            return None
         sock.set_position(resume_from)
-        after = resume_from
-        for _ in range(MAX_REPLAY_BATCHES):
-            events = await self.store.events_after(after, REPLAY_BATCH)
-            if not events:
-                return True
-            summaries = await self.store.summaries(event.customer_id for _, event in events)
-            for event_id, event in events:
-                summary = summaries.get(event.customer_id)
-                if summary is not None:
-                    update = ConversationUpdated(event_id, event.reason, summary, event.agent)
-                    # Unfiltered: the client knows which conversations it shows, the server does not.
-                    sock.deliver(event_id, summary, encode_frame(update), replay=True)
-            after = events[-1][0]
-            if len(events) < REPLAY_BATCH:
-                return True
-        return False
+        size = max(1, min(REPLAY_PAGE, sock.limit // 2))
+        events = await self.store.events_after(resume_from, size + 1)
+        page = events[:size]
+        summaries = await self.store.summaries(event.customer_id for _, event in page)
+        for event_id, event in page:
+            summary = summaries.get(event.customer_id)
+            if summary is not None:
+                update = ConversationUpdated(event_id, event.reason, summary, event.agent)
+                # Unfiltered: the client knows which conversations it shows, the server does not.
+                sock.deliver(event_id, summary, encode_frame(update), replay=True)
+        return _PageEnd(page[-1][0] if page else resume_from, more=len(events) > size)
 
     # --- threads ------------------------------------------------------------------------------
 
@@ -263,7 +277,7 @@ class ConsoleCommands:
     async def reply(self, sock: ConsoleSocket, frame: Reply) -> None:
         """Send a message through the customer's shard, as ``POST /v1/messages`` does."""
         customer = await self.store.customer_fields(frame.customer_id)
-        shard = shard_for_customer(frame.customer_id, self.shards)
+        shard = shard_for_customer(frame.customer_id, self.slot_map)
         if not customer or shard is None:
             raise CommandError("not_found", f"no customer {frame.customer_id}")
         channel = frame.channel or Channel(customer.get("last_channel") or Channel.SMS)

@@ -151,6 +151,7 @@ class Ack(msgspec.Struct, tag_field="type", tag="ack", omit_defaults=True):
     message_id: str = ""  # reply: the outbound message; note: the note id
     event_id: str = ""
     duplicate: bool = False
+    more: bool = False  # subscribe: the replay has more pages; resume from ``event_id`` for the next
 
 
 class ErrorFrame(msgspec.Struct, tag_field="type", tag="error", omit_defaults=True):

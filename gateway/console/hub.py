@@ -1,7 +1,9 @@
 """One reader of the console update stream per gateway, fanning each update out to its sockets.
 
 Every gateway process reads the same Redis stream, so an agent connected to any gateway sees
-every update. Typing signals are ephemeral and travel over Redis pub/sub instead.
+every update. Typing signals are ephemeral and travel over Redis pub/sub instead, as do agent
+revocations: each gateway closes the revoked agent's sockets (and, after any gap in its
+subscription, checks every connected agent still exists).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from conversations.agents import AgentDirectory
 from conversations.console import ConsoleEvent, ConsoleStore, decode_event
 from conversations.store import INGEST_FIELD, Keys
 from gateway.console.frames import ConversationUpdated, TypingFrame, TypingSignal, encode_frame
-from gateway.console.session import CLOSE_GOING_AWAY, ConsoleSocket
+from gateway.console.session import CLOSE_GOING_AWAY, CLOSE_POLICY, ConsoleSocket
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +34,11 @@ _decode_typing = msgspec.json.Decoder(TypingSignal).decode
 class ConsoleHub:
     """The gateway's console sockets and the tasks that feed them."""
 
-    def __init__(self, redis: Redis, keys: Keys, store: ConsoleStore) -> None:
+    def __init__(self, redis: Redis, keys: Keys, store: ConsoleStore, agents: AgentDirectory) -> None:
         self._redis = redis
         self._keys = keys
         self._store = store
+        self._agents = agents
         self._sockets: set[ConsoleSocket] = set()
         self._tasks: list[asyncio.Task] = []
         self._position = "0-0"
@@ -44,7 +48,7 @@ class ConsoleHub:
         self._position = await self._store.last_event_id()
         self._tasks = [
             asyncio.create_task(self._read_updates(), name="console-updates"),
-            asyncio.create_task(self._read_typing(), name="console-typing"),
+            asyncio.create_task(self._read_signals(), name="console-signals"),
         ]
 
     async def stop(self) -> None:
@@ -113,28 +117,49 @@ class ConsoleHub:
             for sock in list(self._sockets):
                 sock.deliver(event_id, summary, frame)
 
-    async def _read_typing(self) -> None:
+    def close_agent(self, agent: str) -> None:
+        """Close every socket of ``agent`` on this gateway (it was revoked)."""
+        for sock in list(self._sockets):
+            if sock.agent == agent:
+                sock.close(CLOSE_POLICY, "agent revoked")
+
+    async def _close_revoked(self) -> None:
+        """Close the sockets of agents revoked while this gateway was not listening."""
+        for agent in {sock.agent for sock in self._sockets}:
+            if not await self._agents.exists(agent):
+                self.close_agent(agent)
+
+    async def _read_signals(self) -> None:
+        typing, revoked = self._keys.console_typing(), self._keys.console_revoked()
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self._keys.console_typing())
+                await pubsub.subscribe(typing, revoked)
+                await self._close_revoked()
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
-                    try:
-                        signal = _decode_typing(message["data"])
-                    except msgspec.DecodeError:
-                        continue
-                    frame = TypingFrame(signal.customer_id, signal.agent)
-                    for sock in list(self._sockets):
-                        if sock.queues and sock.agent != signal.agent:
-                            sock.send_droppable(frame)
+                    channel = message["channel"].decode()
+                    if channel == revoked:
+                        self.close_agent(message["data"].decode())
+                    elif channel == typing:
+                        self._relay_typing(message["data"])
             except RedisError as exc:
-                log.warning("console: typing channel failed, retrying: %s", exc)
+                log.warning("console: signal channels failed, retrying: %s", exc)
                 await asyncio.sleep(RETRY_SECONDS)
             except Exception:
-                log.exception("console: typing relay failed, restarting it")
+                log.exception("console: signal relay failed, restarting it")
                 await asyncio.sleep(RETRY_SECONDS)
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
+
+    def _relay_typing(self, data: bytes) -> None:
+        try:
+            signal = _decode_typing(data)
+        except msgspec.DecodeError:
+            return
+        frame = TypingFrame(signal.customer_id, signal.agent)
+        for sock in list(self._sockets):
+            if sock.queues and sock.agent != signal.agent:
+                sock.send_droppable(frame)

@@ -45,6 +45,15 @@ class ConsoleSocket:
         self._known: set[str] = set()
         self._last_sent = (0, 0)
         self._held: list[tuple[str, ConversationSummary, bytes]] | None = None
+        # While a paged replay has pages left, live updates are not delivered (the next pages
+        # replay them from the stream); ``paged_to`` is where the next page starts.
+        self._live = True
+        self.paged_to: str | None = None
+
+    @property
+    def limit(self) -> int:
+        """How many frames may wait for this socket's writer."""
+        return self._limit
 
     @property
     def closed(self) -> bool:
@@ -103,11 +112,24 @@ class ConsoleSocket:
 
     # --- subscription ------------------------------------------------------------------------
 
-    def start_subscription(self, queues: list[Queue]) -> None:
-        """Set the queues and hold live updates until the snapshot or replay is queued."""
+    def start_subscription(self, queues: list[Queue], resume_from: str | None = None) -> None:
+        """Set the queues and hold live updates until the snapshot or replay is queued.
+
+        A subscribe that resumes where this socket's previous replay page ended continues that
+        replay, so the conversations it showed stay known.
+        """
+        if resume_from is None or resume_from != self.paged_to:
+            self._known.clear()
         self.queues = frozenset(queues)
-        self._known.clear()
+        self.paged_to = None
+        self._live = True
         self._held = []
+
+    def page_ended(self, event_id: str) -> None:
+        """A replay page ended at ``event_id`` with more to come: no live updates until the client
+        asks for the next page (they are in the stream, so the next pages bring them)."""
+        self.paged_to = event_id
+        self._live = False
 
     def set_position(self, event_id: str) -> None:
         """Updates at or before ``event_id`` are already reflected in what the agent has."""
@@ -120,6 +142,8 @@ class ConsoleSocket:
     def end_subscription_setup(self) -> None:
         """Release the updates held during setup (those not already covered)."""
         held, self._held = self._held or [], None
+        if not self._live:
+            return  # a page of a replay: the next pages replay these
         for event_id, summary, frame in held:
             self.deliver(event_id, summary, frame)
 
@@ -139,7 +163,7 @@ class ConsoleSocket:
         self, event_id: str, summary: ConversationSummary, frame: bytes, replay: bool = False
     ) -> None:
         """Offer one update (already encoded) in stream order; skips what the agent has seen."""
-        if not self.queues or self.closed:
+        if not self.queues or self.closed or not (self._live or replay):
             return
         if self._held is not None and not replay:
             self._held.append((event_id, summary, frame))

@@ -1,4 +1,4 @@
-"""The agent console: the page, its WebSocket (``/v1/console/ws``) and agent creation."""
+"""The agent console: the page, its WebSocket (``/v1/console/ws``), sign-in links and agent creation."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
 from conversations.access import Scope
-from conversations.agents import AGENT_NAME, AgentExists
-from gateway.auth import ApiKeys
+from conversations.agents import AGENT_NAME, AgentConfigured, AgentExists
 from gateway.console import CONSOLE, Console
 from gateway.console.frames import MAX_NOTE_CHARS, Auth, Welcome, decode_client_frame
 from gateway.console.session import CLOSE_POLICY, ConsoleSocket
-from gateway.endpoints import JSON, Endpoint, Endpoints, errors
+from gateway.endpoints import JSON, Endpoint, Endpoints, Param, errors
 from gateway.errors import ApiError, decode_json_body
 from gateway.routes.messages import json_response
 
@@ -41,8 +40,20 @@ class CreatedAgent(msgspec.Struct):
     token: str  # shown once: only its SHA-256 is stored
 
 
-def _admin_keys(request: web.Request) -> ApiKeys:
-    return request.app[CONSOLE].admin_keys
+class ConsoleLogin(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/console/login``: the one-time token of a sign-in link."""
+
+    login_token: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class SignedIn(msgspec.Struct):
+    agent: str
+    token: str  # an agent token of this browser's own
+
+
+class RevokedAgent(msgspec.Struct):
+    name: str
+    revoked: bool
 
 
 @routes.api(
@@ -55,10 +66,9 @@ def _admin_keys(request: web.Request) -> ApiKeys:
     (201, "The agent and its token", CreatedAgent),
     (409, 422),
     body=NewAgent,
-    keys=_admin_keys,
 )
 async def create_agent(request: web.Request) -> web.Response:
-    """Create a console agent (admin API key required); answers with its token, once."""
+    """Create a console agent (an API key with the ``admin`` scope); answers with its token, once."""
     console = request.app[CONSOLE]
     command = decode_json_body(await request.read(), NewAgent)
     try:
@@ -66,6 +76,55 @@ async def create_agent(request: web.Request) -> web.Response:
     except AgentExists:
         raise ApiError(409, "agent_exists", f"an agent named {command.name} already exists", "name") from None
     return json_response(CreatedAgent(command.name, token), status=201)
+
+
+@routes.documented(
+    Endpoint(
+        "POST",
+        "/v1/console/login",
+        "consoleLogin",
+        "Exchange the one-time token of a console sign-in link for an agent token (no API key)",
+        "console",
+        {200: ("Signed in", SignedIn, JSON), **errors(400, 403, 413, 422, 429, 503)},
+        body=ConsoleLogin,
+    )
+)
+async def console_login(request: web.Request) -> web.Response:
+    """Redeem a sign-in link's login token (once); the page keeps the agent token it gets back."""
+    command = decode_json_body(await request.read(), ConsoleLogin)
+    signed_in = await request.app[CONSOLE].agents.redeem_login(command.login_token)
+    if signed_in is None:
+        raise ApiError(
+            403, "login_invalid", "this sign-in link was used already or has expired", "login_token"
+        )
+    return json_response(SignedIn(*signed_in))
+
+
+@routes.api(
+    "DELETE",
+    "/v1/agents/{name}",
+    "revokeAgent",
+    "Revoke a console agent: its token stops working and its open sockets close",
+    "console",
+    Scope.ADMIN,
+    (200, "The revoked agent", RevokedAgent),
+    (404, 409),
+    params=(Param("name", "path", {"type": "string"}, "The agent's name", True),),
+)
+async def revoke_agent(request: web.Request) -> web.Response:
+    """Revoke an agent created through the API (admin API key required)."""
+    console = request.app[CONSOLE]
+    name = request.match_info["name"]
+    try:
+        revoked = await console.agents.revoke(name)
+    except AgentConfigured:
+        raise ApiError(
+            409, "agent_configured", f"agent {name} is in the config file; remove it there", "name"
+        ) from None
+    if not revoked:
+        raise ApiError(404, "agent_not_found", f"no agent named {name}", "name")
+    console.hub.close_agent(name)  # this gateway's sockets at once; others hear it published
+    return json_response(RevokedAgent(name, revoked=True))
 
 
 @routes.page("GET", "/console")
@@ -118,6 +177,8 @@ async def console_socket(request: web.Request) -> web.WebSocketResponse:
         sock.send(Welcome(agent, sorted(console.commands.channels), agents))
         async for message in ws:
             if message.type is WSMsgType.TEXT:
+                if not await _still_an_agent(console, sock):
+                    break
                 await console.commands.handle_text(sock, message.data)
             elif message.type is WSMsgType.BINARY:
                 sock.error("invalid_frame", "frames are JSON text, not binary")
@@ -127,6 +188,21 @@ async def console_socket(request: web.Request) -> web.WebSocketResponse:
         console.hub.discard(sock)
         await sock.finish()
     return ws
+
+
+async def _still_an_agent(console: Console, sock: ConsoleSocket) -> bool:
+    """Whether the socket's agent still exists; a revoked agent's socket is closed (1008).
+
+    The hub closes such sockets when the revocation is published; this check covers a frame
+    that arrives before that (or a gateway that missed it).
+    """
+    try:
+        if await console.agents.exists(sock.agent):
+            return True
+    except RedisError:
+        return True  # nothing can be carried out without Redis; the command answers the error
+    sock.close(CLOSE_POLICY, "agent revoked")
+    return False
 
 
 async def _authenticate(request: web.Request, ws: web.WebSocketResponse, console: Console) -> str | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import msgspec
 from aiohttp import web
 
@@ -25,9 +23,10 @@ from conversations.preferences import Preferences, TypePreference
 from conversations.profiles import Attributes, InvalidAttribute, Profile, read_profile, validate_attributes
 from conversations.redirects import follow_one
 from conversations.sharding import shard_for_customer, shard_for_identifier
-from conversations.thread import MAX_PAGE, ThreadFilter, ThreadPage, is_valid_cursor
+from conversations.thread import MAX_PAGE, ThreadFilter, ThreadPage
 from gateway.endpoints import ANY_OBJECT, Endpoints, Param
 from gateway.errors import ApiError, decode_json_body, validation_error
+from gateway.query import QueryParams, query_params
 from gateway.routes.messages import json_response
 from gateway.services import SERVICES, Services
 from gateway.shard_calls import call_shard
@@ -120,7 +119,8 @@ async def resolve_customer_id(services: Services, customer_id: str) -> str:
 async def find_customers(request: web.Request) -> web.Response:
     """Customers matching one identifier: ``?phone=``, ``?email=``, ``?wa_id=``, ``?rcs=`` or ``?external_id=``."""
     services = request.app[SERVICES]
-    given = [(kind, request.query[kind]) for kind in LOOKUP_KINDS if kind in request.query]
+    query = query_params(request)
+    given = [(kind, raw) for kind in LOOKUP_KINDS if (raw := query.text(kind)) is not None]
     if len(given) != 1:
         raise ApiError(
             422,
@@ -166,8 +166,8 @@ async def upsert_customer(request: web.Request) -> web.Response:
             identifiers.append(_normalised(kind, raw, f"identifiers.{kind}"))
     owners = await services.redis.mget([services.keys.identity(i) for i in identifiers])
     owner = next((o.decode() for o in owners if o), None)
-    home = shard_for_customer(owner, services.config.shards) if owner else None
-    shard = home if home is not None else shard_for_identifier(external, services.config.shards)
+    home = shard_for_customer(owner, services.slot_map) if owner else None
+    shard = home if home is not None else shard_for_identifier(external, services.slot_map)
     command = UpsertRequest(identifiers, body.attributes.flat(), services.clock())
     reply = await call_shard(
         services,
@@ -234,7 +234,7 @@ def _validate_preferences(services: Services, preferences: dict[str, TypePrefere
     "putPreferences",
     "Replace per-type channel order and opt-outs",
     "customers",
-    Scope.SEND,
+    Scope.CUSTOMERS_WRITE,
     (200, "The stored preferences and the changes", ANY_OBJECT),
     (404, 422),
     body=PreferencesBody,
@@ -256,7 +256,7 @@ async def set_preferences(
     services: Services, customer_id: str, preferences: dict[str, TypePreference], source: str
 ):
     """Ask the customer's home shard to store new preferences (shared by the API and the page)."""
-    shard = shard_for_customer(customer_id, services.config.shards)
+    shard = shard_for_customer(customer_id, services.slot_map)
     if shard is None:
         raise ApiError(404, "customer_not_found", "no customer with this id")
     command = PreferencesRequest(customer_id, preferences, source, services.clock())
@@ -338,50 +338,14 @@ async def preference_adoption(request: web.Request) -> web.Response:
     )
 
 
-def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit", str(DEFAULT_PAGE))
-    if not raw.isdigit() or not 1 <= int(raw) <= 500:
-        raise ApiError(422, "invalid_query", "limit must be an integer from 1 to 500", "limit")
-    return int(raw)
-
-
-def _thread_filter(request: web.Request) -> ThreadFilter:
+def _thread_filter(query: QueryParams) -> ThreadFilter:
     """``?channel=sms,whatsapp&direction=inbound&since=…&until=…`` (times: unix seconds or ISO 8601)."""
-    query = request.query
-    channels: set[Channel] = set()
-    for name in filter(None, query.get("channel", "").split(",")):
-        try:
-            channels.add(Channel(name.strip()))
-        except ValueError:
-            raise ApiError(422, "unknown_channel", f"unknown channel {name!r}", "channel") from None
-    direction = None
-    if query.get("direction"):
-        try:
-            direction = Direction(query["direction"])
-        except ValueError:
-            raise ApiError(422, "invalid_query", "direction is inbound or outbound", "direction") from None
     return ThreadFilter(
-        frozenset(channels),
-        direction,
-        _instant(query.get("since"), "since"),
-        _instant(query.get("until"), "until"),
+        query.choices("channel", Channel),
+        query.choice("direction", Direction),
+        query.instant("since"),
+        query.instant("until"),
     )
-
-
-def _instant(raw: str | None, field: str) -> float | None:
-    if not raw:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        raise ApiError(422, "invalid_query", f"{field} is unix seconds or ISO 8601", field) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 @routes.api(
@@ -411,11 +375,10 @@ async def get_thread(request: web.Request) -> web.StreamResponse:
     With ``Accept: application/x-ndjson`` the whole (filtered) thread streams as one entry per line.
     """
     services = request.app[SERVICES]
-    cursor = request.query.get("cursor") or None
-    if cursor is not None and not is_valid_cursor(cursor):
-        raise ApiError(422, "invalid_query", "cursor must be a next_cursor value", "cursor")
-    limit = _limit(request)
-    filters = _thread_filter(request)
+    query = query_params(request)
+    cursor = query.stream_id("cursor", "a next_cursor value")
+    limit = query.integer("limit", default=DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
+    filters = _thread_filter(query)
     customer_id = await resolve_customer_id(services, request.match_info["customer_id"])
     if "application/x-ndjson" in request.headers.get("Accept", ""):
         return await _export_ndjson(request, services, customer_id, cursor, filters)
@@ -451,7 +414,7 @@ class MergeBody(msgspec.Struct, forbid_unknown_fields=True):
     "mergeCustomers",
     "Merge another customer into this one (idempotent)",
     "customers",
-    Scope.SEND,
+    Scope.CUSTOMERS_WRITE,
     (200, "What the merge did", MergeResult),
     (404, 409, 422),
     body=MergeBody,
@@ -470,7 +433,7 @@ async def merge_customers(request: web.Request) -> web.Response:
     loser = await _resolve_for_merge(services, body.other)
     if loser == winner:
         raise ApiError(422, "same_customer", "a customer cannot be merged into itself", "other")
-    shard = shard_for_customer(winner, services.config.shards)
+    shard = shard_for_customer(winner, services.slot_map)
     assert shard is not None  # resolve_customer_id only returns ids of existing customers
     command = MergeRequest(winner, loser, services.clock())
     reply = await call_shard(

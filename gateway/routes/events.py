@@ -16,7 +16,7 @@ from conversations.ids import ulid
 from conversations.models import EventReceived, Forwarded, Identifier
 from conversations.normalize import InvalidIdentifier, identifier
 from conversations.sharding import shard_for_customer, shard_for_identifier
-from gateway.endpoints import ANY_OBJECT, Endpoints
+from gateway.endpoints import ANY_OBJECT, GRANT, Endpoints
 from gateway.errors import ApiError, ErrorBody, decode_json_body, validation_error
 from gateway.routes.customers import resolve_customer_id
 from gateway.routes.messages import json_response
@@ -105,7 +105,7 @@ async def _prepare(services: Services, body: EventBody, header_key: str | None =
             customer_id = await resolve_customer_id(services, ref.id or "")
         except ApiError as exc:
             raise ApiError(exc.status, exc.code, exc.message, "customer.id") from exc
-        home = shard_for_customer(customer_id, services.config.shards)
+        home = shard_for_customer(customer_id, services.slot_map)
         assert home is not None  # resolve_customer_id returns ids of existing customers only
         shard, scope = home, customer_id
     else:
@@ -113,7 +113,7 @@ async def _prepare(services: Services, body: EventBody, header_key: str | None =
             ident = identifier(kind, getattr(ref, kind))
         except InvalidIdentifier as exc:
             raise ApiError(422, "invalid_identifier", str(exc), f"customer.{kind}") from exc
-        shard, scope = shard_for_identifier(ident, services.config.shards), f"{ident.kind}:{ident.value}"
+        shard, scope = shard_for_identifier(ident, services.slot_map), f"{ident.kind}:{ident.value}"
     # Replays of one idempotency key for one customer reference get the same id back.
     event_id = "evt_" + (_digest(f"{scope}|{key}") if key else ulid(now))
     entry = EventReceived(event_id, body.name, occurred, now, ident, dict(body.properties))
@@ -173,6 +173,8 @@ async def post_events_batch(request: web.Request) -> web.Response:
     """Up to 1,000 events; one result per event, in order, each with its own status."""
     services = request.app[SERVICES]
     batch = decode_json_body(await request.read(), BatchBody)
+    # Each event costs what one POST /v1/events does; the middleware took the first token.
+    await services.rate_limiter.check(request[GRANT], cost=len(batch.events) - 1, taken=1, field="events")
     results: list[BatchItem | None] = [None] * len(batch.events)
 
     def reject(index: int, exc: ApiError) -> None:

@@ -10,6 +10,7 @@ from conversations.journeys.registry import current_versions, publish, stored_ve
 from conversations.journeys.views import JourneyReader
 from gateway.endpoints import ANY_OBJECT, Endpoints, Param
 from gateway.errors import ApiError
+from gateway.query import query_params
 from gateway.routes.customers import CUSTOMER_ID, resolve_customer_id
 from gateway.routes.messages import json_response
 from gateway.services import SERVICES, Services
@@ -18,6 +19,7 @@ routes = Endpoints()
 _NAME = Param("name", "path", {"type": "string"}, "The journey's name", True)
 
 MAX_DEFINITION_BYTES = 256 * 1024
+MAX_VERSION = 2**53  # versions count publishes; anything larger is not one of ours
 
 
 def _reader(services: Services) -> JourneyReader:
@@ -54,18 +56,20 @@ async def list_journeys(request: web.Request) -> web.Response:
     "journeys",
     Scope.READ,
     (200, "The definition", ANY_OBJECT),
-    (404,),
-    params=(_NAME,),
+    (404, 422),
+    params=(
+        _NAME,
+        Param(
+            "version", "query", {"type": "integer", "minimum": 1}, "A published version (default: current)"
+        ),
+    ),
 )
 async def get_journey(request: web.Request) -> web.Response:
     """The current definition (or ``?version=N``) as it was published."""
     services = request.app[SERVICES]
     name = request.match_info["name"]
     current = await _require_journey(services, name)
-    raw = request.query.get("version")
-    if raw is not None and not raw.isdigit():
-        raise ApiError(422, "invalid_query", "version is a positive integer", "version")
-    version = int(raw) if raw is not None else current
+    version = query_params(request).integer("version", default=current, minimum=1, maximum=MAX_VERSION)
     stored = await stored_version(services.redis, services.keys, name, version)
     if stored is None:
         raise ApiError(404, "version_not_found", f"journey {name} has no version {version}", "version")

@@ -109,7 +109,7 @@ async def _accept_message(services: Services, raw: bytes, reservation: Reservati
         campaign_id=command.campaign.id if command.campaign else "",
         budget=command.campaign.budget if command.campaign else None,
     )
-    shard = shard_for_identifier(recipient, services.config.shards)
+    shard = shard_for_identifier(recipient, services.slot_map)
     # A retry that took over a crashed request finds its write already done (dedupe) and
     # answers exactly as the first would have.
     await services.ingest.submit(shard, encode(entry), reservation.dedupe_key if reservation else None)

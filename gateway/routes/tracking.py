@@ -37,7 +37,7 @@ def _verified(services: Services, token: str, kind: str) -> tuple[TrackedLink, i
         link = LinkTracker(secret, services.config.public_url).verify(token)
     except InvalidToken as exc:
         raise ApiError(403, "invalid_token", str(exc)) from exc
-    shard = shard_for_customer(link.customer_id, services.config.shards)
+    shard = shard_for_customer(link.customer_id, services.slot_map)
     if link.kind != kind or shard is None:
         raise ApiError(403, "invalid_token", "token is not valid for this link")
     return link, shard

@@ -29,7 +29,7 @@ NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 def _verified(services: Services, token: str) -> tuple[str, str, int]:
     """The customer, the message and the home shard a genuine token names."""
     claims = link_claims(services, UNSUBSCRIBE_PURPOSE, token, "unsubscribe")
-    shard = shard_for_customer(claims.subject, services.config.shards)
+    shard = shard_for_customer(claims.subject, services.slot_map)
     if shard is None:
         raise ApiError(403, "link_invalid", "this unsubscribe link is not valid")
     return claims.subject, claims.extra.get("mid", ""), shard

@@ -246,6 +246,12 @@
   }
 
   function onAck(frame) {
+    if (frame.op === "subscribe" && frame.more) {
+      // A paged replay: this page is in; ask for the next one from where it ended.
+      noteEventId(frame.event_id);
+      send({ type: "subscribe", queues: ["all"], resume_from: frame.event_id, ref: nextRef("sub") });
+      return;
+    }
     if (frame.ref && frame.ref === state.sendingRef) {
       setSending(false);
       $("composer-text").value = "";
@@ -486,6 +492,23 @@
     );
   }
 
+  // Routing, event and engagement entries: the one-line summary the thread API gives them.
+  function systemNode(entry) {
+    const text = entry.summary || [entry.kind, entry.event || entry.name, entry.detail].filter(Boolean).join(" · ");
+    return el(
+      "li",
+      { class: `system system-${entry.kind}`, "data-kind": entry.kind, title: fullFormat.format(new Date(entry.at * 1000)) },
+      el("span", { class: "system-time", text: timeFormat.format(new Date(entry.at * 1000)) }),
+      el("span", { class: "system-text", text }),
+    );
+  }
+
+  function entryNode(entry) {
+    if (entry.kind === "note") return noteNode(entry);
+    if (entry.kind === "message") return messageNode(entry);
+    return systemNode(entry);
+  }
+
   function renderThread() {
     const list = $("thread");
     const nodes = [];
@@ -497,7 +520,7 @@
         nodes.push(el("li", { class: "day", text: dayLabel(date) }));
         lastDay = date;
       }
-      nodes.push(entry.kind === "note" ? noteNode(entry) : messageNode(entry));
+      nodes.push(entryNode(entry));
     }
     list.replaceChildren(...nodes);
     list.scrollTop = list.scrollHeight;
@@ -601,7 +624,34 @@
     $("token").focus();
   }
 
-  function init() {
+  // A sign-in link (`threadline serve` prints one) carries a one-time login token in the URL
+  // fragment, which browsers never send to the server. It is taken out of the address bar at
+  // once and exchanged, a single time, for an agent token of this tab's own.
+  async function signInFromLink() {
+    const match = /^#login=([A-Za-z0-9_-]+)$/.exec(location.hash);
+    if (!match) return false;
+    history.replaceState(null, "", location.pathname + location.search);
+    try {
+      const response = await fetch("/v1/console/login", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ login_token: match[1] }),
+      });
+      const body = await response.json();
+      if (!response.ok) {
+        signOut(`${body.error.message}. Ask for a new link (restart \`threadline serve\`) or paste an agent token.`);
+        return true;
+      }
+      state.token = body.token;
+      sessionStorage.setItem(TOKEN_KEY, state.token);
+      showApp();
+    } catch (err) {
+      signOut("Could not sign in with this link; is the gateway running?");
+    }
+    return true;
+  }
+
+  async function init() {
     $("login-form").addEventListener("submit", (event) => {
       event.preventDefault();
       state.token = $("token").value.trim();
@@ -633,6 +683,7 @@
     $("composer-text").addEventListener("input", onComposerInput);
     setMode("reply");
     setInterval(scheduleRender, 60000); // relative times ("Today"/dates) stay right
+    if (await signInFromLink()) return;
     if (state.token) showApp();
     else signOut("");
   }

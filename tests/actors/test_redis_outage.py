@@ -53,7 +53,7 @@ async def test_redis_outage_is_503_and_the_aof_keeps_what_was_accepted() -> None
         )
         keys = Keys(config.key_prefix)
         phone = unique_phone()
-        shard = shard_for_identifier(phone_identifier(phone), config.shards)
+        shard = shard_for_identifier(phone_identifier(phone), config.slot_map())
         before = twilio_inbound_form(phone, "before the outage")
         during = twilio_inbound_form(phone, "during the outage")
         restarted = None

@@ -12,6 +12,7 @@ from conversations.codec import encode
 from conversations.models import EventReceived
 from conversations.normalize import phone_identifier
 from conversations.sharding import shard_for_identifier
+from conversations.slots import SlotMap
 from conversations.store import INGEST_FIELD, Keys
 from tests.support.stack import Stack, eventually, unique_phone
 
@@ -20,11 +21,11 @@ CUSTOMERS = 20
 EVENTS_EACH = 20
 
 
-def _phones_on_shard(count: int, shards: int) -> list[str]:
+def _phones_on_shard(count: int, slot_map: SlotMap) -> list[str]:
     phones: list[str] = []
     while len(phones) < count:
         phone = unique_phone()
-        if shard_for_identifier(phone_identifier(phone), shards) == SHARD:
+        if shard_for_identifier(phone_identifier(phone), slot_map) == SHARD:
             phones.append(phone)
     return phones
 
@@ -43,7 +44,7 @@ async def test_killing_the_actor_mid_backlog_keeps_counts_equal_to_members(stack
     for name, rule in rules.items():
         status, body = await stack.api("PUT", f"/v1/segments/{name}", json={"rule": rule})
         assert status == 201, body
-    phones = _phones_on_shard(CUSTOMERS, stack.config.shards)
+    phones = _phones_on_shard(CUSTOMERS, stack.config.slot_map())
     redis = Redis.from_url(stack.config.redis_url)
     try:
         pipe = redis.pipeline(transaction=False)

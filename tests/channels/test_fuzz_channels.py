@@ -1,19 +1,25 @@
 """Hypothesis over the WhatsApp, RBM, email and voice webhook parsers and their signature checks:
-only the errors the routes map to 4xx (InvalidPayload, msgspec's decode errors) ever escape."""
+only the errors the routes map to 4xx (InvalidPayload, msgspec's decode errors) ever escape; and
+through each adapter's ``receive``, signed bodies with deeply nested fields and odd query values."""
 
 from __future__ import annotations
 
 import base64
 import string
 from pathlib import Path
+from urllib.parse import urlencode
 
 import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from multidict import MultiDict
 
-from channels import email_inbound, rcs_rbm, voice_twilio, whatsapp_cloud
-from channels.base import InvalidPayload
+from channels import email_inbound, rcs_rbm, twilio_signature, voice_twilio, whatsapp_cloud
+from channels.base import InvalidPayload, WebhookRejected
+from channels.inbound import InboundAdapter, WebhookRequest
 from conversations.codec import decode_ingest, encode
+from conversations.config import VoiceConfig
+from tests.support.odd_values import nesting_depths, odd_numbers, with_nested_field
 from tests.support.shaped import encoded, mutations_of, shaped_like
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -210,3 +216,51 @@ def test_voice_parsing(form: dict[str, str], seq: int, ids: str) -> None:
             continue
         if result is not None and not isinstance(result, voice_twilio.CallInfo):
             _stored_round_trip(result)
+
+
+# --- through each adapter's one entry point, as the gateway calls it ------------------------
+
+SECRET = "fuzz-secret"
+rbm_adapter = rcs_rbm.RbmWebhook(SECRET)
+whatsapp_adapter = whatsapp_cloud.WhatsAppWebhook(SECRET, "verify")
+gather_adapter = voice_twilio.TwilioGatherWebhook(SECRET, VoiceConfig(), "/webhooks/twilio/voice/gather")
+json_bodies = st.one_of(
+    rbm_bodies,
+    encoded(_mutated("whatsapp")),
+    encoded(shaped_like(whatsapp_cloud.WebhookBody, hints)),
+    st.just(b'{"clientToken": "fuzz-secret", "secret": "s"}'),
+)
+
+
+def _receive(adapter: InboundAdapter, request: WebhookRequest) -> None:
+    """What the gateway maps to 400/403 may escape ``receive``; nothing else may."""
+    try:
+        parsed = adapter.receive(request, 1_700_000_000.0)
+    except (InvalidPayload, WebhookRejected):
+        return
+    for item in parsed.entries:
+        _stored_round_trip(item.entry)
+
+
+@FUZZ
+@given(body=json_bodies, depth=st.none() | nesting_depths, rbm=st.booleans())
+def test_signed_json_webhooks_with_nested_fields(body: bytes, depth: int | None, rbm: bool) -> None:
+    if depth is not None and body.lstrip().startswith(b"{"):
+        body = with_nested_field(body, depth)
+    if rbm:
+        _receive(rbm_adapter, WebhookRequest("POST", "https://x/webhooks/rcs", {}, {}, body=body))
+    else:
+        signature = whatsapp_cloud.compute_signature(SECRET, body)
+        headers = {"X-Hub-Signature-256": signature}
+        _receive(
+            whatsapp_adapter, WebhookRequest("POST", "https://x/webhooks/whatsapp", {}, headers, body=body)
+        )
+
+
+@FUZZ
+@given(seq=odd_numbers, form=voice_forms)
+def test_signed_gathers_with_odd_sequence_numbers(seq: str, form: dict[str, str]) -> None:
+    url = "https://x/webhooks/twilio/voice/gather?" + urlencode({"seq": seq})
+    headers = {"X-Twilio-Signature": twilio_signature.compute_signature(SECRET, url, form.items())}
+    request = WebhookRequest("POST", url, {"seq": seq}, headers, form=MultiDict(form))
+    _receive(gather_adapter, request)

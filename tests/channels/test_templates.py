@@ -172,3 +172,20 @@ async def test_api_template_errors(stack: Stack, payload: dict, code: str, field
 def test_a_variable_of_the_wrong_shape_is_a_render_error(renderer: TemplateRenderer) -> None:
     with pytest.raises(RenderFailed):
         renderer.render("otp", Channel.VOICE, {"code": 482913})  # spoken digit by digit: needs text
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"rule": "=", "width": 10**8, "title": "t", "lines": []},  # 100 MB of "="
+        {"rule": "=", "width": 1, "title": "t", "lines": ["x" * 1_000] * 1_000},  # a 1 MB message
+        {"rule": "=", "width": 1, "title": "t", "lines": range(10**6)},  # a million loop turns
+    ],
+    ids=["huge product", "huge output", "long loop"],
+)
+def test_variables_cannot_make_a_huge_message(variables: dict) -> None:
+    renderer = TemplateRenderer("tests", "fixtures/templates")
+    with pytest.raises(RenderFailed, match="refused"):
+        renderer.render("banner", Channel.SMS, variables)
+    ok = {"rule": "=", "width": 3, "title": "Hi", "lines": ["a"]}
+    assert renderer.render("banner", Channel.SMS, ok).body == "=== Hi a"

@@ -30,6 +30,12 @@ from tests.support.stack import Stack, eventually, unique_phone
         ("ж" * 135, 3, "UCS-2"),
         ("a" * 69 + "😀", 2, "UCS-2"),  # one emoji: all UCS-2, and it takes two code units
         ("a" * 68 + "😀", 1, "UCS-2"),
+        ("𐀀" * 35, 1, "UCS-2"),  # 70 UTF-16 code units
+        ("𐀀" * 36, 2, "UCS-2"),
+        # A surrogate pair never straddles two segments: 66 + (2 + 65) + 1 units, not 134 / 67.
+        ("a" * 66 + "😀" + "a" * 66, 3, "UCS-2"),
+        # Nor does a GSM-7 escape and its character: 152 + (2 + 151) + 1 septets, not 306 / 153.
+        ("a" * 152 + "€" + "a" * 152, 3, "GSM-7"),
         ("", 0, "GSM-7"),
     ],
 )

@@ -15,9 +15,12 @@ from conversations.models import Channel, InboundMessage, MessageStatus, Outboun
 from conversations.normalize import phone_identifier
 from conversations.participants import build_processor
 from conversations.participants.routing import RoutingSettings
+from conversations.slots import DEFAULT_SLOTS, default_slot_map
 from conversations.store import INGEST_FIELD, Keys
 from conversations.thread import ThreadReader
 from tests.support.stack import unique_phone
+
+ONE_SHARD = default_slot_map(DEFAULT_SLOTS, 1)
 
 T0 = 1_750_000_000.0
 HOUR = 3600.0
@@ -65,7 +68,7 @@ async def test_the_processor_sends_inside_and_refuses_outside_the_window(env: tu
     clock = _Clock(T0)
     templates = {"transactional": WhatsAppTemplate("order_update")}
     routing = RoutingSettings(whatsapp_templates=templates)
-    processor = build_processor(redis, keys, 0, 1, clock=clock, routing=routing)
+    processor = build_processor(redis, keys, 0, ONE_SHARD, clock=clock, routing=routing)
     phone = unique_phone()
     inside, outside, templated = _send(phone, "in"), _send(phone, "out"), _send(phone, "tpl", "transactional")
 

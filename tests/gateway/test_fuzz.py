@@ -1,9 +1,11 @@
 """Hypothesis over every webhook parser, the Twilio signature and the API bodies: only our typed
-errors (InvalidPayload, ApiError) ever escape, and the running gateway never answers 5xx."""
+errors (InvalidPayload, ApiError) ever escape, and the running gateway never answers 5xx, also to
+odd query values (superscript digits, inf, nan, refused stream ids) and deeply nested webhook JSON."""
 
 from __future__ import annotations
 
 import string
+import uuid
 from urllib.parse import urlsplit
 
 import msgspec
@@ -23,6 +25,7 @@ from conversations.codec import decode_ingest, encode
 from gateway.errors import MAX_JSON_DEPTH, ApiError, decode_json_body, json_depth
 from gateway.idempotency import request_fingerprint
 from gateway.routes.messages import SendMessage
+from tests.support.odd_values import nesting_depths, odd_query_values, with_nested_field
 from tests.support.stack import Stack, twilio_inbound_form, unique_phone
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -220,6 +223,57 @@ async def test_gateway_never_answers_5xx_to_signed_webhooks(
     path = "/webhooks/twilio/sms/status?mid=msg_X&cid=cus_1_X" if status_path else "/webhooks/twilio/sms"
     response = await stack.post_twilio(path, form)
     assert response.status < 500, await response.text()
+
+
+@pytest.fixture(scope="module")
+async def reachable(stack: Stack) -> tuple[str, str]:
+    """A customer and a journey that exist, so odd query values reach the code that uses them."""
+    status, body = await stack.api(
+        "PUT", f"/v1/customers/fz_{uuid.uuid4().hex[:8]}", json={"identifiers": {"phone": unique_phone()}}
+    )
+    assert status == 201, body
+    journey = "fz_" + uuid.uuid4().hex[:8]
+    definition = {"trigger": {"event": "fz_ping"}, "steps": [{"id": "hi", "type": "send", "body": "hi"}]}
+    status, published = await stack.api("PUT", f"/v1/journeys/{journey}", json=definition)
+    assert status == 201, published
+    return body["customer"]["id"], journey
+
+
+thread_queries = st.dictionaries(
+    st.sampled_from(["limit", "cursor", "since", "until", "channel", "direction"]),
+    odd_query_values,
+    min_size=1,
+    max_size=3,
+)
+
+
+@LIVE
+@given(query=thread_queries, version=odd_query_values)
+async def test_gateway_never_answers_5xx_to_odd_query_values(
+    stack: Stack, reachable: tuple[str, str], query: dict[str, str], version: str
+) -> None:
+    customer_id, journey = reachable
+    for path, params in (
+        (f"/v1/customers/{customer_id}/thread", query),
+        (f"/v1/journeys/{journey}", {"version": version}),
+    ):
+        async with stack.http.get(stack.gateway_url + path, params=params, headers=stack.auth) as response:
+            assert response.status < 500, (params, await response.text())
+            assert response.content_type == "application/json"
+
+
+@LIVE
+@given(body=json_values.map(msgspec.json.encode), depth=nesting_depths)
+async def test_gateway_never_answers_5xx_to_nested_json_webhooks(
+    stack: Stack, body: bytes, depth: int
+) -> None:
+    if body.startswith(b"{"):
+        body = with_nested_field(body, depth)
+    for path in ("/webhooks/rcs", "/webhooks/whatsapp"):
+        headers = {"Content-Type": "application/json"}
+        async with stack.http.post(stack.gateway_url + path, data=body, headers=headers) as response:
+            assert response.status < 500, await response.text()
+            assert response.content_type == "application/json"
 
 
 async def test_shard_actors_survive_the_fuzzing(stack: Stack) -> None:

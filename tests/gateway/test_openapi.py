@@ -53,3 +53,14 @@ async def test_every_reference_resolves_and_api_routes_need_a_key(stack: Stack) 
     assert components["SendMessage"]["required"] == ["to"]
     assert any(p["name"] == "Idempotency-Key" for p in send["parameters"])
     assert document["paths"]["/webhooks/twilio/sms"]["post"]["security"] == [{"twilioSignature": []}]
+
+
+async def test_scope_descriptions_name_admin_once(stack: Stack) -> None:
+    async with stack.http.get(stack.gateway_url + "/openapi.json") as response:
+        document = await response.json()
+    paths = document["paths"]
+    assert paths["/v1/agents"]["post"]["description"] == "Needs an API key with the `admin` scope."
+    assert paths["/v1/messages"]["post"]["description"] == (
+        "Needs an API key with the `send` or the `admin` scope."
+    )
+    assert "(or `admin`)" not in str(document)

@@ -15,7 +15,7 @@ from channels.simulator import fixed_credentials
 from channels.twilio_signature import compute_signature, is_valid_signature
 from conversations.config import Config, load_config
 from conversations.models import Channel
-from gateway.cli import banner
+from gateway.banner import banner
 from gateway.embedded import resolve_embedded, simulator_secrets, startup_refusal
 from tests.support.stack import Stack
 

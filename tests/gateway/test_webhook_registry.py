@@ -21,6 +21,7 @@ from channels.inbound import AnyShard, ByCustomer, InboundAdapter, Parsed, Webho
 from channels.twilio_signature import compute_signature
 from conversations.config import Config
 from conversations.models import Identifier, IdentifierKind, StatusUpdate
+from conversations.slots import DEFAULT_SLOTS, default_slot_map
 from gateway.app import create_app
 from gateway.errors import ApiError
 from gateway.routes.webhooks import WEBHOOKS, UnknownWebhook, adapter_for, status_callbacks
@@ -144,7 +145,7 @@ def test_each_event_lands_with_its_dedupe_and_shard_key(path: str, request_of: A
             assert item.shard_key == shard_key
         if isinstance(item.entry, StatusUpdate):
             assert item.dedupe_key.endswith(f":{item.entry.provider_status}")
-        assert 0 <= pick_shard(item.shard_key, CONFIG.shards) < CONFIG.shards
+        assert 0 <= pick_shard(item.shard_key, CONFIG.slot_map()) < CONFIG.shards
 
 
 # One line per provider: an event type we do not know is one InvalidPayload naming its field.
@@ -216,9 +217,11 @@ def test_a_malformed_body_names_the_field() -> None:
 
 
 def test_a_callback_for_a_customer_we_cannot_place_is_400() -> None:
-    assert pick_shard(AnyShard("wamid.1"), 4) == pick_shard(AnyShard("wamid.1"), 4)
+    four = default_slot_map(DEFAULT_SLOTS, 4)
+    assert pick_shard(AnyShard("wamid.1"), four) == pick_shard(AnyShard("wamid.1"), four)
     with pytest.raises(ApiError) as caught:
-        pick_shard(ByCustomer("cus_9_01TEST"), 4)
+        # A slot the deployment does not have (ids name slots; cus_9 is slot 9 now).
+        pick_shard(ByCustomer(f"cus_{DEFAULT_SLOTS}_01TEST"), four)
     assert (caught.value.status, caught.value.code, caught.value.field) == (
         400,
         "invalid_callback_url",

@@ -92,6 +92,25 @@ class ConsoleClient:
         before, self.inbox = self.inbox, []
         return before
 
+    async def resume(self, queues: list[str], resume_from: str) -> tuple[list[Frame], int]:
+        """Resume as the page does: follow a paged replay (``ack`` with ``more``) to its end.
+
+        Returns the frames replayed (or the snapshot) and how many pages it took.
+        """
+        frames: list[Frame] = []
+        pages = 0
+        while True:
+            ref = uuid.uuid4().hex[:12]
+            await self.send({"type": "subscribe", "queues": queues, "resume_from": resume_from, "ref": ref})
+            ack = await self.expect(lambda f, ref=ref: f.get("ref") == ref)
+            assert ack["type"] == "ack", ack
+            pages += 1
+            frames += self.inbox
+            self.inbox = []
+            if not ack.get("more"):
+                return frames, pages
+            resume_from = ack["event_id"]
+
     async def update_for(self, match: Callable[[Frame], bool], timeout: float = 10.0) -> Frame:
         """The next ``conversation.updated`` whose conversation ``match`` accepts."""
         return await self.expect(

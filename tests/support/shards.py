@@ -43,7 +43,7 @@ async def settle(stack: Stack, shard: int, timeout: float = 30.0) -> None:
 
 def home_shard(stack: Stack, customer_id: str) -> int:
     """The shard a customer id names as its home."""
-    shard = shard_for_customer(customer_id, stack.config.shards)
+    shard = shard_for_customer(customer_id, stack.config.slot_map())
     assert shard is not None, customer_id
     return shard
 

@@ -23,11 +23,14 @@ from conversations.normalize import phone_identifier
 from conversations.participants import build_processor
 from conversations.participants.routing import RoutingSettings
 from conversations.routing.policy import load_policy
+from conversations.slots import DEFAULT_SLOTS, default_slot_map
 from conversations.store import INGEST_FIELD, Keys
 from conversations.thread import ThreadReader
 from conversations.timers import TimerWheel
 from tests.journeys_support import T0, example_source
 from tests.support.stack import unique_phone
+
+ONE_SHARD = default_slot_map(DEFAULT_SLOTS, 1)
 
 QUESTION: dict[str, Any] = {
     "name": "question",
@@ -68,7 +71,7 @@ class Env:
             c: msgspec.structs.replace(r, timeout_seconds=365 * 86400) for c, r in policy.channels.items()
         }
         routing = RoutingSettings(policy=msgspec.structs.replace(policy, channels=slow))
-        self.processor = build_processor(redis, keys, 0, 1, clock=lambda: self.now, routing=routing)
+        self.processor = build_processor(redis, keys, 0, ONE_SHARD, clock=lambda: self.now, routing=routing)
         self.reader = ThreadReader(redis, keys)
 
     async def publish(self, raw: dict[str, Any]) -> None:
@@ -269,7 +272,7 @@ async def test_handoff_pauses_until_the_console_hands_back(env: Env) -> None:
     (instance,) = await env.instances(customer_id)
     assert instance.status is InstanceStatus.HANDED_OFF
 
-    await handoff.release(env.redis, env.keys, 1, customer_id, T0 + 120, agent="agent-7")
+    await handoff.release(env.redis, env.keys, ONE_SHARD, customer_id, T0 + 120, agent="agent-7")
     await env.drain()
     (instance,) = await env.instances(customer_id)
     assert instance.status is InstanceStatus.WAITING and instance.wait is not None

@@ -38,7 +38,7 @@ async def put_example(stack: Stack, name: str) -> None:
 
 async def fire_timers(stack: Stack, customer_id: str, ahead: float) -> int:
     """Fire the customer's shard's timers due within ``ahead`` seconds from now."""
-    shard = shard_for_customer(customer_id, stack.config.shards)
+    shard = shard_for_customer(customer_id, stack.config.slot_map())
     assert shard is not None
     redis = Redis.from_url(stack.config.redis_url)
     try:
@@ -409,7 +409,7 @@ async def test_a_shard_actor_killed_during_a_wait_resumes_and_the_wait_fires_onc
     assert await eventually(lambda: sms_bodies(stack, phone)) == ["before the wait"]
     customer_id = await eventually(lambda: stack.customer_id(phone))
     await instance_where(stack, customer_id, name, status="waiting")
-    home = shard_for_customer(customer_id, stack.config.shards)
+    home = shard_for_customer(customer_id, stack.config.slot_map())
     assert home is not None
     ray.kill(stack.actors[home], no_restart=False)  # Ray restarts it; the timer is in Redis
 

@@ -14,9 +14,9 @@ import ray
 from redis.asyncio import Redis
 
 from conversations.codec import encode
-from conversations.ids import home_shard_of
 from conversations.models import Channel
 from conversations.preferences import Preferences, TypePreference
+from conversations.sharding import shard_for_customer
 from conversations.store import Keys
 from tests.support.shards import settle
 from tests.support.stack import Stack, eventually, unique_phone
@@ -195,7 +195,7 @@ async def test_a_pending_fallback_timer_fires_once_after_the_actor_restarts(stac
         return record if attempts and attempts[0]["status"] == "queued" else None
 
     record = await eventually(queued, timeout=20)
-    shard = home_shard_of(record["customer_id"])
+    shard = shard_for_customer(record["customer_id"], stack.config.slot_map())
     assert shard is not None
     started = record["routing"]["attempts"][0]
     keys = Keys(stack.config.key_prefix)

@@ -44,9 +44,12 @@ from conversations.participants.routing import RoutingSettings
 from conversations.preferences import Preferences, TypePreference
 from conversations.pricing import DEFAULT_PRICES
 from conversations.routing.engagement import HALF_LIFE_SECONDS, decayed, scores_from_hash
+from conversations.slots import DEFAULT_SLOTS, default_slot_map
 from conversations.store import INGEST_FIELD, Keys
 from conversations.timers import TimerWheel
 from tests.support.stack import Stack, eventually, unique_phone
+
+ONE_SHARD = default_slot_map(DEFAULT_SLOTS, 1)
 
 T0 = 1_750_000_000.0
 
@@ -97,7 +100,7 @@ class Shard:
 def _make_shard(redis: Redis, keys: Keys, channels=None, render=None) -> Shard:
     shard = Shard(redis, keys, None)  # type: ignore[arg-type]
     routing = RoutingSettings(channels=channels, render=render)
-    shard.processor = build_processor(redis, keys, 0, 1, clock=lambda: shard.now, routing=routing)
+    shard.processor = build_processor(redis, keys, 0, ONE_SHARD, clock=lambda: shard.now, routing=routing)
     return shard
 
 

@@ -21,12 +21,14 @@ from conversations.participants import build_processor
 from conversations.segments import registry
 from conversations.segments.definition import parse_segment
 from conversations.segments.engine import decode_facts, timer_id
+from conversations.slots import DEFAULT_SLOTS, default_slot_map
 from conversations.store import INGEST_FIELD, Keys
 from conversations.thread import ThreadReader
 from conversations.timers import TimerWheel
 from tests.support.stack import unique_phone
 
 DAY = 86400.0
+ONE_SHARD = default_slot_map(DEFAULT_SLOTS, 1)
 EXAMPLES = Path(__file__).resolve().parents[3] / "segments" / "examples"
 T0 = 1_700_000_000.0
 
@@ -78,7 +80,7 @@ async def test_an_event_makes_the_customer_a_member_in_the_same_batch(env: tuple
     )
     await _define(redis, keys, {"name": "browsers", "rule": {"event": "page_viewed"}})
     phone, other = unique_phone(), unique_phone()
-    processor = build_processor(redis, keys, 0, 1, clock=Clock(T0))
+    processor = build_processor(redis, keys, 0, ONE_SHARD, clock=Clock(T0))
     batch = await _feed(
         redis,
         keys,
@@ -103,7 +105,7 @@ async def test_a_window_flips_membership_through_its_timer(env: tuple[Redis, Key
     await _define(redis, keys, {"name": "quiet", "rule": {"all": [{"event": "signed_up"}, rule]}})
     phone = unique_phone()
     clock = Clock(T0)
-    processor = build_processor(redis, keys, 0, 1, clock=clock)
+    processor = build_processor(redis, keys, 0, ONE_SHARD, clock=clock)
     reply = InboundMessage(Channel.SMS, "twilio", "SM1", phone_identifier(phone), "+15005550006", "hi", T0)
     await processor.process(await _feed(redis, keys, _event(phone, "signed_up", T0), reply))
     customer = await _customer(redis, keys, phone)
@@ -132,7 +134,7 @@ async def test_a_window_flips_membership_through_its_timer(env: tuple[Redis, Key
 async def test_a_segment_defined_later_is_backfilled_over_existing_customers(env: tuple[Redis, Keys]) -> None:
     redis, keys = env
     phones = [unique_phone() for _ in range(5)]
-    processor = build_processor(redis, keys, 0, 1, clock=Clock(T0))
+    processor = build_processor(redis, keys, 0, ONE_SHARD, clock=Clock(T0))
     events = [_event(p, "purchase_completed", T0 - i * DAY) for i, p in enumerate(phones)]
     await processor.process(await _feed(redis, keys, *events))
     await _define(redis, keys, {"name": "recent", "rule": {"event": "purchase_completed", "within": "2d12h"}})
@@ -156,7 +158,7 @@ async def test_a_batch_replayed_after_a_crash_keeps_counts_equal_to_members(env:
     await _feed(redis, keys, *entries)  # read by an actor that then dies before EXEC
     pending = [b async for b in pending_batches(redis, keys.ingest(0), "shard-0", 100)]
     assert len(pending) == 1
-    processor = build_processor(redis, keys, 0, 1, clock=Clock(T0 + 10))
+    processor = build_processor(redis, keys, 0, ONE_SHARD, clock=Clock(T0 + 10))
     await processor.process(pending[0])
     # A crash after EXEC: the same ids come back with their fields gone.
     await processor.process([(stream_id, {}) for stream_id, _ in pending[0]])
@@ -178,7 +180,7 @@ steps:
     )
     await publish_journey(redis, keys, parse_definition(journey), journey, T0)
     phone = unique_phone()
-    processor = build_processor(redis, keys, 0, 1, clock=Clock(T0))
+    processor = build_processor(redis, keys, 0, ONE_SHARD, clock=Clock(T0))
     await processor.process(await _feed(redis, keys, _event(phone, "signed_up", T0)))
     customer = await _customer(redis, keys, phone)
     assert await _members(redis, keys, "vips") == []
@@ -197,7 +199,7 @@ async def test_a_merge_removes_the_losers_memberships_and_reevaluates_the_winner
     await _define(redis, keys, {"name": "buyers", "rule": {"event": "purchase_completed"}})
     await _define(redis, keys, {"name": "repeat", "rule": {"event": "purchase_completed", "count": 2}})
     winner_phone, loser_phone = unique_phone(), unique_phone()
-    processor = build_processor(redis, keys, 0, 1, clock=Clock(T0))
+    processor = build_processor(redis, keys, 0, ONE_SHARD, clock=Clock(T0))
     events = [
         _event(winner_phone, "purchase_completed", T0),
         _event(loser_phone, "purchase_completed", T0 + 1),
@@ -206,9 +208,9 @@ async def test_a_merge_removes_the_losers_memberships_and_reevaluates_the_winner
     winner, loser = await _customer(redis, keys, winner_phone), await _customer(redis, keys, loser_phone)
     assert sorted(await _members(redis, keys, "buyers")) == sorted([winner, loser])
     assert await _members(redis, keys, "repeat") == []
-    await merge.hand_over(redis, keys, loser, winner)
+    await merge.hand_over(redis, keys, loser, winner, 0)
     assert await _members(redis, keys, "buyers") == [winner] and await _count(redis, keys, "buyers") == 1
-    await merge.merge_into(redis, keys, winner, loser, T0 + 5)
+    await merge.merge_into(redis, keys, winner, loser, T0 + 5, 0)
     await processor.process(await new_batch(redis, keys.ingest(0), "shard-0", 100, 100))
     assert await _members(redis, keys, "repeat") == [winner] and await _count(redis, keys, "repeat") == 1
     assert await _members(redis, keys, "buyers") == [winner] and await _count(redis, keys, "buyers") == 1
@@ -234,7 +236,7 @@ async def test_the_shipped_examples_load_in_reference_order_and_re_engagement_fl
     assert not any(p.changed for p in again)  # an unchanged folder starts nothing
     email = f"{uuid.uuid4().hex[:10]}@example.com"
     clock = Clock(T0)
-    processor = build_processor(redis, keys, 0, 1, clock=clock)
+    processor = build_processor(redis, keys, 0, ONE_SHARD, clock=clock)
     signup = EventReceived("evt_signup", "signed_up", T0, T0, email_identifier(email))
     await processor.process(await _feed(redis, keys, signup))
     customer = (await ThreadReader(redis, keys).find_customer_id(email_identifier(email))) or ""

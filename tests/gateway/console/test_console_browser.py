@@ -119,6 +119,25 @@ async def test_agent_answers_an_inbound_sms_from_the_console_page(stack: Stack, 
             await expect(page.locator("#conv-automation")).to_have_text("Automation paused")
             await expect(page.locator("#composer-text")).to_have_value("")
 
+            # A backend message the router places: its routing entries are one-line system rows
+            # (as the thread API's summary says them), never empty message bubbles.
+            status, sent_body = await stack.api(
+                "POST", "/v1/messages", json={"to": {"phone": phone}, "body": "Trace TR-20931 is open."}
+            )
+            assert status == 202, sent_body
+            routed = page.locator(".system-routing", has_text="Routing:")
+            await expect(routed.first).to_be_visible(timeout=10_000)
+            await expect(page.locator(".msg.outbound", has_text="TR-20931")).to_be_visible()
+            summaries = [
+                entry["summary"]
+                for entry in (await stack.thread(customer_id))["entries"]
+                if entry["kind"] == "routing"
+            ]
+            assert (await routed.first.locator(".system-text").inner_text()) in summaries
+            bubbles = await page.locator(".thread .bubble").all_inner_texts()
+            assert bubbles and all(text.strip() for text in bubbles), bubbles
+            assert await page.locator(".msg.undefined, .msg:not(.inbound):not(.outbound)").count() == 0
+
             # The conversation moved to the agent's own queue.
             await page.click('.tab[data-queue="mine"]')
             await expect(page.locator(f'.conv-item[data-customer="{customer_id}"]')).to_be_visible()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 
@@ -54,9 +55,7 @@ async def test_admin_key_creates_agents_and_the_token_is_shown_once(stack: Stack
     url = stack.gateway_url + "/v1/agents"
     async with stack.http.post(url, json={"name": name}) as response:
         assert response.status == 401
-    async with stack.http.post(url, json={"name": name}, headers=stack.auth) as response:
-        assert response.status == 401  # an ordinary API key is not an admin key
-    admin = {"Authorization": f"Bearer {ADMIN_API_KEY}"}
+    admin = {"Authorization": f"Bearer {ADMIN_API_KEY}"}  # scopes per key: tests/gateway/test_access.py
     async with stack.http.post(url, json={"name": "Not A Name!"}, headers=admin) as response:
         assert response.status == 422
         assert (await response.json())["error"]["field"] == "name"
@@ -377,3 +376,20 @@ async def test_malformed_frames_get_error_frames_and_the_socket_stays_open(stack
     assert not client.ws.closed
     assert (await client.subscribe(["mine"]))[0]["type"] == "queue"
     await client.close()
+
+
+async def test_a_frame_from_an_agent_revoked_unheard_closes_the_socket(stack: Stack) -> None:
+    """A gateway that missed the revocation's announcement still checks before each frame."""
+    name, token = await create_agent(stack)
+    client = await ConsoleClient.connect(stack.http, stack.gateway_url, token)
+    redis = Redis.from_url(stack.config.redis_url)
+    try:  # what revoking stores, without the announcement
+        keys = Keys(stack.config.key_prefix)
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        await redis.hdel(keys.agents(), name)
+        await redis.hdel(keys.agent_tokens(), digest)
+    finally:
+        await redis.aclose()
+    await client.send({"type": "subscribe", "queues": ["all"]})
+    closed = await client.close_frame()
+    assert (closed.data, closed.extra) == (1008, "agent revoked")
