@@ -43,13 +43,9 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from actors.supervisor import connect_ray, start_shard_actors, wait_until_ready
-from channels.simulator.app import (
-    STATE,
-    FailureScript,
-    SimulatorSettings,
-    create_simulator_app,
-)
+from channels.simulator.app import STATE, FailureScript, create_simulator_app
 from channels.simulator.fixed_credentials import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN
+from channels.simulator.settings import SimulatorSettings
 from channels.twilio_signature import compute_signature
 from conversations.codec import decode_message, decode_thread_event
 from conversations.config import Config, TwilioConfig

@@ -16,7 +16,8 @@ import msgspec
 from aiohttp import web
 
 from actors.supervisor import connect_ray, start_shard_actors, wait_until_ready
-from channels.simulator.app import SimulatorSettings, create_simulator_app
+from channels.simulator.app import create_simulator_app
+from channels.simulator.settings import SimulatorSettings
 from channels.simulator.whatsapp import WhatsAppSimulatorSettings
 from conversations.config import Config
 from gateway.access_log import gateway_runner

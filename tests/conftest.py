@@ -12,7 +12,8 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from actors.supervisor import start_shard_actors, wait_until_ready
-from channels.simulator.app import SimulatorSettings, create_simulator_app
+from channels.simulator.app import create_simulator_app
+from channels.simulator.settings import SimulatorSettings
 from channels.simulator.whatsapp import WhatsAppSimulatorSettings
 from conversations.store import Keys
 from gateway.app import create_app

@@ -25,7 +25,7 @@ from channels.rcs_rbm import compute_signature
 from channels.simulator.common import with_client_session
 
 if TYPE_CHECKING:
-    from channels.simulator.app import SimulatorSettings
+    from channels.simulator.settings import SimulatorSettings
 
 FEATURES = [
     "REVOCATION",

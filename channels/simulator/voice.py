@@ -26,7 +26,7 @@ from channels.simulator.common import basic_auth_ok, twilio_error, with_client_s
 from channels.twilio_signature import compute_signature
 
 if TYPE_CHECKING:
-    from channels.simulator.app import SimulatorSettings
+    from channels.simulator.settings import SimulatorSettings
 
 DOCUMENT_PARSE_FAILURE = 12100  # Twilio's error when the TwiML is not well-formed XML
 _EVENT_STATUS = {"initiated": "initiated", "ringing": "ringing", "answered": "in-progress"}

@@ -18,8 +18,9 @@ from redis.asyncio import Redis
 
 from actors.outbox import OutboxSender
 from channels.registry import build_senders
-from channels.simulator.app import STATE, SimulatorSettings, create_simulator_app
+from channels.simulator.app import STATE, create_simulator_app
 from channels.simulator.fixed_credentials import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN
+from channels.simulator.settings import SimulatorSettings
 from conversations.codec import decode_ingest, encode
 from conversations.config import Config, TwilioConfig
 from conversations.models import Channel, OutboxJob, SendOutcome
