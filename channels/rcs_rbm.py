@@ -55,7 +55,7 @@ class PubSubMessage(msgspec.Struct, rename="camel"):
     publish_time: str = ""
 
 
-class WebhookBody(msgspec.Struct, rename="camel"):
+class RbmWebhookBody(msgspec.Struct, rename="camel"):
     """Either the one-time verification (clientToken + secret) or an event push."""
 
     client_token: str | None = None
@@ -107,7 +107,7 @@ class RbmEvent(msgspec.Struct, rename="camel"):
     event_id: str = ""
 
 
-_decode_body = msgspec.json.Decoder(WebhookBody).decode
+_decode_body = msgspec.json.Decoder(RbmWebhookBody).decode
 _decode_event = msgspec.json.Decoder(RbmEvent).decode
 
 
@@ -129,7 +129,7 @@ def is_valid_client_token(expected: str, received: str) -> bool:
     return bool(expected) and hmac.compare_digest(expected.encode(), received.encode())
 
 
-def decode_webhook(body: bytes) -> WebhookBody:
+def decode_webhook(body: bytes) -> RbmWebhookBody:
     """The webhook body; InvalidPayload when it is neither a verification nor an event push."""
     try:
         decoded = _decode_body(body)
@@ -140,7 +140,7 @@ def decode_webhook(body: bytes) -> WebhookBody:
     return decoded
 
 
-def event_data(envelope: WebhookBody) -> bytes:
+def event_data(envelope: RbmWebhookBody) -> bytes:
     """The base64-decoded ``message.data`` of an event push (what the signature covers)."""
     if envelope.message is None:
         raise InvalidPayload("missing message", "message")

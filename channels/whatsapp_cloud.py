@@ -181,14 +181,14 @@ class _Entry(msgspec.Struct):
     changes: list[_Change] = msgspec.field(default_factory=list)
 
 
-class WebhookBody(msgspec.Struct):
+class WhatsAppWebhookBody(msgspec.Struct):
     """A Cloud API webhook POST body, as much of it as Threadline reads."""
 
     object: str
     entry: list[_Entry]
 
 
-decode_webhook = msgspec.json.Decoder(WebhookBody).decode
+decode_webhook = msgspec.json.Decoder(WhatsAppWebhookBody).decode
 
 
 class ParsedWebhook(msgspec.Struct):
@@ -371,7 +371,7 @@ def _status(status: _Status, now: float) -> StatusUpdate:
     )
 
 
-def parse_webhook(body: WebhookBody, now: float) -> ParsedWebhook:
+def parse_webhook(body: WhatsAppWebhookBody, now: float) -> ParsedWebhook:
     """Every message and status of one webhook POST.
 
     An item we cannot use (an unsupported message type, an unknown status, a change of

@@ -48,7 +48,7 @@ class StoredVersion(msgspec.Struct):
     source: dict[str, Any]
 
 
-class Published(msgspec.Struct):
+class PublishedJourney(msgspec.Struct):
     name: str
     version: int
     changed: bool
@@ -61,7 +61,7 @@ def canonical(source: dict[str, Any]) -> bytes:
 
 async def publish(
     redis: Redis, keys: Keys, definition: Definition, source: dict[str, Any], now: float
-) -> Published:
+) -> PublishedJourney:
     """Store ``source`` as the journey's next version unless it equals the current one."""
     body = canonical(source)
     digest = hashlib.sha256(body).hexdigest()
@@ -70,7 +70,7 @@ async def publish(
     version, changed = await script(
         keys=[keys.journeys(), keys.journey_versions(definition.name)], args=[definition.name, digest, stored]
     )
-    return Published(definition.name, int(version), bool(changed))
+    return PublishedJourney(definition.name, int(version), bool(changed))
 
 
 async def current_versions(redis: Redis, keys: Keys) -> dict[str, int]:
@@ -129,7 +129,7 @@ def read_directory(
 
 async def publish_directory(
     redis: Redis, keys: Keys, directory: str | Path, message_types: list[str] | tuple[str, ...], now: float
-) -> list[Published]:
+) -> list[PublishedJourney]:
     """Load the journeys folder at start: each file becomes its journey's current version."""
     return [
         await publish(redis, keys, definition, source, now)

@@ -100,14 +100,14 @@ class StartAttempt(msgspec.Struct, frozen=True):
     after_reason: str = ""  # and why (the provider's error code, or "timeout")
 
 
-class ScheduleTimer(msgspec.Struct, frozen=True):
+class ScheduleRoutingTimer(msgspec.Struct, frozen=True):
     kind: RoutingTimerKind
     due: float
     attempt_id: str = ""
     step: int = 0
 
 
-class CancelTimer(msgspec.Struct, frozen=True):
+class CancelRoutingTimer(msgspec.Struct, frozen=True):
     kind: RoutingTimerKind
     attempt_id: str = ""
 
@@ -147,7 +147,16 @@ class SetStatus(msgspec.Struct, frozen=True):
     history: bool = False  # also add the change to the message's status history
 
 
-Effect = StartAttempt | ScheduleTimer | CancelTimer | Log | MarkUnreachable | CountSend | Mirror | SetStatus
+Effect = (
+    StartAttempt
+    | ScheduleRoutingTimer
+    | CancelRoutingTimer
+    | Log
+    | MarkUnreachable
+    | CountSend
+    | Mirror
+    | SetStatus
+)
 
 
 # --- the machine ------------------------------------------------------------------------
@@ -206,7 +215,7 @@ class _Run:
             routing.state = RoutingState.DEFERRED
             hold = decision.hold.value if decision.hold else ""
             self.emit(Log(RoutingEvent.DEFERRED, self.now, detail=hold, decision=decision))
-            self.emit(ScheduleTimer(RoutingTimerKind.DEFERRED, decision.deferred_until))
+            self.emit(ScheduleRoutingTimer(RoutingTimerKind.DEFERRED, decision.deferred_until))
         elif decision.outcome is DecisionOutcome.REFUSE:
             routing.state = RoutingState.REFUSED
             code, message = refusal(decision)
@@ -221,7 +230,7 @@ class _Run:
                 for index, planned in enumerate(decision.chain):
                     if planned.delay > 0:
                         due = self.now + planned.delay
-                        self.emit(ScheduleTimer(RoutingTimerKind.FOLLOW_UP, due, step=index))
+                        self.emit(ScheduleRoutingTimer(RoutingTimerKind.FOLLOW_UP, due, step=index))
                     else:
                         self.start(index)
             else:
@@ -246,7 +255,7 @@ class _Run:
         self.emit(Log(RoutingEvent.ATTEMPT, self.now, planned.channel, attempt.id, detail))
         if routing.decision.mode is RouteMode.FALLBACK:
             due = self.now + planned.timeout
-            self.emit(ScheduleTimer(RoutingTimerKind.TIMEOUT, due, attempt_id=attempt.id, step=index))
+            self.emit(ScheduleRoutingTimer(RoutingTimerKind.TIMEOUT, due, attempt_id=attempt.id, step=index))
 
     def attempt_changed(self, stimulus: AttemptChanged) -> None:
         routing = self.routing
@@ -285,7 +294,7 @@ class _Run:
         if routing.state in (RoutingState.ACTIVE, RoutingState.EXHAUSTED):
             routing.state = RoutingState.SUCCEEDED
             for other in routing.attempts:  # no fallback after a success, whichever channel had it
-                self.emit(CancelTimer(RoutingTimerKind.TIMEOUT, other.id))
+                self.emit(CancelRoutingTimer(RoutingTimerKind.TIMEOUT, other.id))
             self.emit(Log(RoutingEvent.SUCCEEDED, change.at, attempt.channel, attempt.id, str(change.status)))
         self.emit(Mirror(attempt.id))
         if advances(self.status, change.status) or self.status in FAILURES:
@@ -297,7 +306,7 @@ class _Run:
         if attempt.outcome is AttemptOutcome.FAILED:
             return  # the same failure reported twice (callback and send outcome)
         attempt.outcome = AttemptOutcome.FAILED
-        self.emit(CancelTimer(RoutingTimerKind.TIMEOUT, attempt.id))
+        self.emit(CancelRoutingTimer(RoutingTimerKind.TIMEOUT, attempt.id))
         if stimulus.unreachable:
             self.emit(MarkUnreachable(attempt.channel, change.at))
         others_succeeded = any(a.outcome in SUCCESSFUL for a in routing.attempts if a is not attempt)

@@ -23,13 +23,13 @@ from conversations.models import (
 )
 from conversations.routing.context import CustomerContext, record_send
 from conversations.routing.machine import (
-    CancelTimer,
+    CancelRoutingTimer,
     CountSend,
     Effect,
     Log,
     MarkUnreachable,
     Mirror,
-    ScheduleTimer,
+    ScheduleRoutingTimer,
     SetStatus,
     StartAttempt,
     timer_id,
@@ -82,7 +82,7 @@ class RoutingWriter:
                     decision=effect.decision,
                 )
                 ctx.log(parent.customer_id, logged)
-            elif isinstance(effect, ScheduleTimer):
+            elif isinstance(effect, ScheduleRoutingTimer):
                 detail = effect.attempt_id or str(effect.step)
                 fire = RoutingTimer(
                     parent.id, parent.customer_id, effect.kind, effect.attempt_id, effect.step
@@ -90,7 +90,7 @@ class RoutingWriter:
                 timers.schedule(
                     tx, ctx.keys, ctx.shard, timer_id(parent.id, effect.kind, detail), effect.due, fire
                 )
-            elif isinstance(effect, CancelTimer):
+            elif isinstance(effect, CancelRoutingTimer):
                 timers.cancel(tx, ctx.keys, ctx.shard, timer_id(parent.id, effect.kind, effect.attempt_id))
             elif isinstance(effect, SetStatus):
                 parent.status = effect.status

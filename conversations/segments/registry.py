@@ -45,7 +45,7 @@ class StoredSegment(msgspec.Struct):
     source: dict[str, Any]
 
 
-class Published(msgspec.Struct):
+class PublishedSegment(msgspec.Struct):
     name: str
     version: int
     changed: bool
@@ -63,7 +63,7 @@ class SegmentState(msgspec.Struct, frozen=True):
 
 async def publish(
     redis: Redis, keys: Keys, segment: Segment, source: dict[str, Any], now: float
-) -> Published:
+) -> PublishedSegment:
     """Store ``source`` as the segment's next version unless it equals the current one."""
     body = msgspec.json.encode(source, order="sorted")
     digest = hashlib.sha256(body).hexdigest()
@@ -73,7 +73,7 @@ async def publish(
     version, changed, epoch = await script(
         keys=[keys.segments(), versions_key], args=[segment.name, digest, stored]
     )
-    return Published(segment.name, int(version), bool(changed), int(epoch))
+    return PublishedSegment(segment.name, int(version), bool(changed), int(epoch))
 
 
 async def current_versions(redis: Redis, keys: Keys) -> dict[str, int]:
@@ -196,7 +196,7 @@ def read_directory(directory: str | Path) -> list[tuple[Segment, dict[str, Any]]
 
 async def publish_directory(
     redis: Redis, keys: Keys, directory: str | Path, shards: int, now: float
-) -> list[Published]:
+) -> list[PublishedSegment]:
     """Load the segments folder at start: each file becomes its segment's current version, and a
     changed one is backfilled (an unchanged file keeps its version and starts nothing)."""
     published = []

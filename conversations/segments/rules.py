@@ -75,7 +75,7 @@ class EngagementName(enum.StrEnum):
     CONVERTED = "converted"
 
 
-class Count(msgspec.Struct, frozen=True):
+class CountTest(msgspec.Struct, frozen=True):
     op: CountOp = CountOp.GTE
     value: int = 1
 
@@ -92,7 +92,7 @@ class AttributeRule(msgspec.Struct, frozen=True, tag="attribute"):
 class EventRule(msgspec.Struct, frozen=True, tag="event"):
     name: str
     where: tuple[tuple[str, Scalar], ...] = ()  # property equalities, sorted by name
-    count: Count = Count()
+    count: CountTest = CountTest()
     within: float | None = None
 
     @property
@@ -103,7 +103,7 @@ class EventRule(msgspec.Struct, frozen=True, tag="event"):
 class EngagementRule(msgspec.Struct, frozen=True, tag="engagement"):
     kind: EngagementName
     channel: Channel | None = None  # None: any channel
-    count: Count = Count()
+    count: CountTest = CountTest()
     within: float | None = None
 
     @property
@@ -319,9 +319,9 @@ def _message_type(raw: dict[str, Any], path: str) -> str:
     return value
 
 
-def _count(raw: Any, path: str) -> Count:
+def _count(raw: Any, path: str) -> CountTest:
     if raw is None:
-        return Count()
+        return CountTest()
     if isinstance(raw, int) and not isinstance(raw, bool):  # "count: 3" means at least 3
         raw = {"op": "gte", "value": raw}
     if not isinstance(raw, dict) or set(raw) - {"op", "value"}:
@@ -330,7 +330,7 @@ def _count(raw: Any, path: str) -> Count:
     value = raw.get("value", 1)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise RuleError(f"{path}.value", "a count is a whole number, 0 or more")
-    return Count(op, value)
+    return CountTest(op, value)
 
 
 def _within(raw: Any, path: str) -> float | None:
@@ -437,7 +437,7 @@ class Series(msgspec.Struct, array_like=True):
     total: int = 0
 
     def add(self, at: float, now: float) -> None:
-        """Count one occurrence at ``at`` (never after ``now``), pruning what no window reaches."""
+        """CountTest one occurrence at ``at`` (never after ``now``), pruning what no window reaches."""
         at = min(at, now)
         self.total += 1
         day = int(at // DAY)
@@ -531,7 +531,7 @@ def evaluate(rule: Rule, subject: Subject, now: float) -> Verdict:
     return Verdict(False)
 
 
-def _counted(series: Series | None, count: Count, window: float | None, now: float) -> Verdict:
+def _counted(series: Series | None, count: CountTest, window: float | None, now: float) -> Verdict:
     if series is None:
         return Verdict(count.holds(0))
     found, next_change, exact = series.within(window, now)

@@ -64,7 +64,7 @@ class EventAccepted(msgspec.Struct, omit_defaults=True):
     customer_shard: int
 
 
-class BatchItem(msgspec.Struct, omit_defaults=True):
+class EventBatchItem(msgspec.Struct, omit_defaults=True):
     index: int
     status: int  # 202 accepted, 200 duplicate, 4xx rejected
     id: str | None = None
@@ -175,11 +175,11 @@ async def post_events_batch(request: web.Request) -> web.Response:
     batch = decode_json_body(await request.read(), BatchBody)
     # Each event costs what one POST /v1/events does; the middleware took the first token.
     await services.rate_limiter.check(request[GRANT], cost=len(batch.events) - 1, taken=1, field="events")
-    results: list[BatchItem | None] = [None] * len(batch.events)
+    results: list[EventBatchItem | None] = [None] * len(batch.events)
 
     def reject(index: int, exc: ApiError) -> None:
         field = f"events[{index}].{exc.field}" if exc.field else f"events[{index}]"
-        results[index] = BatchItem(index, exc.status, error=ErrorBody(exc.code, exc.message, field))
+        results[index] = EventBatchItem(index, exc.status, error=ErrorBody(exc.code, exc.message, field))
 
     decoded: list[tuple[int, EventBody]] = []
     for index, raw in enumerate(batch.events):
@@ -207,11 +207,11 @@ async def post_events_batch(request: web.Request) -> web.Response:
             error = ErrorBody(
                 "storage_unavailable", "event store is unreachable; nothing was stored, retry it"
             )
-            results[index] = BatchItem(index, 503, error=error)
+            results[index] = EventBatchItem(index, 503, error=error)
         elif outcome:
-            results[index] = BatchItem(index, 202, prepared.event_id, "accepted")
+            results[index] = EventBatchItem(index, 202, prepared.event_id, "accepted")
         else:
-            results[index] = BatchItem(index, 200, prepared.event_id, "duplicate")
+            results[index] = EventBatchItem(index, 200, prepared.event_id, "duplicate")
     items = [r for r in results if r is not None]
     summary = {
         "accepted": sum(1 for r in items if r.status == 202),

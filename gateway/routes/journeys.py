@@ -8,6 +8,7 @@ from conversations.access import Scope
 from conversations.journeys.definition import DefinitionError, load_source, parse_definition
 from conversations.journeys.registry import current_versions, publish, stored_version, versions_of
 from conversations.journeys.views import JourneyReader
+from gateway.definition_upload import definition_source
 from gateway.endpoints import ANY_OBJECT, Endpoints, Param
 from gateway.errors import ApiError
 from gateway.query import query_params
@@ -105,23 +106,7 @@ async def put_journey(request: web.Request) -> web.Response:
     """
     services = request.app[SERVICES]
     name = request.match_info["name"]
-    body = await request.read()
-    if not body:
-        raise ApiError(400, "empty_body", "request body is empty; a journey definition expected")
-    if len(body) > MAX_DEFINITION_BYTES:
-        raise ApiError(
-            413, "payload_too_large", f"a journey definition is at most {MAX_DEFINITION_BYTES} bytes"
-        )
-    fmt = "yaml" if "yaml" in request.content_type else "json"
-    try:
-        source = load_source(body.decode("utf-8", "replace"), fmt)
-    except DefinitionError as exc:
-        raise ApiError(400, f"invalid_{fmt}", exc.message) from exc
-    source.setdefault("name", name)
-    if source["name"] != name:
-        raise ApiError(
-            422, "validation_failed", f"name {source['name']!r} differs from the URL's {name!r}", "name"
-        )
+    source = await definition_source(request, "journey", MAX_DEFINITION_BYTES, load_source, DefinitionError)
     try:
         definition = parse_definition(source, services.config.message_types)
     except DefinitionError as exc:

@@ -12,6 +12,7 @@ from conversations.segments import registry
 from conversations.segments.definition import load_source, parse_segment
 from conversations.segments.engine import decode_facts
 from conversations.segments.rules import RuleError
+from gateway.definition_upload import definition_source
 from gateway.endpoints import ANY_OBJECT, Endpoints, Param
 from gateway.errors import ApiError
 from gateway.routes.customers import CUSTOMER_ID, resolve_customer_id
@@ -26,7 +27,7 @@ _CURSOR = Param("cursor", "query", {"type": "string"}, "The next_cursor of the p
 MAX_DEFINITION_BYTES = 64 * 1024
 
 
-class SegmentState(enum.StrEnum):
+class SegmentReadiness(enum.StrEnum):
     """Whether a segment's count is exact (every shard backfilled its current version)."""
 
     READY = "ready"
@@ -51,7 +52,7 @@ async def _view(services: Services, name: str, version: int) -> dict[str, Any]:
         "updated_at": stored.published_at if stored else None,
         "rule": stored.source.get("rule") if stored else None,
         "description": stored.source.get("description", "") if stored else "",
-        "state": SegmentState.READY if done else SegmentState.BACKFILLING,
+        "state": SegmentReadiness.READY if done else SegmentReadiness.BACKFILLING,
     }
 
 
@@ -105,23 +106,7 @@ async def put_segment(request: web.Request) -> web.Response:
     """Publish a definition (JSON, or YAML with a YAML content type); a changed rule is backfilled."""
     services = request.app[SERVICES]
     name = request.match_info["name"]
-    body = await request.read()
-    if not body:
-        raise ApiError(400, "empty_body", "request body is empty; a segment definition expected")
-    if len(body) > MAX_DEFINITION_BYTES:
-        raise ApiError(
-            413, "payload_too_large", f"a segment definition is at most {MAX_DEFINITION_BYTES} bytes"
-        )
-    fmt = "yaml" if "yaml" in request.content_type else "json"
-    try:
-        source = load_source(body.decode("utf-8", "replace"), fmt)
-    except RuleError as exc:
-        raise ApiError(400, exc.code, exc.message) from exc
-    source.setdefault("name", name)
-    if source["name"] != name:
-        raise ApiError(
-            422, "validation_failed", f"name {source['name']!r} differs from the URL's {name!r}", "name"
-        )
+    source = await definition_source(request, "segment", MAX_DEFINITION_BYTES, load_source, RuleError)
     try:
         segment = parse_segment(source)
         await registry.check_publishable(services.redis, services.keys, segment)

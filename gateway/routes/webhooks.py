@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 from channels.email_inbound import InboundEmailReceived, SendGridInboundForm, SendGridInboundWebhook
 from channels.inbound import InboundAdapter
-from channels.rcs_rbm import RbmWebhook
-from channels.rcs_rbm import WebhookBody as RbmWebhookBody
+from channels.rcs_rbm import RbmWebhook, RbmWebhookBody
 from channels.registry import StatusCallbacks
 from channels.sms_twilio import (
     TwilioInboundForm,
@@ -27,8 +26,7 @@ from channels.voice_twilio import (
     TwilioIncomingCallWebhook,
     TwilioVoiceForm,
 )
-from channels.whatsapp_cloud import Received, WhatsAppWebhook
-from channels.whatsapp_cloud import WebhookBody as WhatsAppWebhookBody
+from channels.whatsapp_cloud import Received, WhatsAppWebhook, WhatsAppWebhookBody
 from conversations.config import Config
 from conversations.models import Channel
 from gateway.endpoints import (

@@ -69,7 +69,7 @@ def _stored_round_trip(entry: object) -> None:
 @given(
     raw=st.one_of(
         st.binary(max_size=300),
-        encoded(shaped_like(whatsapp_cloud.WebhookBody, hints)),
+        encoded(shaped_like(whatsapp_cloud.WhatsAppWebhookBody, hints)),
         encoded(_mutated("whatsapp")),
         encoded(_mutated("whatsapp")),
     )
@@ -108,7 +108,7 @@ rbm_events = st.one_of(
 )
 rbm_bodies = st.one_of(
     st.binary(max_size=200),
-    encoded(shaped_like(rcs_rbm.WebhookBody)),
+    encoded(shaped_like(rcs_rbm.RbmWebhookBody)),
     rbm_events.map(
         lambda data: msgspec.json.encode(
             {"message": {"data": base64.b64encode(data).decode()}, "subscription": "s"}
@@ -227,7 +227,7 @@ gather_adapter = voice_twilio.TwilioGatherWebhook(SECRET, VoiceConfig(), "/webho
 json_bodies = st.one_of(
     rbm_bodies,
     encoded(_mutated("whatsapp")),
-    encoded(shaped_like(whatsapp_cloud.WebhookBody, hints)),
+    encoded(shaped_like(whatsapp_cloud.WhatsAppWebhookBody, hints)),
     st.just(b'{"clientToken": "fuzz-secret", "secret": "s"}'),
 )
 

@@ -24,14 +24,14 @@ from conversations.models import (
 from conversations.routing.machine import (
     AttemptChanged,
     AttemptTimedOut,
-    CancelTimer,
+    CancelRoutingTimer,
     CountSend,
     Decided,
     FollowUpDue,
     Log,
     MarkUnreachable,
     Mirror,
-    ScheduleTimer,
+    ScheduleRoutingTimer,
     SetStatus,
     StartAttempt,
     step,
@@ -95,10 +95,10 @@ def test_a_send_decision_starts_the_first_step_with_its_timeout() -> None:
     effects = step(routing, MessageStatus.ACCEPTED, Decided(routing.decision, capped=True), NOW)
     assert routing.state is RoutingState.ACTIVE and routing.next_step == 1
     assert [a.id for a in routing.attempts] == ["msg_1-1"]
-    assert _kinds(effects) == ["Log", "CountSend", "StartAttempt", "Log", "ScheduleTimer"]
+    assert _kinds(effects) == ["Log", "CountSend", "StartAttempt", "Log", "ScheduleRoutingTimer"]
     assert _logs(effects) == [RoutingEvent.DECIDED, RoutingEvent.ATTEMPT]
     timer = effects[-1]
-    assert isinstance(timer, ScheduleTimer)
+    assert isinstance(timer, ScheduleRoutingTimer)
     assert (timer.kind, timer.due, timer.attempt_id) == (RoutingTimerKind.TIMEOUT, NOW + 60, "msg_1-1")
 
 
@@ -107,7 +107,7 @@ def test_mode_all_starts_undelayed_steps_and_schedules_the_delayed_ones() -> Non
     routing = Routing(request=REQUEST, decision=decision)
     effects = step(routing, MessageStatus.ACCEPTED, Decided(decision), NOW)
     starts = [e for e in effects if isinstance(e, StartAttempt)]
-    timers = [e for e in effects if isinstance(e, ScheduleTimer)]
+    timers = [e for e in effects if isinstance(e, ScheduleRoutingTimer)]
     assert [s.step.channel for s in starts] == [Channel.VOICE]
     assert [(t.kind, t.step, t.due) for t in timers] == [(RoutingTimerKind.FOLLOW_UP, 1, NOW + 30)]
 
@@ -123,7 +123,7 @@ def test_a_defer_decision_waits_on_a_timer() -> None:
     effects = step(routing, MessageStatus.ACCEPTED, Decided(decision), NOW)
     assert routing.state is RoutingState.DEFERRED and routing.attempts == []
     assert _logs(effects) == [RoutingEvent.DEFERRED]
-    assert ScheduleTimer(RoutingTimerKind.DEFERRED, NOW + 3600) in effects
+    assert ScheduleRoutingTimer(RoutingTimerKind.DEFERRED, NOW + 3600) in effects
 
 
 def test_a_refuse_decision_fails_the_message_with_the_reason() -> None:
@@ -160,7 +160,7 @@ def test_success_ends_the_chain_and_cancels_every_timeout() -> None:
     effects = step(routing, MessageStatus.ACCEPTED, _reached("msg_1-1", MessageStatus.DELIVERED), NOW + 2)
     assert routing.state is RoutingState.SUCCEEDED
     assert routing.attempts[0].outcome is AttemptOutcome.SUCCEEDED
-    assert CancelTimer(RoutingTimerKind.TIMEOUT, "msg_1-1") in effects
+    assert CancelRoutingTimer(RoutingTimerKind.TIMEOUT, "msg_1-1") in effects
     assert Mirror("msg_1-1") in effects and SetStatus(MessageStatus.DELIVERED, "") in effects
     assert _logs(effects) == [RoutingEvent.SUCCEEDED]
 
@@ -184,7 +184,7 @@ def test_a_failure_falls_back_to_the_next_step() -> None:
         Channel.WHATSAPP,
         "131047",
     )
-    assert CancelTimer(RoutingTimerKind.TIMEOUT, "msg_1-1") in effects
+    assert CancelRoutingTimer(RoutingTimerKind.TIMEOUT, "msg_1-1") in effects
 
 
 def test_an_unreachable_code_is_remembered() -> None:
@@ -237,7 +237,7 @@ def test_a_failure_after_another_step_succeeded_moves_nothing() -> None:
     step(routing, MessageStatus.ACCEPTED, _reached("msg_1-1", MessageStatus.DELIVERED), NOW + 1)
     effects = step(routing, MessageStatus.DELIVERED, _failed("msg_1-2"), NOW + 2)
     assert routing.state is RoutingState.SUCCEEDED
-    assert effects == [CancelTimer(RoutingTimerKind.TIMEOUT, "msg_1-2")]
+    assert effects == [CancelRoutingTimer(RoutingTimerKind.TIMEOUT, "msg_1-2")]
 
 
 def test_in_mode_all_the_chain_is_exhausted_only_when_every_step_failed() -> None:

@@ -49,7 +49,9 @@ async def _feed(redis: Redis, keys: Keys, *entries: Any) -> list:
     return await new_batch(redis, stream, "shard-0", 1000, 100)
 
 
-async def _define(redis: Redis, keys: Keys, source: dict[str, Any], now: float = T0) -> registry.Published:
+async def _define(
+    redis: Redis, keys: Keys, source: dict[str, Any], now: float = T0
+) -> registry.PublishedSegment:
     segment = parse_segment(source)
     await registry.check_publishable(redis, keys, segment)
     return await registry.publish(redis, keys, segment, source, now)
