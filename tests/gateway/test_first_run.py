@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from gateway.embedded import free_port
 from tests.gateway.console.test_console_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.banner import bash, commands_under
 from tests.support.listeners import listening_addresses, session_pids
+from tests.support.wait import eventually, eventually_sync
 
 READY_WITHIN = 150  # seconds; Ray and 16 shard actors on a busy 2-core machine
 RAY_NOISE = ("Token authentication", "worker processes have been started", "Started a local Ray instance")
@@ -43,15 +43,13 @@ class FirstRun:
 
 
 def _wait_for_banner(run: FirstRun) -> None:
-    deadline = time.monotonic() + READY_WITHIN
-    while time.monotonic() < deadline:
+    def printed() -> bool:
         if run.process.poll() is not None:
             raise AssertionError(f"serve exited {run.process.returncode}:\n{run.text()}")
         lines = run.text().splitlines()
-        if any(line.startswith("Reply to them") for line in lines) and lines[-1].startswith("  curl"):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"no banner within {READY_WITHIN}s:\n{run.text()}")
+        return any(line.startswith("Reply to them") for line in lines) and lines[-1].startswith("  curl")
+
+    eventually_sync(printed, READY_WITHIN, what="the whole banner")
 
 
 @pytest.fixture(scope="module")
@@ -114,13 +112,12 @@ async def test_following_the_banner_reaches_a_signed_in_console_with_the_custome
     assert sent["gateway_status"] == 200, sent
 
     find, read = commands_under(banner, "Find the customer and read their thread", 2)
-    deadline = time.monotonic() + 15
-    while True:
+
+    async def thread_shows_it() -> str | None:
         output = await asyncio.to_thread(bash, f'{find} 2>/dev/null || true\n[ -n "${{ID:-}}" ] && {read}')
-        if '"Hi there"' in output:
-            break
-        assert time.monotonic() < deadline, output
-        await asyncio.sleep(0.2)
+        return output if '"Hi there"' in output else None
+
+    output = await eventually(thread_shows_it, 15, 0.2)
     customer_id = json.loads(output)["customer_id"]
 
     [link] = commands_under(banner, "Open the agent console")
@@ -170,7 +167,5 @@ def test_ctrl_c_stops_serve_its_redis_and_ray(first_run: FirstRun) -> None:
     # Last in this module: it ends the run the other tests used.
     os.killpg(first_run.process.pid, signal.SIGINT)
     assert first_run.process.wait(40) == 0, first_run.text()[-2000:]
-    deadline = time.monotonic() + 20
-    while session_pids(first_run.process.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert session_pids(first_run.process.pid) == []  # no redis-server, raylet or actor left behind
+    # No redis-server, raylet or actor left behind.
+    eventually_sync(lambda: not session_pids(first_run.process.pid), 20, what="serve's process tree to end")

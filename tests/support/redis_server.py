@@ -6,11 +6,11 @@ import contextlib
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from gateway.embedded import free_port, port_open
+from tests.support.wait import eventually_sync
 
 
 @contextlib.contextmanager
@@ -36,10 +36,12 @@ def spawn_redis_server(port: int, data_dir: Path, appendonly: bool = True) -> su
     args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir), "--save", ""]
     args += ["--appendonly", "yes" if appendonly else "no", "--appendfsync", "always"]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not port_open("127.0.0.1", port):
-        assert process.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-        time.sleep(0.05)  # the polling interval of a wait on the port (sync: runs before any loop)
+
+    def listening() -> bool:
+        assert process.poll() is None, "redis-server exited before it listened"
+        return port_open("127.0.0.1", port)
+
+    eventually_sync(listening, 10, 0.05, what=f"redis-server to listen on {port}")
     return process
 
 

@@ -56,6 +56,23 @@ async def eventually(
     )
 
 
+def eventually_sync(
+    probe: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.2, *, what: str = ""
+) -> T:
+    """``eventually`` for code outside an event loop (a subprocess to watch, a process tree)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = probe()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)  # the polling interval, not a synchronisation
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what or _describe(probe)} (last value: {last!r})"
+    )
+
+
 async def clock_passes(moment: float) -> None:
     """Wait until the wall clock is strictly past ``moment`` (so the next timestamp is later)."""
 
