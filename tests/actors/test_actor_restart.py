@@ -9,27 +9,17 @@ from redis.asyncio import Redis
 from conversations.codec import encode
 from conversations.models import Channel, InboundMessage
 from conversations.normalize import phone_identifier
-from conversations.sharding import shard_for_identifier
-from conversations.slots import SlotMap
 from conversations.store import INGEST_FIELD, Keys
-from tests.support.stack import Stack, eventually, unique_phone
+from tests.support.shards import phones_on_shard
+from tests.support.stack import Stack, eventually
 
 SHARD = 2
 MESSAGES = 600
 
 
-def _phones_on_shard(count: int, slot_map: SlotMap) -> list[str]:
-    phones: list[str] = []
-    while len(phones) < count:
-        phone = unique_phone()
-        if shard_for_identifier(phone_identifier(phone), slot_map) == SHARD:
-            phones.append(phone)
-    return phones
-
-
 async def test_killed_shard_actor_resumes_its_backlog_exactly_once(stack: Stack) -> None:
     keys = Keys(stack.config.key_prefix)
-    phones = _phones_on_shard(20, stack.config.slot_map())
+    phones = phones_on_shard(20, SHARD, stack.config.slot_map())
     redis = Redis.from_url(stack.config.redis_url)
     try:
         pipe = redis.pipeline(transaction=False)

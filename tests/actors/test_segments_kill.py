@@ -11,23 +11,13 @@ from redis.asyncio import Redis
 from conversations.codec import encode
 from conversations.models import EventReceived
 from conversations.normalize import phone_identifier
-from conversations.sharding import shard_for_identifier
-from conversations.slots import SlotMap
 from conversations.store import INGEST_FIELD, Keys
-from tests.support.stack import Stack, eventually, unique_phone
+from tests.support.shards import phones_on_shard
+from tests.support.stack import Stack, eventually
 
 SHARD = 1
 CUSTOMERS = 20
 EVENTS_EACH = 20
-
-
-def _phones_on_shard(count: int, slot_map: SlotMap) -> list[str]:
-    phones: list[str] = []
-    while len(phones) < count:
-        phone = unique_phone()
-        if shard_for_identifier(phone_identifier(phone), slot_map) == SHARD:
-            phones.append(phone)
-    return phones
 
 
 async def test_killing_the_actor_mid_backlog_keeps_counts_equal_to_members(stack: Stack) -> None:
@@ -44,7 +34,7 @@ async def test_killing_the_actor_mid_backlog_keeps_counts_equal_to_members(stack
     for name, rule in rules.items():
         status, body = await stack.api("PUT", f"/v1/segments/{name}", json={"rule": rule})
         assert status == 201, body
-    phones = _phones_on_shard(CUSTOMERS, stack.config.slot_map())
+    phones = phones_on_shard(CUSTOMERS, SHARD, stack.config.slot_map())
     redis = Redis.from_url(stack.config.redis_url)
     try:
         pipe = redis.pipeline(transaction=False)

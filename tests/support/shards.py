@@ -5,10 +5,22 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from conversations.codec import decode_ingest
-from conversations.sharding import shard_for_customer
+from conversations.normalize import phone_identifier
+from conversations.sharding import shard_for_customer, shard_for_identifier
+from conversations.slots import SlotMap
 from conversations.store import Keys
-from tests.support.stack import Stack
+from tests.support.stack import Stack, unique_phone
 from tests.support.wait import eventually
+
+
+def phones_on_shard(count: int, shard: int, slot_map: SlotMap) -> list[str]:
+    """``count`` fresh phone numbers whose customers are homed on ``shard``."""
+    phones: list[str] = []
+    while len(phones) < count:
+        phone = unique_phone()
+        if shard_for_identifier(phone_identifier(phone), slot_map) == shard:
+            phones.append(phone)
+    return phones
 
 
 async def _handled_through_newest(redis: Redis, stream: str, what: str, timeout: float) -> None:
